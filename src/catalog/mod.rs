@@ -1,0 +1,150 @@
+//! The datasets cecsync knows: pipeline specs joined with their schemas.
+//!
+//! The built-in datasets are embedded from the repository's `pipelines/` and `schemas/`;
+//! a `catalog_dir` in the configuration adds (or overrides) datasets from files.
+
+pub mod pipeline;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use pipeline::PipelineSpec;
+pub use schema::DatasetSchema;
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_catalog.rs"));
+}
+
+/// Why the catalog could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A pipeline file is invalid.
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::PipelineError),
+    /// A schema file is invalid.
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    /// A pipeline has no schema file.
+    #[error("pipeline {pipeline}: no schema file schemas/{pipeline}.json")]
+    MissingSchema { pipeline: String },
+    /// A pipeline names a field that its schema does not declare.
+    #[error("pipeline {pipeline}: {key} names field '{field}', which schemas/{pipeline}.json does not declare")]
+    UnknownField { pipeline: String, key: &'static str, field: String },
+    /// A catalog folder could not be read.
+    #[error("catalog folder {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// One dataset: how to extract it and what its rows look like.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// How to extract it.
+    pub spec: Arc<PipelineSpec>,
+    /// Its columns.
+    pub schema: Arc<DatasetSchema>,
+}
+
+/// All known datasets, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    datasets: BTreeMap<String, Dataset>,
+}
+
+impl Catalog {
+    /// The built-in datasets.
+    pub fn builtin() -> Result<Self, CatalogError> {
+        let pipelines = builtin::PIPELINES.iter().map(|(f, t)| (f.to_string(), t.to_string()));
+        let schemas = builtin::SCHEMAS.iter().map(|(f, t)| (f.to_string(), t.to_string()));
+        Self::from_files(pipelines.collect(), schemas.collect())
+    }
+
+    /// The built-in datasets plus those in `dir/pipelines` and `dir/schemas`, which win on
+    /// a name clash.
+    pub fn with_dir(dir: &Path) -> Result<Self, CatalogError> {
+        let mut pipelines: Vec<(String, String)> =
+            builtin::PIPELINES.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
+        let mut schemas: Vec<(String, String)> =
+            builtin::SCHEMAS.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
+        pipelines.extend(read_dir(&dir.join("pipelines"), "toml")?);
+        schemas.extend(read_dir(&dir.join("schemas"), "json")?);
+        Self::from_files(pipelines, schemas)
+    }
+
+    fn from_files(
+        pipelines: Vec<(String, String)>,
+        schemas: Vec<(String, String)>,
+    ) -> Result<Self, CatalogError> {
+        let mut parsed_schemas = BTreeMap::new();
+        for (file, text) in schemas {
+            let schema = DatasetSchema::parse(&file, &text)?;
+            parsed_schemas.insert(schema.dataset().to_string(), Arc::new(schema));
+        }
+        let mut datasets = BTreeMap::new();
+        for (file, text) in pipelines {
+            let spec = PipelineSpec::parse(&file, &text)?;
+            let schema = parsed_schemas
+                .get(&spec.name)
+                .cloned()
+                .ok_or_else(|| CatalogError::MissingSchema { pipeline: spec.name.clone() })?;
+            for (key, field) in spec.referenced_fields() {
+                if schema.field(field).is_none() {
+                    return Err(CatalogError::UnknownField {
+                        pipeline: spec.name.clone(),
+                        key,
+                        field: field.to_string(),
+                    });
+                }
+            }
+            datasets.insert(spec.name.clone(), Dataset { spec: Arc::new(spec), schema });
+        }
+        Ok(Self { datasets })
+    }
+
+    /// The dataset called `name`.
+    pub fn get(&self, name: &str) -> Option<&Dataset> {
+        self.datasets.get(name)
+    }
+
+    /// Every dataset, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Dataset)> {
+        self.datasets.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The dataset names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.datasets.keys().map(String::as_str).collect()
+    }
+}
+
+fn read_dir(dir: &Path, ext: &str) -> Result<Vec<(String, String)>, CatalogError> {
+    let io = |source| CatalogError::Io { path: dir.display().to_string(), source };
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(ext) {
+            let text = std::fs::read_to_string(&path).map_err(io)?;
+            out.push((path.display().to_string(), text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded datasets load and every field a pipeline names is in its schema.
+    #[test]
+    fn builtin_catalog_is_consistent() {
+        let c = Catalog::builtin().unwrap();
+        let rbt = c.get("rbt_recognition").expect("rbt_recognition is built in");
+        assert_eq!(rbt.spec.records.primary_key, ["rbtRecognitionId"]);
+        assert_eq!(rbt.schema.dataset(), "rbt_recognition");
+    }
+}

@@ -1,0 +1,253 @@
+//! Pipeline specs (`pipelines/*.toml`): how one dataset is extracted — the endpoint, the
+//! auth style, the paging style, the slicing, where the records are, and their keys.
+//!
+//! Each strategy is a tagged table (`style = "..."`) so that a second dataset with the
+//! same auth and paging needs only a pipeline file and a schema file.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Everything the engine needs to know to extract one dataset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Dataset name: the lake folder and the schema file's name.
+    pub name: String,
+    /// One line on what the dataset holds.
+    pub description: String,
+    /// Which `[sources.NAME]` table of the configuration serves this pipeline.
+    pub source: String,
+    /// The HTTP request.
+    pub request: RequestSpec,
+    /// How the request is authenticated.
+    pub auth: AuthSpec,
+    /// How results are paged.
+    pub paging: PagingSpec,
+    /// How a time range becomes request parameters.
+    pub slicing: SlicingSpec,
+    /// Where the records are and what identifies them.
+    pub records: RecordsSpec,
+    /// How an API error is recognised in a response body.
+    #[serde(default)]
+    pub envelope: EnvelopeSpec,
+}
+
+/// The HTTP request of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// HTTP method; only `POST` with a JSON body is supported so far.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path appended to the source's base URL.
+    pub path: String,
+    /// Fixed body fields. String values may use `{tenant_id}`.
+    #[serde(default)]
+    pub body: BTreeMap<String, toml::Value>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// Authentication styles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSpec {
+    /// The OIFDE token (C3) sent as a field of the JSON body.
+    BodyToken {
+        /// Name of the body field, `authToken`.
+        field: String,
+    },
+}
+
+/// Paging styles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PagingSpec {
+    /// Page number and page size in the body, the row count in the response.
+    PageNumber {
+        /// Body field of the page number (`pageNum`).
+        page_field: String,
+        /// Body field of the page size (`pageSize`).
+        size_field: String,
+        /// Number of the first page (1 for 1-based APIs).
+        #[serde(default = "one")]
+        first_page: u64,
+        /// Rows asked for per page: the API's cap.
+        page_size: u64,
+        /// Dotted path of the total row count in the response (`total`).
+        total_path: String,
+    },
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Slicing styles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SlicingSpec {
+    /// Calendar months of the source's zone, sent as a begin/end pair.
+    CalendarMonth {
+        /// Body field of the range start (`beginTime`).
+        begin_field: String,
+        /// Body field of the range end, inclusive (`endTime`).
+        end_field: String,
+        /// How the instants are written.
+        time_format: TimeFormat,
+    },
+}
+
+/// How a request writes an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// Epoch milliseconds as a JSON number.
+    EpochMs,
+}
+
+/// Where the records of a response are and what identifies them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsSpec {
+    /// Dotted path of the record array in the response (`rbtRecognitions`).
+    pub path: String,
+    /// Fields that identify a record; a later version replaces an earlier one.
+    pub primary_key: Vec<String>,
+    /// Field that orders versions of a record (newest wins); optional.
+    #[serde(default)]
+    pub update_time: Option<String>,
+    /// Field whose month, in the source zone, is the record's partition.
+    pub event_time: String,
+}
+
+/// How an API error is recognised inside a response body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSpec {
+    /// Fields that carry a result code, when present.
+    #[serde(default)]
+    pub code_fields: Vec<String>,
+    /// Code values that mean success (compared as text: `0` and `"0"` are the same).
+    #[serde(default = "default_success")]
+    pub success_codes: Vec<String>,
+    /// Fields that carry the error message.
+    #[serde(default)]
+    pub message_fields: Vec<String>,
+}
+
+impl Default for EnvelopeSpec {
+    fn default() -> Self {
+        Self {
+            code_fields: Vec::new(),
+            success_codes: default_success(),
+            message_fields: Vec::new(),
+        }
+    }
+}
+
+fn default_success() -> Vec<String> {
+    vec!["0".into()]
+}
+
+/// Why a pipeline file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The file is not a valid pipeline TOML.
+    #[error("pipeline {file}: {source}")]
+    Parse { file: String, source: Box<toml::de::Error> },
+    /// The file is valid TOML but inconsistent.
+    #[error("pipeline {file}: {key}: {problem}")]
+    Invalid { file: String, key: &'static str, problem: String },
+}
+
+impl PipelineSpec {
+    /// Parses and checks a pipeline file; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, PipelineError> {
+        let spec: PipelineSpec = toml::from_str(text)
+            .map_err(|e| PipelineError::Parse { file: file.to_string(), source: Box::new(e) })?;
+        let invalid =
+            |key, problem: String| PipelineError::Invalid { file: file.into(), key, problem };
+        if spec.records.primary_key.is_empty() {
+            return Err(invalid("records.primary_key", "name at least one field".into()));
+        }
+        if !spec.request.method.eq_ignore_ascii_case("POST") {
+            return Err(invalid(
+                "request.method",
+                format!("'{}' is not supported; use POST", spec.request.method),
+            ));
+        }
+        let PagingSpec::PageNumber { page_size, .. } = &spec.paging;
+        if *page_size == 0 {
+            return Err(invalid("paging.page_size", "must be at least 1".into()));
+        }
+        Ok(spec)
+    }
+
+    /// Every field the pipeline reads from a record: keys, update time and event time.
+    pub fn referenced_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let keys = self.records.primary_key.iter().map(|k| ("records.primary_key", k.as_str()));
+        let update = self.records.update_time.iter().map(|u| ("records.update_time", u.as_str()));
+        keys.chain(update)
+            .chain(std::iter::once(("records.event_time", self.records.event_time.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        name = "d"
+        description = "x"
+        source = "oifde"
+        [request]
+        path = "/q"
+        body = { tenantId = "{tenant_id}" }
+        [auth]
+        style = "body_token"
+        field = "authToken"
+        [paging]
+        style = "page_number"
+        page_field = "pageNum"
+        size_field = "pageSize"
+        page_size = 1000
+        total_path = "total"
+        [slicing]
+        style = "calendar_month"
+        begin_field = "beginTime"
+        end_field = "endTime"
+        time_format = "epoch_ms"
+        [records]
+        path = "items"
+        primary_key = ["id"]
+        event_time = "beginTime"
+    "#;
+
+    #[test]
+    fn a_minimal_pipeline_parses_with_defaults() {
+        let p = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
+        let PagingSpec::PageNumber { first_page, .. } = p.paging;
+        assert_eq!(first_page, 1);
+        assert_eq!(p.envelope.success_codes, ["0"]);
+        let fields: Vec<_> = p.referenced_fields().map(|(_, f)| f).collect();
+        assert_eq!(fields, ["id", "beginTime"]);
+    }
+
+    #[test]
+    fn unknown_styles_and_keys_are_refused() {
+        let bad = MINIMAL.replace("style = \"body_token\"", "style = \"cookie\"");
+        let err = PipelineSpec::parse("d.toml", &bad).unwrap_err().to_string();
+        assert!(err.contains("d.toml") && err.contains("cookie"), "{err}");
+        let extra = MINIMAL.replace("[records]", "[records]\nbogus = 1");
+        assert!(PipelineSpec::parse("d.toml", &extra).unwrap_err().to_string().contains("bogus"));
+        let no_key = MINIMAL.replace("primary_key = [\"id\"]", "primary_key = []");
+        assert!(matches!(
+            PipelineSpec::parse("d.toml", &no_key),
+            Err(PipelineError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,587 @@
+//! The configuration file (`--config cecsync.toml`): destination, sources, tenant and the
+//! per-pipeline settings. See `cecsync.example.toml` for a commented example.
+//!
+//! Secrets are written as references to environment variables (`"${CEC_OIFDE_TOKEN}"`) and
+//! resolved once, here, into [`Secret`]s. Every validation error names the file, the key and
+//! the fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use serde::Deserialize;
+
+use crate::calendar::parse_zone;
+use crate::catalog::{Catalog, CatalogError};
+use crate::secret::Secret;
+
+/// A configuration error: which file, which key, what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the configuration: {source}")]
+    Unreadable { file: String, source: std::io::Error },
+    /// The file is not valid TOML or has a key of the wrong type or an unknown key.
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    /// A key has a value that cannot work.
+    #[error("{file}: {key}: {problem}; fix: {fix}")]
+    Invalid { file: String, key: String, problem: String, fix: String },
+    /// The datasets could not be loaded.
+    #[error("{file}: catalog_dir: {source}")]
+    Catalog { file: String, source: CatalogError },
+}
+
+/// The raw file, as written by an operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    tenant_id: String,
+    destination: DestinationConfig,
+    #[serde(default)]
+    sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pipelines: BTreeMap<String, PipelineConfig>,
+    #[serde(default)]
+    catalog_dir: Option<PathBuf>,
+    #[serde(default)]
+    spool_dir: Option<PathBuf>,
+}
+
+/// Where the lake is.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DestinationConfig {
+    url: String,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceConfig {
+    base_url: String,
+    #[serde(default = "default_zone")]
+    timezone: String,
+    #[serde(default)]
+    auth_token: Option<String>,
+    #[serde(default)]
+    app_key: Option<String>,
+    #[serde(default)]
+    app_secret: Option<String>,
+    #[serde(default = "default_max_concurrency")]
+    max_concurrency: usize,
+    #[serde(default = "default_timeout_secs")]
+    timeout_secs: u64,
+    #[serde(default)]
+    ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    retry: RetryConfig,
+}
+
+fn default_zone() -> String {
+    "+08:00".into()
+}
+fn default_max_concurrency() -> usize {
+    4
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+/// Retry limits of a source.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per request, the first included.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: usize,
+    /// Upper bound on the time spent retrying one request.
+    #[serde(default = "default_elapsed")]
+    pub max_elapsed_secs: u64,
+    /// First backoff delay, before jitter.
+    #[serde(default = "default_initial_ms")]
+    pub initial_backoff_ms: u64,
+    /// Largest backoff delay.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_attempts() -> usize {
+    6
+}
+fn default_elapsed() -> u64 {
+    120
+}
+fn default_initial_ms() -> u64 {
+    200
+}
+fn default_max_backoff_ms() -> u64 {
+    10_000
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            max_elapsed_secs: default_elapsed(),
+            initial_backoff_ms: default_initial_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PipelineConfig {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    page_concurrency: Option<usize>,
+    #[serde(default)]
+    slice_attempts: Option<usize>,
+    #[serde(default)]
+    lookback_hours: Option<u64>,
+}
+
+/// The lake's location and credentials.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// A local folder.
+    Local {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// An S3-compatible bucket (AWS S3, Huawei OBS, MinIO, ...).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket ("" for the root).
+        prefix: String,
+        /// Endpoint URL for non-AWS stores.
+        endpoint: Option<String>,
+        /// Region.
+        region: Option<String>,
+        /// Whether plain HTTP is allowed (test servers only).
+        allow_http: bool,
+        /// Access key id; the standard `AWS_ACCESS_KEY_ID` when absent.
+        access_key_id: Option<Secret>,
+        /// Secret access key; the standard `AWS_SECRET_ACCESS_KEY` when absent.
+        secret_access_key: Option<Secret>,
+    },
+}
+
+/// How a source's requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum SourceAuth {
+    /// A fixed OIFDE token.
+    StaticToken(Secret),
+    /// A token obtained with the tenant's app key and API password (C3 `gettoken`).
+    AppCredentials {
+        /// App key (the tenant ID for tenant-level integration).
+        app_key: String,
+        /// API password.
+        app_secret: Secret,
+    },
+    /// No credentials configured.
+    None,
+}
+
+/// A validated source.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Its name in the configuration.
+    pub name: String,
+    /// Base URL without a trailing slash; either `https://IP:PORT` or `https://domain/apiaccess`.
+    pub base_url: String,
+    /// The server's zone, which defines the month tables.
+    pub zone: FixedOffset,
+    /// Credentials.
+    pub auth: SourceAuth,
+    /// Requests in flight at most.
+    pub max_concurrency: usize,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// Extra CA certificates (PEM) for on-premise endpoints.
+    pub ca_bundle: Option<PathBuf>,
+    /// Skip TLS verification (testing only; logged loudly).
+    pub insecure_skip_verify: bool,
+    /// Retry limits.
+    pub retry: RetryConfig,
+}
+
+/// Per-pipeline settings.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Whether `sync` and the schedules run it.
+    pub enabled: bool,
+    /// The source that serves it.
+    pub source: String,
+    /// Pages fetched at once after the first.
+    pub page_concurrency: usize,
+    /// Attempts at a slice whose row count does not match the API's total.
+    pub slice_attempts: usize,
+    /// How far before the last synced instant an incremental sync re-reads.
+    pub lookback: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The tenant.
+    pub tenant_id: String,
+    /// Where the lake is.
+    pub destination: Destination,
+    /// Sources by name.
+    pub sources: BTreeMap<String, Source>,
+    /// Settings of every pipeline of the catalog.
+    pub pipelines: BTreeMap<String, PipelineSettings>,
+    /// The datasets.
+    pub catalog: Catalog,
+    /// Local folder for staging partitions before they are written.
+    pub spool_dir: PathBuf,
+}
+
+impl Settings {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Unreadable { file: file.clone(), source })?;
+        Self::parse(path, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates configuration text; `env` resolves `${VAR}` references.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let raw: ConfigFile = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { file: file.clone(), message: e.to_string() })?;
+        let v = Validator { file: &file, env };
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let tenant_id = v.text("tenant_id", &raw.tenant_id)?;
+        if tenant_id.trim().is_empty() {
+            return Err(v.invalid(
+                "tenant_id",
+                "is empty",
+                "set the tenant ID of the contact center",
+            ));
+        }
+        let destination = v.destination(&raw.destination, base)?;
+        let catalog = match &raw.catalog_dir {
+            Some(dir) => Catalog::with_dir(&base.join(dir)),
+            None => Catalog::builtin(),
+        }
+        .map_err(|source| ConfigError::Catalog { file: file.clone(), source })?;
+
+        let mut sources = BTreeMap::new();
+        for (name, s) in &raw.sources {
+            sources.insert(name.clone(), v.source(name, s, base)?);
+        }
+        for name in raw.pipelines.keys() {
+            if catalog.get(name).is_none() {
+                return Err(v.invalid(
+                    &format!("pipelines.{name}"),
+                    "names no known dataset",
+                    &format!("use one of: {}", catalog.names().join(", ")),
+                ));
+            }
+        }
+        let mut pipelines = BTreeMap::new();
+        for (name, dataset) in catalog.iter() {
+            let p = raw.pipelines.get(name);
+            let explicit = p.is_some_and(|p| p.enabled == Some(true));
+            let source =
+                p.and_then(|p| p.source.clone()).unwrap_or_else(|| dataset.spec.source.clone());
+            let has_source = sources.contains_key(&source);
+            if explicit && !has_source {
+                return Err(v.invalid(
+                    &format!("pipelines.{name}.source"),
+                    &format!("source '{source}' is not configured"),
+                    &format!("add a [sources.{source}] table with its base_url"),
+                ));
+            }
+            let concurrency = p.and_then(|p| p.page_concurrency).unwrap_or(4);
+            if concurrency == 0 {
+                return Err(v.invalid(
+                    &format!("pipelines.{name}.page_concurrency"),
+                    "is 0",
+                    "use 1 or more",
+                ));
+            }
+            pipelines.insert(
+                name.to_string(),
+                PipelineSettings {
+                    enabled: p.and_then(|p| p.enabled).unwrap_or(has_source) && has_source,
+                    source,
+                    page_concurrency: concurrency,
+                    slice_attempts: p.and_then(|p| p.slice_attempts).unwrap_or(3).max(1),
+                    lookback: Duration::from_secs(
+                        3600 * p.and_then(|p| p.lookback_hours).unwrap_or(48),
+                    ),
+                },
+            );
+        }
+        let spool_dir = raw.spool_dir.map(|d| base.join(d)).unwrap_or_else(std::env::temp_dir);
+        Ok(Self {
+            file: path.to_path_buf(),
+            tenant_id,
+            destination,
+            sources,
+            pipelines,
+            catalog,
+            spool_dir,
+        })
+    }
+
+    /// The source that serves `pipeline`.
+    pub fn source_of(&self, pipeline: &str) -> Option<&Source> {
+        self.pipelines.get(pipeline).and_then(|p| self.sources.get(&p.source))
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &str, problem: &str, fix: &str) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            problem: problem.to_string(),
+            fix: fix.to_string(),
+        }
+    }
+
+    /// Resolves `${VAR}` references in a value.
+    fn text(&self, key: &str, raw: &str) -> Result<String, ConfigError> {
+        let mut out = String::with_capacity(raw.len());
+        let mut rest = raw;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| {
+                self.invalid(key, "has an unclosed ${", "write environment references as ${NAME}")
+            })?;
+            let name = &after[..end];
+            let value = (self.env)(name).ok_or_else(|| {
+                self.invalid(
+                    key,
+                    &format!("refers to the environment variable {name}, which is not set"),
+                    &format!("export {name} (or put it in the service's environment file)"),
+                )
+            })?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn secret(&self, key: &str, raw: &Option<String>) -> Result<Option<Secret>, ConfigError> {
+        raw.as_deref().map(|r| self.text(key, r).map(Secret::new)).transpose()
+    }
+
+    fn destination(&self, d: &DestinationConfig, base: &Path) -> Result<Destination, ConfigError> {
+        let url = self.text("destination.url", &d.url)?;
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(self.invalid(
+                    "destination.url",
+                    "names no folder",
+                    "write file:///var/lib/cecsync/lake or file://./lake",
+                ));
+            }
+            return Ok(Destination::Local { path: base.join(path) });
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(self.invalid(
+                    "destination.url",
+                    "names no bucket",
+                    "write s3://BUCKET/PREFIX",
+                ));
+            }
+            let endpoint =
+                d.endpoint.as_deref().map(|e| self.text("destination.endpoint", e)).transpose()?;
+            return Ok(Destination::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                endpoint,
+                region: d.region.clone(),
+                allow_http: d.allow_http,
+                access_key_id: self.secret("destination.access_key_id", &d.access_key_id)?,
+                secret_access_key: self
+                    .secret("destination.secret_access_key", &d.secret_access_key)?,
+            });
+        }
+        if url.contains("://") {
+            return Err(self.invalid(
+                "destination.url",
+                &format!("scheme of '{url}' is not supported"),
+                "use file://PATH or s3://BUCKET/PREFIX",
+            ));
+        }
+        Ok(Destination::Local { path: base.join(url) })
+    }
+
+    fn source(&self, name: &str, s: &SourceConfig, base: &Path) -> Result<Source, ConfigError> {
+        let key = |k: &str| format!("sources.{name}.{k}");
+        let base_url = self.text(&key("base_url"), &s.base_url)?;
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(self.invalid(
+                &key("base_url"),
+                &format!("'{base_url}' is not an http(s) URL"),
+                "write https://IP:PORT or https://DOMAIN/apiaccess",
+            ));
+        }
+        let zone = parse_zone(&s.timezone).map_err(|e| {
+            self.invalid(&key("timezone"), &e.to_string(), "the CEC servers run on +08:00")
+        })?;
+        let token = self.secret(&key("auth_token"), &s.auth_token)?;
+        let app_key = s.app_key.as_deref().map(|k| self.text(&key("app_key"), k)).transpose()?;
+        let app_secret = self.secret(&key("app_secret"), &s.app_secret)?;
+        let auth = match (token, app_key, app_secret) {
+            (Some(t), None, None) => SourceAuth::StaticToken(t),
+            (None, Some(app_key), Some(app_secret)) => {
+                SourceAuth::AppCredentials { app_key, app_secret }
+            }
+            (None, None, None) => SourceAuth::None,
+            (Some(_), _, _) => {
+                return Err(self.invalid(
+                    &key("auth_token"),
+                    "is set together with app_key/app_secret",
+                    "keep either auth_token or app_key + app_secret",
+                ))
+            }
+            _ => {
+                return Err(self.invalid(
+                    &key("app_key"),
+                    "needs app_secret as well (and the reverse)",
+                    "set both app_key and app_secret",
+                ))
+            }
+        };
+        if s.max_concurrency == 0 {
+            return Err(self.invalid(&key("max_concurrency"), "is 0", "use 1 or more"));
+        }
+        if s.timeout_secs == 0 {
+            return Err(self.invalid(
+                &key("timeout_secs"),
+                "is 0",
+                "use the seconds one request may take, e.g. 30",
+            ));
+        }
+        if s.retry.max_attempts == 0 {
+            return Err(self.invalid(
+                &key("retry.max_attempts"),
+                "is 0",
+                "use 1 (no retry) or more",
+            ));
+        }
+        Ok(Source {
+            name: name.to_string(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            zone,
+            auth,
+            max_concurrency: s.max_concurrency,
+            timeout: Duration::from_secs(s.timeout_secs),
+            ca_bundle: s.ca_bundle.as_ref().map(|p| base.join(p)),
+            insecure_skip_verify: s.insecure_skip_verify,
+            retry: s.retry.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "s3cr3t".to_string())
+    }
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::parse(Path::new("/etc/cecsync/cecsync.toml"), text, &env)
+    }
+
+    const GOOD: &str = r#"
+        tenant_id = "202101"
+        [destination]
+        url = "file://./lake"
+        [sources.oifde]
+        base_url = "https://10.0.0.1:28443/"
+        auth_token = "${TOKEN}"
+    "#;
+
+    #[test]
+    fn a_good_config_resolves_secrets_and_defaults() {
+        let s = parse(GOOD).unwrap();
+        let src = &s.sources["oifde"];
+        assert_eq!(src.base_url, "https://10.0.0.1:28443");
+        assert_eq!(src.zone.local_minus_utc(), 8 * 3600);
+        assert!(matches!(&src.auth, SourceAuth::StaticToken(t) if t.expose() == "s3cr3t"));
+        assert!(s.pipelines["rbt_recognition"].enabled);
+        assert!(
+            matches!(&s.destination, Destination::Local { path } if path == Path::new("/etc/cecsync/./lake"))
+        );
+        assert!(!format!("{s:?}").contains("s3cr3t"), "secrets never reach Debug output");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_fix() {
+        let unset = GOOD.replace("${TOKEN}", "${CEC_UNSET_VAR}");
+        let err = parse(&unset).unwrap_err().to_string();
+        assert!(
+            err.contains("/etc/cecsync/cecsync.toml") && err.contains("sources.oifde.auth_token"),
+            "{err}"
+        );
+        assert!(err.contains("export CEC_UNSET_VAR"), "{err}");
+
+        let zone = GOOD.replace("auth_token", "timezone = \"+8h\"\nauth_token");
+        let err = parse(&zone).unwrap_err().to_string();
+        assert!(err.contains("sources.oifde.timezone") && err.contains("fix:"), "{err}");
+
+        let typo = GOOD.replace("base_url", "baseurl");
+        let err = parse(&typo).unwrap_err().to_string();
+        assert!(err.contains("cecsync.toml") && err.contains("baseurl"), "{err}");
+
+        let unknown = format!("{GOOD}\n[pipelines.nope]\nenabled = true\n");
+        let err = parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("pipelines.nope") && err.contains("rbt_recognition"), "{err}");
+
+        let scheme = GOOD.replace("file://./lake", "ftp://x/y");
+        assert!(parse(&scheme).unwrap_err().to_string().contains("destination.url"));
+    }
+
+    #[test]
+    fn s3_destinations_split_bucket_and_prefix() {
+        let s3 = GOOD.replace("file://./lake", "s3://warehouse/cec/lake/");
+        let s = parse(&s3).unwrap();
+        assert!(
+            matches!(&s.destination, Destination::S3 { bucket, prefix, .. } if bucket == "warehouse" && prefix == "cec/lake")
+        );
+    }
+}

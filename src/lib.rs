@@ -1,0 +1,22 @@
+//! `cecsync` keeps a Parquet data lake in sync with the query APIs of Huawei Cloud's
+//! contact center (CEC/AICC).
+//!
+//! # Layout
+//! Data flows one way: slice -> request -> page -> records -> batch -> file -> commit.
+//!
+//! - [`config`]: the operator's TOML file, validated into [`config::Settings`].
+//! - [`catalog`]: the datasets — pipeline specs (`pipelines/*.toml`) and schemas
+//!   (`schemas/*.json`).
+//! - [`calendar`]: month slices in the server's zone.
+//! - [`source`]: HTTP client with retries, auth strategies, paging strategies.
+//! - [`normalize`]: JSON records to Arrow record batches by the schema; rejects.
+//! - [`sink`]: the object store, the lake layout, staging, Parquet writing and the atomic
+//!   partition commit.
+//! - [`state`]: checkpoints kept in the lake (`_state/`).
+//! - [`engine`]: backfill and incremental sync of month slices; status and verify.
+//! - [`sim`]: a simulator of the CEC APIs for the demo and the tests.
+
+pub mod calendar;
+pub mod catalog;
+pub mod config;
+pub mod secret;
