@@ -576,6 +576,16 @@ mod tests {
         assert!(parse(&scheme).unwrap_err().to_string().contains("destination.url"));
     }
 
+    /// The commented example in the repository is a valid configuration.
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../cecsync.example.toml");
+        let env = |name: &str| (name == "CEC_OIFDE_TOKEN").then(|| "t".to_string());
+        let s = Settings::parse(Path::new("cecsync.example.toml"), text, &env).unwrap();
+        assert!(s.pipelines["rbt_recognition"].enabled);
+        assert_eq!(s.sources["oifde"].retry.max_attempts, 6);
+    }
+
     #[test]
     fn s3_destinations_split_bucket_and_prefix() {
         let s3 = GOOD.replace("file://./lake", "s3://warehouse/cec/lake/");

@@ -16,7 +16,11 @@
 //! - [`engine`]: backfill and incremental sync of month slices; status and verify.
 //! - [`sim`]: a simulator of the CEC APIs for the demo and the tests.
 
+pub mod bench;
 pub mod calendar;
 pub mod catalog;
 pub mod config;
+pub mod demo;
+pub mod engine;
 pub mod secret;
+pub mod source;

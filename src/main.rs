@@ -1,1 +1,198 @@
-fn main() {}
+//! The `cecsync` command line: parses arguments, sets up logging and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use cecsync::calendar::Month;
+use cecsync::config::Settings;
+use cecsync::engine::progress;
+use cecsync::engine::report::{status, status_table, verify};
+use cecsync::engine::Engine;
+
+/// Keeps a Parquet data lake in sync with the Huawei Cloud contact-center query APIs.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch whole months of a pipeline into the lake.
+    Backfill {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
+        /// The pipeline (dataset) to backfill.
+        #[arg(long)]
+        pipeline: String,
+        /// First month, YYYY-MM.
+        #[arg(long)]
+        from: Month,
+        /// Last month, YYYY-MM (inclusive).
+        #[arg(long)]
+        to: Month,
+        /// Fetch and rewrite months that are already complete.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Incremental sync of every enabled pipeline: the current month plus the lookback,
+    /// merged by key.
+    Sync {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Show every partition: rows, API total, last sync, state.
+    Status {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
+    },
+    /// Re-read the lake and check row counts, content and key uniqueness against the
+    /// checkpoints.
+    Verify {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print a dataset's columns and types.
+    Schema {
+        /// The dataset.
+        dataset: String,
+    },
+    /// Serve the built-in simulator of the CEC APIs.
+    Sim(cecsync::sim::cli::SimArgs),
+    /// Start the simulator in-process, backfill a year into a local lake and show it.
+    Demo {
+        /// The lake folder.
+        #[arg(long, default_value = "./lake")]
+        lake: PathBuf,
+        /// Records per month in the simulator.
+        #[arg(long, default_value_t = 5000)]
+        records_per_month: u64,
+    },
+    /// Measure the sync rate against a plain fetch of the same pages.
+    Bench(cecsync::bench::BenchArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn load(config: &PathBuf) -> anyhow::Result<Engine> {
+    let settings = Settings::load(config)?;
+    let engine = Engine::open(settings)?;
+    engine.check_destination().await?;
+    Ok(engine)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Backfill { config, pipeline, from, to, refresh } => {
+            let engine = load(&config).await?;
+            let progress = progress::for_stderr();
+            let report = engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?;
+            println!("{report}");
+        }
+        Command::Sync { config, pipeline } => {
+            let engine = load(&config).await?;
+            let names = match pipeline {
+                Some(p) => vec![p],
+                None => engine.enabled_pipelines(),
+            };
+            if names.is_empty() {
+                bail!("{}: no pipeline is enabled; configure a source for one", config.display());
+            }
+            let progress = progress::for_stderr();
+            let mut failed = Vec::new();
+            for name in names {
+                match engine.sync(&name, progress.as_ref()).await {
+                    Ok(report) => println!("{report}"),
+                    Err(e) => failed.push(format!("{name}: {e}")),
+                }
+            }
+            if !failed.is_empty() {
+                bail!("{}", failed.join("; "));
+            }
+        }
+        Command::Status { config } => {
+            let engine = load(&config).await?;
+            println!("{}", status_table(&status(&engine).await?));
+        }
+        Command::Verify { config } => {
+            let engine = load(&config).await?;
+            let report = verify(&engine).await?;
+            for finding in &report.findings {
+                println!("PROBLEM {finding}");
+            }
+            println!(
+                "verified {} partition(s), {} row(s), {} problem(s)",
+                report.partitions,
+                report.rows,
+                report.findings.len()
+            );
+            if !report.findings.is_empty() {
+                bail!(
+                    "the lake does not match its checkpoints ({} problem(s))",
+                    report.findings.len()
+                );
+            }
+        }
+        Command::Schema { dataset } => {
+            let catalog = cecsync::catalog::Catalog::builtin()?;
+            let d = catalog.get(&dataset).with_context(|| {
+                format!("unknown dataset '{dataset}'; known: {}", catalog.names().join(", "))
+            })?;
+            for field in d.schema.arrow_schema().fields() {
+                let null = if field.is_nullable() { "null" } else { "not null" };
+                println!("{:<20} {:<32} {null}", field.name(), field.data_type().to_string());
+            }
+        }
+        Command::Sim(args) => cecsync::sim::cli::run(args).await?,
+        Command::Demo { lake, records_per_month } => {
+            cecsync::demo::run(&lake, records_per_month).await?
+        }
+        Command::Bench(args) => cecsync::bench::run(args).await?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

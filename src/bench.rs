@@ -1,0 +1,134 @@
+//! `cecsync bench`: the sync rate against a plain fetch of the same pages, in one process,
+//! with the built-in simulator in-process. Prints rows/s, MB/s and peak RSS of each phase.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+
+use crate::calendar::Month;
+use crate::config::Settings;
+use crate::demo::{demo_config, DemoError};
+use crate::engine::progress::LogProgress;
+use crate::engine::Engine;
+use crate::sim::{serve, SimOptions, Simulator};
+use crate::source::paging::pages_needed;
+
+/// Options of `cecsync bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Months of data, starting 2025-01.
+    #[arg(long, default_value_t = 12)]
+    pub months: u32,
+    /// Records per month.
+    #[arg(long, default_value_t = 100_000)]
+    pub records_per_month: u64,
+    /// Pages fetched at once, in both phases.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// The lake folder (a temporary folder when absent).
+    #[arg(long)]
+    pub lake: Option<PathBuf>,
+}
+
+/// Peak resident set size of this process so far, in bytes (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak RSS counter (Linux 4.0+), so that each phase is measured on its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "n/a".into())
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
+    let first: Month = "2025-01".parse().expect("static month");
+    let mut last = first;
+    for _ in 1..args.months.max(1) {
+        last = last.next();
+    }
+    let opts = SimOptions {
+        records_per_month: args.records_per_month,
+        first_month: first,
+        last_month: last,
+        ..SimOptions::default()
+    };
+    let sim = Arc::new(Simulator::new(opts.clone()));
+    let running = serve(sim, "127.0.0.1:0".parse().expect("static address")).await?;
+    let rows = args.records_per_month * u64::from(args.months.max(1));
+    println!(
+        "bench: {} months x {} records = {rows} rows, concurrency {}",
+        args.months, args.records_per_month, args.concurrency
+    );
+
+    // Phase 1: the same pages, bodies read and discarded.
+    reset_peak_rss();
+    let http = reqwest::Client::new();
+    let url = format!("{}/oifde/rest/api/queryRbtRecognitionResult", running.base_url);
+    let zone = opts.zone;
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for month in first.through(last) {
+        let slice = month.slice(zone);
+        let pages = pages_needed(args.records_per_month, 1000);
+        let sizes: Vec<u64> = stream::iter(1..=pages)
+            .map(|page| {
+                let body = serde_json::json!({"beginTime": slice.begin_ms, "endTime": slice.end_ms,
+                    "tenantId": opts.tenant_id, "pageNum": page, "pageSize": 1000, "authToken": opts.auth_token});
+                let req = http.post(&url).json(&body);
+                async move {
+                    match req.send().await {
+                        Ok(r) => r.bytes().await.map(|b| b.len() as u64).unwrap_or(0),
+                        Err(_) => 0,
+                    }
+                }
+            })
+            .buffered(args.concurrency)
+            .collect()
+            .await;
+        bytes += sizes.iter().sum::<u64>();
+    }
+    let fetch_secs = started.elapsed().as_secs_f64();
+    let fetch_rss = peak_rss_bytes();
+
+    // Phase 2: the sync itself, into a fresh lake.
+    reset_peak_rss();
+    let temp = tempfile::tempdir()?;
+    let lake = args.lake.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&lake)?;
+    let mut text = demo_config(&running.base_url, &lake.canonicalize()?, &opts);
+    text.push_str(&format!(
+        "[pipelines.rbt_recognition]\npage_concurrency = {}\n",
+        args.concurrency
+    ));
+    let settings = Settings::parse(&lake.join("bench.toml"), &text, &|_| None)?;
+    let engine = Engine::open(settings)?;
+    let started = Instant::now();
+    let report = engine.backfill("rbt_recognition", first, last, true, &LogProgress).await?;
+    let sync_secs = started.elapsed().as_secs_f64();
+    let sync_rss = peak_rss_bytes();
+
+    let mb = bytes as f64 / 1e6;
+    println!("plain fetch: {rows} rows in {fetch_secs:.2} s = {:.0} rows/s, {:.1} MB/s of JSON, peak RSS {}", rows as f64 / fetch_secs, mb / fetch_secs, mib(fetch_rss));
+    println!(
+        "sync:        {} rows in {sync_secs:.2} s = {:.0} rows/s, peak RSS {}",
+        report.rows(),
+        report.rows() as f64 / sync_secs,
+        mib(sync_rss)
+    );
+    println!(
+        "sync / plain fetch rate: {:.2}",
+        (report.rows() as f64 / sync_secs) / (rows as f64 / fetch_secs)
+    );
+    running.shutdown().await;
+    Ok(())
+}

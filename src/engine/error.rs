@@ -1,0 +1,82 @@
+//! Errors of a run: what failed, for which dataset and month, and what to do.
+
+use crate::calendar::Month;
+use crate::sink::SinkError;
+use crate::source::SourceError;
+use crate::state::StateError;
+
+/// A run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No dataset of that name.
+    #[error("unknown pipeline '{name}'; known pipelines: {known}")]
+    UnknownPipeline {
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
+    /// The pipeline's source is not configured.
+    #[error("pipeline '{pipeline}' needs source '{source_name}', which the configuration does not define; add a [sources.{source_name}] table")]
+    MissingSource {
+        /// The pipeline.
+        pipeline: String,
+        /// The source it needs.
+        source_name: String,
+    },
+    /// The requested range cannot be run.
+    #[error("{0}")]
+    BadRange(String),
+    /// Fetching failed.
+    #[error("{dataset} {month}: {source}")]
+    Source {
+        /// The dataset.
+        dataset: String,
+        /// The month slice.
+        month: Month,
+        /// What failed.
+        source: SourceError,
+    },
+    /// Writing the lake failed.
+    #[error("{dataset} {month}: {source}")]
+    Sink {
+        /// The dataset.
+        dataset: String,
+        /// The month slice.
+        month: Month,
+        /// What failed.
+        source: SinkError,
+    },
+    /// Reading or writing a checkpoint failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The lake could not be opened.
+    #[error(transparent)]
+    Store(#[from] SinkError),
+    /// The API's rows never added up to its total.
+    #[error("{dataset} {month}: received {distinct} distinct rows (+{rejects} rejected) but the API reported total {total}, {attempts} attempt(s); the data may be changing while it is read — run again later")]
+    Mismatch {
+        /// The dataset.
+        dataset: String,
+        /// The month slice.
+        month: Month,
+        /// Distinct rows received.
+        distinct: u64,
+        /// Records rejected.
+        rejects: u64,
+        /// The API's total.
+        total: u64,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// Some slices failed; the others were written.
+    #[error("{failed} of {total} slice(s) failed; first failure: {first}")]
+    SlicesFailed {
+        /// Failed slices.
+        failed: usize,
+        /// Slices attempted.
+        total: usize,
+        /// The first failure's message.
+        first: String,
+    },
+}

@@ -1,0 +1,12 @@
+//! The engine: backfill and incremental sync of month slices, and the read-only views of
+//! the lake (status, verify).
+
+pub mod error;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod runner;
+pub mod slice;
+
+pub use error::EngineError;
+pub use runner::{Engine, RunReport};

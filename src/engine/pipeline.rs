@@ -1,0 +1,43 @@
+//! Everything one pipeline run needs, resolved once: the dataset, its settings, the
+//! source's client and auth, the lake and its checkpoints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use object_store::ObjectStore;
+
+use crate::catalog::Dataset;
+use crate::config::PipelineSettings;
+use crate::source::auth::Authenticator;
+use crate::source::SourceClient;
+use crate::state::StateStore;
+
+/// The resolved context of one pipeline.
+pub struct PipelineRun<'a> {
+    /// The dataset.
+    pub dataset: &'a Dataset,
+    /// Its settings.
+    pub settings: &'a PipelineSettings,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The source zone.
+    pub zone: FixedOffset,
+    /// The source's client.
+    pub client: &'a SourceClient,
+    /// The pipeline's auth strategy on that source.
+    pub auth: Authenticator,
+    /// The lake.
+    pub store: Arc<dyn ObjectStore>,
+    /// The checkpoints.
+    pub state: &'a StateStore,
+    /// Local staging folder.
+    pub spool_dir: PathBuf,
+}
+
+impl PipelineRun<'_> {
+    /// The dataset's name.
+    pub fn dataset_name(&self) -> &str {
+        &self.dataset.spec.name
+    }
+}

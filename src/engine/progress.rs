@@ -1,0 +1,85 @@
+//! Progress of a run: a bar on a terminal (slices, pages, rows), plain log lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing::info;
+
+use crate::calendar::Month;
+
+/// Receives the progress of a run.
+pub trait Progress: Send + Sync {
+    /// A run of `slices` slices of `dataset` starts.
+    fn start(&self, dataset: &str, slices: u64);
+    /// A page of `rows` records arrived.
+    fn page(&self, rows: u64);
+    /// A slice was finished, skipped or failed; `note` says which.
+    fn slice_done(&self, dataset: &str, month: Month, note: &str);
+    /// The run ended.
+    fn finish(&self);
+}
+
+/// Chooses the bar on a terminal and log lines elsewhere.
+pub fn for_stderr() -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(BarProgress::default())
+    } else {
+        Box::new(LogProgress)
+    }
+}
+
+/// Plain log lines (the slice lines themselves are logged by the engine).
+#[derive(Debug, Default)]
+pub struct LogProgress;
+
+impl Progress for LogProgress {
+    fn start(&self, dataset: &str, slices: u64) {
+        info!(dataset, slices, "Run started.");
+    }
+    fn page(&self, _rows: u64) {}
+    fn slice_done(&self, _dataset: &str, _month: Month, _note: &str) {}
+    fn finish(&self) {}
+}
+
+/// A terminal progress bar over slices, with pages and rows in its message.
+#[derive(Debug, Default)]
+pub struct BarProgress {
+    state: Mutex<Option<(ProgressBar, u64, u64)>>,
+}
+
+impl Progress for BarProgress {
+    fn start(&self, dataset: &str, slices: u64) {
+        let bar = ProgressBar::new(slices);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} slices  {msg}  {elapsed}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(dataset.to_string());
+        *self.state.lock().expect("progress lock") = Some((bar, 0, 0));
+    }
+
+    fn page(&self, rows: u64) {
+        if let Some((bar, pages, total)) = self.state.lock().expect("progress lock").as_mut() {
+            *pages += 1;
+            *total += rows;
+            bar.set_message(format!("{pages} pages, {total} rows"));
+        }
+    }
+
+    fn slice_done(&self, _dataset: &str, month: Month, note: &str) {
+        if let Some((bar, ..)) = self.state.lock().expect("progress lock").as_ref() {
+            bar.println(format!("  {month}: {note}"));
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((bar, ..)) = self.state.lock().expect("progress lock").take() {
+            bar.finish();
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The engine: opens the lake and the sources once, then runs backfills and incremental
+//! syncs of pipelines, one month slice at a time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use object_store::ObjectStore;
+use tracing::{error, info};
+
+use super::error::EngineError;
+use super::pipeline::PipelineRun;
+use super::progress::Progress;
+use super::slice::{run_slice, SliceOutcome, WriteMode};
+use crate::calendar::{format_zone, split_by_month, Month, MonthSlice};
+use crate::config::Settings;
+use crate::sink::layout::PartitionId;
+use crate::sink::store::{open_store, probe};
+use crate::source::auth::Authenticator;
+use crate::source::{SourceClient, SourceError};
+use crate::state::{PipelineCheckpoint, SliceState, StateStore};
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    /// The pipeline.
+    pub dataset: String,
+    /// Slices written.
+    pub slices: Vec<SliceOutcome>,
+    /// Slices skipped because they were already complete.
+    pub skipped: Vec<Month>,
+}
+
+impl RunReport {
+    /// Rows written over all slices.
+    pub fn rows(&self) -> u64 {
+        self.slices.iter().map(|s| s.rows).sum()
+    }
+    /// Pages fetched over all slices.
+    pub fn pages(&self) -> u64 {
+        self.slices.iter().map(|s| s.pages).sum()
+    }
+    /// Records rejected over all slices.
+    pub fn rejects(&self) -> u64 {
+        self.slices.iter().map(|s| s.rejects).sum()
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} slice(s) written, {} skipped as complete, {} rows, {} pages, {} rejected",
+            self.dataset,
+            self.slices.len(),
+            self.skipped.len(),
+            self.rows(),
+            self.pages(),
+            self.rejects()
+        )
+    }
+}
+
+/// The opened lake and sources of one configuration.
+pub struct Engine {
+    settings: Arc<Settings>,
+    store: Arc<dyn ObjectStore>,
+    state: StateStore,
+    clients: BTreeMap<String, SourceClient>,
+}
+
+impl Engine {
+    /// Opens the destination and builds the source clients.
+    pub fn open(settings: Settings) -> Result<Self, EngineError> {
+        let store = open_store(&settings.destination)?;
+        let mut clients = BTreeMap::new();
+        for (name, source) in &settings.sources {
+            let client =
+                SourceClient::new(source).map_err(|e| EngineError::BadRange(e.to_string()))?;
+            clients.insert(name.clone(), client);
+        }
+        let state = StateStore::new(store.clone());
+        Ok(Self { settings: Arc::new(settings), store, state, clients })
+    }
+
+    /// Checks that the lake can be written and read (a missing bucket or a wrong key
+    /// fails here, with a message that names the bucket and never the secret).
+    pub async fn check_destination(&self) -> Result<(), EngineError> {
+        probe(self.store.as_ref()).await.map_err(EngineError::Store)
+    }
+
+    /// The configuration.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The lake.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The checkpoints.
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// The client of a configured source.
+    pub fn client(&self, source: &str) -> Option<&SourceClient> {
+        self.clients.get(source)
+    }
+
+    fn pipeline_run(&self, name: &str) -> Result<PipelineRun<'_>, EngineError> {
+        let catalog = &self.settings.catalog;
+        let dataset = catalog.get(name).ok_or_else(|| EngineError::UnknownPipeline {
+            name: name.to_string(),
+            known: catalog.names().join(", "),
+        })?;
+        let settings = &self.settings.pipelines[name];
+        let missing = || EngineError::MissingSource {
+            pipeline: name.to_string(),
+            source_name: settings.source.clone(),
+        };
+        let source = self.settings.sources.get(&settings.source).ok_or_else(missing)?;
+        let client = self.clients.get(&settings.source).ok_or_else(missing)?;
+        let auth = Authenticator::new(&dataset.spec.auth, &source.name, &source.auth)
+            .map_err(|e| EngineError::BadRange(e.to_string()))?;
+        Ok(PipelineRun {
+            dataset,
+            settings,
+            tenant_id: self.settings.tenant_id.clone(),
+            zone: source.zone,
+            client,
+            auth,
+            store: self.store.clone(),
+            state: &self.state,
+            spool_dir: self.settings.spool_dir.clone(),
+        })
+    }
+
+    /// Names of the pipelines that `sync` runs.
+    pub fn enabled_pipelines(&self) -> Vec<String> {
+        self.settings.pipelines.iter().filter(|(_, p)| p.enabled).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Fetches whole months `from..=to` of a pipeline. Months already complete are
+    /// skipped unless `refresh`.
+    pub async fn backfill(
+        &self,
+        name: &str,
+        from: Month,
+        to: Month,
+        refresh: bool,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, EngineError> {
+        let run = self.pipeline_run(name)?;
+        let current = Month::containing(Utc::now(), run.zone);
+        if from > to {
+            return Err(EngineError::BadRange(format!(
+                "--from {from} is after --to {to}: give the earlier month first"
+            )));
+        }
+        if to > current {
+            return Err(EngineError::BadRange(format!(
+                "--to {to} is in the future: the current month of source zone {} is {current}",
+                format_zone(run.zone)
+            )));
+        }
+        let mut slices = Vec::new();
+        let mut skipped = Vec::new();
+        for month in from.through(to) {
+            let id = self.partition_id(name, month);
+            let complete = matches!(
+                self.state.partition(&id).await?,
+                Some(cp) if cp.state == SliceState::Complete
+            );
+            if complete && !refresh {
+                skipped.push(month);
+            } else {
+                slices.push((month.slice(run.zone), WriteMode::Replace));
+            }
+        }
+        progress.start(name, (slices.len() + skipped.len()) as u64);
+        for month in &skipped {
+            progress.slice_done(name, *month, "already complete, skipped");
+        }
+        let mut report = self.run_slices(&run, slices, progress).await;
+        progress.finish();
+        if let Ok(r) = report.as_mut() {
+            r.skipped = skipped;
+        }
+        report
+    }
+
+    /// Re-reads the window from the pipeline's watermark (or the start of the current month)
+    /// minus the lookback, up to now, merging by key into the partitions.
+    pub async fn sync(
+        &self,
+        name: &str,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, EngineError> {
+        let run = self.pipeline_run(name)?;
+        let now = Utc::now();
+        let previous = self.state.pipeline(name, &run.tenant_id).await?;
+        let start = previous
+            .as_ref()
+            .and_then(|p| p.watermark_ms)
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or_else(|| Month::containing(now, run.zone).start(run.zone));
+        let lookback =
+            ChronoDuration::from_std(run.settings.lookback).unwrap_or(ChronoDuration::zero());
+        let from = (start - lookback).min(now);
+        info!(dataset = name, from = %from, to = %now, "Incremental sync window.");
+        let result =
+            self.fetch_range(name, from.timestamp_millis(), now.timestamp_millis(), progress).await;
+        let mut checkpoint =
+            previous.unwrap_or_else(|| PipelineCheckpoint::new(name, &run.tenant_id));
+        checkpoint.last_attempt_at = Some(now);
+        match &result {
+            Ok(_) => {
+                checkpoint.watermark_ms = Some(now.timestamp_millis());
+                checkpoint.last_success_at = Some(now);
+                checkpoint.last_error = None;
+            }
+            Err(e) => checkpoint.last_error = Some(e.to_string()),
+        }
+        self.state.put_pipeline(&checkpoint).await?;
+        result
+    }
+
+    /// Fetches the instants `[begin_ms, end_ms]` of a pipeline, one slice per month; a
+    /// slice that covers its whole month replaces the partition, any other merges into it
+    /// by key.
+    pub async fn fetch_range(
+        &self,
+        name: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, EngineError> {
+        let run = self.pipeline_run(name)?;
+        let slices: Vec<(MonthSlice, WriteMode)> = split_by_month(begin_ms, end_ms, run.zone)
+            .into_iter()
+            .map(|s| {
+                (s, if s.is_whole_month(run.zone) { WriteMode::Replace } else { WriteMode::Merge })
+            })
+            .collect();
+        progress.start(name, slices.len() as u64);
+        let result = self.run_slices(&run, slices, progress).await;
+        progress.finish();
+        result
+    }
+
+    async fn run_slices(
+        &self,
+        run: &PipelineRun<'_>,
+        slices: Vec<(MonthSlice, WriteMode)>,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, EngineError> {
+        let mut report =
+            RunReport { dataset: run.dataset_name().to_string(), ..Default::default() };
+        let mut failures: Vec<EngineError> = Vec::new();
+        let total = slices.len();
+        for (slice, mode) in slices {
+            match run_slice(run, slice, mode, progress).await {
+                Ok(outcome) => {
+                    progress.slice_done(
+                        run.dataset_name(),
+                        slice.month,
+                        &format!("{} rows, {} pages", outcome.rows, outcome.pages),
+                    );
+                    report.slices.push(outcome);
+                }
+                Err(e) => {
+                    error!(dataset = %run.dataset_name(), month = %slice.month, error = %e, "Slice failed.");
+                    progress.slice_done(run.dataset_name(), slice.month, "FAILED");
+                    let stop = matches!(
+                        &e,
+                        EngineError::Source {
+                            source: SourceError::Unauthorized { .. }
+                                | SourceError::NoCredentials { .. },
+                            ..
+                        }
+                    );
+                    failures.push(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        match failures.len() {
+            0 => Ok(report),
+            1 if total == 1 => Err(failures.remove(0)),
+            n => {
+                Err(EngineError::SlicesFailed { failed: n, total, first: failures[0].to_string() })
+            }
+        }
+    }
+
+    /// The partition of `dataset` for `month` in this tenant.
+    pub fn partition_id(&self, dataset: &str, month: Month) -> PartitionId {
+        PartitionId {
+            dataset: dataset.to_string(),
+            tenant_id: self.settings.tenant_id.clone(),
+            month,
+        }
+    }
+}

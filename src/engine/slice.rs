@@ -1,0 +1,284 @@
+//! One month slice, end to end: fetch every page, normalize, stage with de-duplication,
+//! reconcile with the API's total, then commit: rejects, data object, checkpoint.
+//!
+//! ```text
+//!  pages ──> normalizer ──> stage (local spool + key index) ──> reconcile rows == total
+//!                 └─> rejects                                        │ (retry the slice)
+//!  commit:  checkpoint "writing" ─> _rejects/ ─> data object (atomic) ─> checkpoint
+//! ```
+//! A crash anywhere before the last step leaves the slice unconfirmed, so it is fetched
+//! again and its single data object replaced: no duplicates, no gaps.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+use tracing::{info, warn};
+
+use super::error::EngineError;
+use super::pipeline::PipelineRun;
+use super::progress::Progress;
+use crate::calendar::{Month, MonthSlice};
+use crate::catalog::pipeline::{SlicingSpec, TimeFormat};
+use crate::normalize::rejects::RejectedRecord;
+use crate::normalize::Normalizer;
+use crate::sink::layout::PartitionId;
+use crate::sink::stage::PartitionStage;
+use crate::sink::writer::{stage_existing, write_partition, write_rejects};
+use crate::sink::SinkError;
+use crate::source::paging::fetch_pages;
+use crate::source::SourceError;
+use crate::state::{PartitionCheckpoint, SliceState};
+
+/// Rows normalized before they are handed to the stage as one batch.
+const BATCH_ROWS: usize = 8192;
+
+/// Whether a slice replaces its partition or merges into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The slice covers the whole month: its rows are the partition.
+    Replace,
+    /// The slice covers part of the month: its rows replace the same keys in the partition.
+    Merge,
+}
+
+/// What a finished slice did.
+#[derive(Debug, Clone)]
+pub struct SliceOutcome {
+    /// The month.
+    pub month: Month,
+    /// Rows now in the partition.
+    pub rows: u64,
+    /// The API's total for the slice.
+    pub api_total: u64,
+    /// Records rejected.
+    pub rejects: u64,
+    /// Pages fetched, retries of the slice included.
+    pub pages: u64,
+    /// Bytes of the data object.
+    pub bytes: u64,
+}
+
+/// Internal failure of one attempt: a mismatch may be retried, the rest may not.
+enum AttemptError {
+    Mismatch { distinct: u64, rejects: u64, total: u64, pages: u64 },
+    Fatal(EngineError),
+}
+
+/// A failure while pages are being received.
+enum PageError {
+    Source(SourceError),
+    Sink(SinkError),
+}
+
+impl From<SourceError> for PageError {
+    fn from(e: SourceError) -> Self {
+        PageError::Source(e)
+    }
+}
+
+impl From<EngineError> for AttemptError {
+    fn from(e: EngineError) -> Self {
+        AttemptError::Fatal(e)
+    }
+}
+
+/// Runs one slice, retrying it when its rows do not add up to the API's total.
+pub async fn run_slice(
+    run: &PipelineRun<'_>,
+    slice: MonthSlice,
+    mode: WriteMode,
+    progress: &dyn Progress,
+) -> Result<SliceOutcome, EngineError> {
+    let started = Instant::now();
+    let attempts = run.settings.slice_attempts;
+    let mut pages_so_far = 0;
+    for attempt in 1..=attempts {
+        match attempt_slice(run, slice, mode, progress).await {
+            Ok(mut outcome) => {
+                outcome.pages += pages_so_far;
+                info!(
+                    dataset = %run.dataset_name(), month = %slice.month, rows = outcome.rows,
+                    api_total = outcome.api_total, rejects = outcome.rejects, pages = outcome.pages,
+                    bytes = outcome.bytes, duration_ms = started.elapsed().as_millis() as u64,
+                    mode = ?mode, "Slice committed."
+                );
+                return Ok(outcome);
+            }
+            Err(AttemptError::Mismatch { distinct, rejects, total, pages }) => {
+                pages_so_far += pages;
+                if attempt == attempts {
+                    return Err(EngineError::Mismatch {
+                        dataset: run.dataset_name().to_string(),
+                        month: slice.month,
+                        distinct,
+                        rejects,
+                        total,
+                        attempts,
+                    });
+                }
+                warn!(
+                    dataset = %run.dataset_name(), month = %slice.month, distinct, rejects, total,
+                    attempt, "Rows do not add up to the API total; fetching the slice again."
+                );
+            }
+            Err(AttemptError::Fatal(e)) => return Err(e),
+        }
+    }
+    unreachable!("slice_attempts is at least 1")
+}
+
+/// The request body of a slice: the fixed fields plus the range.
+fn slice_body(run: &PipelineRun<'_>, slice: MonthSlice) -> Map<String, Value> {
+    let mut body = Map::new();
+    for (k, v) in &run.dataset.spec.request.body {
+        body.insert(k.clone(), toml_to_json(v, &run.tenant_id));
+    }
+    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format } =
+        &run.dataset.spec.slicing;
+    let TimeFormat::EpochMs = time_format;
+    body.insert(begin_field.clone(), Value::from(slice.begin_ms));
+    body.insert(end_field.clone(), Value::from(slice.end_ms));
+    body
+}
+
+fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.replace("{tenant_id}", tenant_id)),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => Value::from(*f),
+        toml::Value::Boolean(b) => Value::from(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => {
+            Value::Array(a.iter().map(|x| toml_to_json(x, tenant_id)).collect())
+        }
+        toml::Value::Table(t) => {
+            Value::Object(t.iter().map(|(k, x)| (k.clone(), toml_to_json(x, tenant_id))).collect())
+        }
+    }
+}
+
+async fn attempt_slice(
+    run: &PipelineRun<'_>,
+    slice: MonthSlice,
+    mode: WriteMode,
+    progress: &dyn Progress,
+) -> Result<SliceOutcome, AttemptError> {
+    let dataset = run.dataset_name();
+    let id = PartitionId {
+        dataset: dataset.to_string(),
+        tenant_id: run.tenant_id.clone(),
+        month: slice.month,
+    };
+    let sink_err =
+        |source| EngineError::Sink { dataset: dataset.to_string(), month: slice.month, source };
+    let spec = &run.dataset.spec;
+    let schema = &run.dataset.schema;
+    let synced_at = Utc::now();
+    let month = slice.month.slice(run.zone);
+    let mut normalizer = Normalizer::new(schema.clone(), synced_at.timestamp_millis())
+        .with_event_window(&spec.records.event_time, month.begin_ms, month.end_ms);
+    let mut stage = PartitionStage::create(
+        &run.spool_dir,
+        schema.arrow_schema(),
+        &spec.records.primary_key,
+        spec.records.update_time.as_deref(),
+    )
+    .map_err(sink_err)?;
+    if mode == WriteMode::Merge {
+        stage_existing(run.store.as_ref(), &id, &mut stage).await.map_err(sink_err)?;
+    }
+    stage.mark_fetch_start();
+
+    let mut rejects: Vec<RejectedRecord> = Vec::new();
+    let summary = fetch_pages::<PageError, _>(
+        run.client,
+        &run.auth,
+        spec,
+        slice_body(run, slice),
+        run.settings.page_concurrency,
+        |page_no, page| {
+            let rows = page.records.len() as u64;
+            for record in page.records {
+                if let Err(reason) = normalizer.push(record) {
+                    rejects.push(RejectedRecord {
+                        reason: reason.0,
+                        record: record.to_owned(),
+                        page: page_no,
+                    });
+                }
+                if normalizer.len() >= BATCH_ROWS {
+                    stage.append(&normalizer.finish()).map_err(PageError::Sink)?;
+                }
+            }
+            progress.page(rows);
+            Ok(())
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        PageError::Source(source) => {
+            EngineError::Source { dataset: dataset.to_string(), month: slice.month, source }
+        }
+        PageError::Sink(source) => sink_err(source),
+    })?;
+    if !normalizer.is_empty() {
+        stage.append(&normalizer.finish()).map_err(sink_err)?;
+    }
+
+    let distinct = stage.distinct_fetched();
+    let reject_count = rejects.len() as u64;
+    if summary.total_changed || distinct + reject_count != summary.total {
+        return Err(AttemptError::Mismatch {
+            distinct,
+            rejects: reject_count,
+            total: summary.total,
+            pages: summary.pages,
+        });
+    }
+
+    let previous = run.state.partition(&id).await.map_err(EngineError::from)?;
+    if let Some(prev) = &previous {
+        let mut intent = prev.clone();
+        intent.state = SliceState::Writing;
+        run.state.put_partition(&intent).await.map_err(EngineError::from)?;
+    }
+    let lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
+    if mode == WriteMode::Replace || !lines.is_empty() {
+        write_rejects(run.store.as_ref(), &id, &lines).await.map_err(sink_err)?;
+    }
+    let max_update = stage.max_update_ms();
+    let written = write_partition(run.store.as_ref(), &id, stage).await.map_err(sink_err)?;
+    let closed = Utc::now() > month.end();
+    let state = match (mode, closed) {
+        (WriteMode::Replace, true) => SliceState::Complete,
+        (WriteMode::Replace, false) => SliceState::Open,
+        (WriteMode::Merge, _) => SliceState::Partial,
+    };
+    let checkpoint = PartitionCheckpoint {
+        dataset: dataset.to_string(),
+        tenant_id: run.tenant_id.clone(),
+        month: slice.month.to_string(),
+        state,
+        rows: written.rows,
+        api_total: summary.total,
+        rejects: reject_count,
+        pages: summary.pages,
+        max_update_time_ms: max_update,
+        window_begin_ms: slice.begin_ms,
+        window_end_ms: slice.end_ms,
+        object_path: written.path.to_string(),
+        object_bytes: written.bytes,
+        content_sha256: written.sha256,
+        synced_at,
+    };
+    run.state.put_partition(&checkpoint).await.map_err(EngineError::from)?;
+    Ok(SliceOutcome {
+        month: slice.month,
+        rows: written.rows,
+        api_total: summary.total,
+        rejects: reject_count,
+        pages: summary.pages,
+        bytes: written.bytes,
+    })
+}

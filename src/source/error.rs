@@ -1,0 +1,92 @@
+//! Errors of the source side: every variant says which request failed and why.
+
+/// A failure to get a usable page from a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The server kept answering with an error status, or answered with a permanent one.
+    #[error("{url}: HTTP {status} after {attempts} attempt(s): {body}")]
+    Http {
+        /// The request URL.
+        url: String,
+        /// The last status.
+        status: u16,
+        /// The start of the last response body (the API's own message).
+        body: String,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// The network or the server kept failing (timeouts, resets, broken bodies).
+    #[error("{url}: {reason} after {attempts} attempt(s): {detail}")]
+    Transport {
+        /// The request URL.
+        url: String,
+        /// What kind of failure.
+        reason: String,
+        /// The transport's own message.
+        detail: String,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// The credentials were refused.
+    #[error("{url}: the source '{source_name}' refused the credentials (HTTP {status}): {message}; check the token or app key/secret in the configuration")]
+    Unauthorized {
+        /// The configured source.
+        source_name: String,
+        /// The request URL.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// The API answered with an error code in its envelope.
+    #[error("{url}: the API answered {field} = {code}: {message}")]
+    Api {
+        /// The request URL.
+        url: String,
+        /// The field that carried the code.
+        field: String,
+        /// The code.
+        code: String,
+        /// The API's message.
+        message: String,
+    },
+    /// The response is not of the documented shape.
+    #[error("{url}: response does not have the expected shape at '{path}': {problem}")]
+    Shape {
+        /// The request URL.
+        url: String,
+        /// Where in the body.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The client could not be built (CA bundle, TLS settings).
+    #[error("source '{source_name}': {problem}")]
+    Setup {
+        /// The configured source.
+        source_name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The source has no credentials but the pipeline needs them.
+    #[error(
+        "source '{source_name}' has no credentials: set auth_token, or app_key and app_secret"
+    )]
+    NoCredentials {
+        /// The configured source.
+        source_name: String,
+    },
+}
+
+/// Cuts a response body to a readable excerpt for an error message.
+pub fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if body.len() > MAX {
+        format!("{}…", flat.trim())
+    } else {
+        flat.trim().to_string()
+    }
+}

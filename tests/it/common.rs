@@ -1,0 +1,167 @@
+//! Shared test support: a simulator on loopback, a configuration pointing at it, and the
+//! lake read back as JSON-like rows keyed by primary key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMillisecondType};
+use cecsync::calendar::Month;
+use cecsync::config::Settings;
+use cecsync::engine::Engine;
+use cecsync::sim::{serve, RunningSim, SimOptions, Simulator};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value};
+
+/// A simulator serving on loopback, and a lake folder.
+pub struct Harness {
+    pub sim: Arc<Simulator>,
+    pub running: RunningSim,
+    pub opts: SimOptions,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start(opts: SimOptions) -> Self {
+        let sim = Arc::new(Simulator::new(opts.clone()));
+        let running = serve(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Self { sim, running, opts, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// Configuration text for this simulator and lake; `extra` is appended.
+    pub fn config_text(&self, extra: &str) -> String {
+        format!(
+            "tenant_id = \"{}\"\n[destination]\nurl = \"file://{}\"\n[sources.oifde]\nbase_url = \"{}\"\n\
+             auth_token = \"{}\"\ntimezone = \"+08:00\"\n[sources.oifde.retry]\ninitial_backoff_ms = 10\n{extra}",
+            self.opts.tenant_id,
+            self.lake().display(),
+            self.running.base_url,
+            self.opts.auth_token
+        )
+    }
+
+    /// Writes the configuration file and returns its path.
+    pub fn config_file(&self, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("cecsync.toml");
+        std::fs::write(&path, self.config_text(extra)).unwrap();
+        path
+    }
+
+    pub fn engine(&self, extra: &str) -> Engine {
+        let settings = Settings::load(&self.config_file(extra)).unwrap();
+        Engine::open(settings).unwrap()
+    }
+
+    /// The simulator's records of `months`, keyed by id.
+    pub fn truth(&self, months: impl IntoIterator<Item = Month>) -> BTreeMap<i64, Value> {
+        let mut out = BTreeMap::new();
+        for m in months {
+            for r in self.sim.rbt_month(m) {
+                let id = r["rbtRecognitionId"].as_i64().unwrap();
+                assert!(out.insert(id, r).is_none(), "simulator ids are unique");
+            }
+        }
+        out
+    }
+}
+
+pub fn month(s: &str) -> Month {
+    s.parse().unwrap()
+}
+
+/// Every Parquet file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(parquet_files(&p));
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One lake row as JSON: integers and epoch-ms timestamps as numbers, text as strings.
+pub type Row = Map<String, Value>;
+
+/// Reads every row of `dataset` from the lake: (partition month from the path, row).
+pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
+    let mut rows = Vec::new();
+    for file in parquet_files(&lake.join(dataset)) {
+        let month = file
+            .components()
+            .find_map(|c| {
+                c.as_os_str().to_str().and_then(|s| s.strip_prefix("month=")).map(String::from)
+            })
+            .expect("hive month partition in the path");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let schema = batch.schema();
+            for i in 0..batch.num_rows() {
+                let mut row = Map::new();
+                for (c, field) in schema.fields().iter().enumerate() {
+                    let col = batch.column(c);
+                    let v = if col.is_null(i) {
+                        Value::Null
+                    } else {
+                        match field.data_type() {
+                            DataType::Int64 => {
+                                Value::from(col.as_primitive::<Int64Type>().value(i))
+                            }
+                            DataType::Int32 => {
+                                Value::from(col.as_primitive::<Int32Type>().value(i))
+                            }
+                            DataType::Utf8 => Value::from(col.as_string::<i32>().value(i)),
+                            DataType::Timestamp(_, _) => {
+                                Value::from(col.as_primitive::<TimestampMillisecondType>().value(i))
+                            }
+                            other => panic!("unexpected column type {other}"),
+                        }
+                    };
+                    row.insert(field.name().clone(), v);
+                }
+                rows.push((month.clone(), row));
+            }
+        }
+    }
+    rows
+}
+
+/// Asserts that the lake holds exactly `truth`: each id once, every documented field equal,
+/// and each row in the partition of its beginTime's month in +08:00.
+pub fn assert_lake_equals(lake: &Path, truth: &BTreeMap<i64, Value>) {
+    let rows = lake_rows(lake, "rbt_recognition");
+    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    let mut seen = BTreeMap::new();
+    for (partition, row) in rows {
+        let id = row["rbtRecognitionId"].as_i64().unwrap();
+        assert!(seen.insert(id, ()).is_none(), "id {id} appears twice in the lake");
+        let expected = truth.get(&id).unwrap_or_else(|| panic!("id {id} is not in the API's data"));
+        for (field, want) in expected.as_object().unwrap() {
+            let got = row.get(field).unwrap_or(&Value::Null);
+            assert_eq!(got, want, "id {id} field {field}");
+        }
+        let begin = row["beginTime"].as_i64().unwrap();
+        assert_eq!(
+            Month::containing_ms(begin, zone).unwrap().to_string(),
+            partition,
+            "id {id} partition"
+        );
+        assert!(row["_synced_at"].is_i64(), "every row carries _synced_at");
+    }
+    assert_eq!(seen.len(), truth.len(), "the lake holds every row of the API");
+}
