@@ -120,7 +120,9 @@ pub(crate) struct RbtTable {
 /// One page of a query and the number of rows the whole query matches.
 #[derive(Debug)]
 pub(crate) struct Page {
+    /// Rows the whole query matches.
     pub(crate) total: u64,
+    /// The rows of this page.
     pub(crate) records: Vec<RbtRecord>,
 }
 
@@ -145,8 +147,8 @@ impl RbtTable {
         }
     }
 
-    /// The rows of `month`'s table whose `beginTime` lies in `[from_ms, to_ms]`, skipping
-    /// `offset` rows and returning at most `limit`.
+    /// The rows of `month`'s table whose `beginTime` lies in the inclusive `range` of epoch
+    /// milliseconds, in API order, skipping `offset` rows and returning at most `limit`.
     pub(crate) fn page(&self, month: Month, range: (i64, i64), offset: u64, limit: u64) -> Page {
         let empty = Page { total: 0, records: Vec::new() };
         if month < self.first_month || month > self.last_month {
@@ -160,8 +162,8 @@ impl RbtTable {
         let overlays = self.overlays.read().unwrap_or_else(PoisonError::into_inner);
         let overlay = overlays.get(&month);
         let added = overlay.map_or(&[][..], |o| o.added.as_slice());
-        let base_first = self.first_base_after(month, &slice, lo - 1);
-        let base_end = self.first_base_after(month, &slice, hi);
+        let base_first = self.base_count_upto(month, &slice, lo - 1);
+        let base_end = self.base_count_upto(month, &slice, hi);
         let added_first = added.partition_point(|r| r.begin_time < lo);
         let added_end = added.partition_point(|r| r.begin_time <= hi);
         let total = (base_end - base_first) + (added_end - added_first) as u64;
@@ -173,7 +175,7 @@ impl RbtTable {
         let mut added_at = added_first;
         while added_at < added_end {
             let base_before =
-                self.first_base_after(month, &slice, added[added_at].begin_time).min(base_end);
+                self.base_count_upto(month, &slice, added[added_at].begin_time).min(base_end);
             let position = base_before.saturating_sub(base_first) + (added_at - added_first) as u64;
             if position >= offset {
                 break;
@@ -265,8 +267,8 @@ impl RbtTable {
         }
     }
 
-    /// The number of generated records whose `beginTime` is at most `at`.
-    fn first_base_after(&self, month: Month, slice: &MonthSlice, at: i64) -> u64 {
+    /// How many generated records have a `beginTime` at most `at` (binary search).
+    fn base_count_upto(&self, month: Month, slice: &MonthSlice, at: i64) -> u64 {
         let (mut lo, mut hi) = (0, self.per_month);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

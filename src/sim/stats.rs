@@ -37,15 +37,25 @@ pub struct FaultCounts {
 /// Something worth counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
+    /// A request reached an API route.
     Request,
+    /// A query page was answered.
     PageServed,
+    /// A token was issued.
     TokenIssued,
+    /// An answer with HTTP 401.
     Unauthorized,
+    /// An answer with HTTP 400.
     BadRequest,
+    /// An injected server error.
     Error,
+    /// An injected 429.
     Throttle,
+    /// An injected truncated body.
     Truncation,
+    /// An injected delay.
     Delay,
+    /// An injected connection reset.
     Reset,
 }
 
