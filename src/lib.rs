@@ -24,3 +24,4 @@ pub mod demo;
 pub mod engine;
 pub mod secret;
 pub mod source;
+pub mod sim;

@@ -35,7 +35,7 @@ async fn killed_backfills_resume_to_the_exact_truth() {
         let mut child = backfill(&config).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if h.sim.stats().pages >= kill_at {
+            if h.sim.stats().pages_served >= kill_at {
                 child.kill().unwrap();
                 kills += 1;
                 break;
@@ -53,7 +53,7 @@ async fn killed_backfills_resume_to_the_exact_truth() {
     assert_lake_equals(&h.lake(), &h.truth(month("2025-01").through(month("2025-06"))));
 
     // 6 months x 5 pages is the minimum; each kill may waste at most one month in flight.
-    let pages = h.sim.stats().pages;
+    let pages = h.sim.stats().pages_served;
     assert!(pages <= 30 + kills * 5 + 5, "finished months were not fetched again ({pages} pages)");
 
     let files = parquet_files(&h.lake().join("rbt_recognition"));

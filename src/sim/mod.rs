@@ -1,0 +1,37 @@
+//! A simulator of the CEC query APIs, served over real HTTP: the ground truth for the
+//! integration tests, the server behind `cecsync sim` and the data of `cecsync demo`.
+//!
+//! It follows the documented behaviour of the OIFDE outbound failure-cause analysis
+//! interface (cec-api.md 1.3 C3 and 2.1): C3 tokens in the request body, one table per month
+//! in the server zone with only the month of `beginTime` queried, 1-based pages of at most
+//! 1000 rows, and ids beyond 2^53. Records are generated on the fly from a seed, so memory
+//! stays flat however large the months are; [`Simulator::rbt_mutate`] changes them for
+//! incremental-sync tests, and [`FaultOptions`] injects the failures a client must survive.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use cecsync::sim::{serve, SimOptions, Simulator};
+//!
+//! let sim = Arc::new(Simulator::new(SimOptions::default()));
+//! let running = serve(sim.clone(), "127.0.0.1:0".parse().unwrap()).await?;
+//! println!("querying {}/oifde/rest/api/queryRbtRecognitionResult", running.base_url);
+//! running.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+pub mod cli;
+mod faults;
+mod rbt;
+mod server;
+mod simulator;
+mod stats;
+#[cfg(test)]
+mod test_support;
+
+pub use faults::FaultOptions;
+pub use server::{serve, RunningSim};
+pub use simulator::{SimOptions, Simulator};
+pub use stats::{FaultCounts, SimStats};

@@ -1,0 +1,181 @@
+//! The simulator's HTTP server: routes, binding, and a handle that stops it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::serve::{IncomingStream, Listener};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::faults::{self, ConnectionHandle, ResettableStream};
+use super::simulator::Simulator;
+use super::stats::Event;
+use super::{auth, rbt};
+
+/// How long [`RunningSim::shutdown`] waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server started by [`serve`]. It stops on [`RunningSim::shutdown`] or when dropped.
+#[derive(Debug)]
+pub struct RunningSim {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// `http://ADDR`, the base URL for a client.
+    pub base_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningSim {
+    /// Stops accepting connections and waits (a few seconds at most) for requests in flight.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Simulator server failed."),
+                Ok(Err(e)) => tracing::warn!(error = %e, "Simulator server task failed."),
+                Err(_) => task.abort(),
+            }
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Serves `sim` over HTTP on `listen` (port 0 picks a free port) until the returned handle
+/// is shut down or dropped.
+pub async fn serve(sim: Arc<Simulator>, listen: SocketAddr) -> io::Result<RunningSim> {
+    let listener = SimListener(TcpListener::bind(listen).await?);
+    let addr = listener.0.local_addr()?;
+    let app = router(sim).into_make_service_with_connect_info::<ConnectionHandle>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                // A dropped sender stops the server as well.
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "Simulator listening.");
+    Ok(RunningSim { addr, base_url: format!("http://{addr}"), stop: Some(stop), task: Some(task) })
+}
+
+/// The routes: the API under `/oifde` (with faults), and `/_sim/health` (without).
+fn router(sim: Arc<Simulator>) -> Router {
+    Router::new()
+        .route("/oifde/rest/api/gettoken", post(auth::get_token))
+        .route("/oifde/rest/api/queryRbtRecognitionResult", post(rbt::query))
+        .route_layer(middleware::from_fn_with_state(sim.clone(), faults::inject))
+        .route_layer(middleware::from_fn_with_state(sim.clone(), count))
+        .route("/_sim/health", get(|| async { "ok" }))
+        .with_state(sim)
+}
+
+/// Counts every API request and how many are in flight at once.
+async fn count(State(sim): State<Arc<Simulator>>, request: Request, next: Next) -> Response {
+    sim.counters().record(Event::Request);
+    let _in_flight = sim.counters().enter();
+    next.run(request).await
+}
+
+/// A TCP listener whose connections can be broken by the reset fault.
+struct SimListener(TcpListener);
+
+impl Listener for SimListener {
+    type Io = ResettableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => {
+                    // Small JSON answers should not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    return (ResettableStream::new(stream), addr);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then try again.
+                    tracing::warn!(error = %e, "Simulator could not accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, SimListener>> for ConnectionHandle {
+    fn connect_info(stream: IncomingStream<'_, SimListener>) -> Self {
+        stream.io().handle()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::test_support::start;
+    use crate::sim::{FaultOptions, SimOptions};
+
+    async fn get(url: &str) -> Result<(u16, String), reqwest::Error> {
+        let reply = reqwest::get(url).await?;
+        Ok((reply.status().as_u16(), reply.text().await?))
+    }
+
+    /// Health answers "ok", is not subject to faults, and is not counted as an API request.
+    #[tokio::test]
+    async fn health_is_ok_even_when_everything_fails() {
+        let faults = FaultOptions { error_rate: 1.0, reset_rate: 1.0, ..Default::default() };
+        let sim = Arc::new(Simulator::new(SimOptions { faults, ..SimOptions::default() }));
+        let running = start(&sim).await;
+        let health = get(&format!("{}/_sim/health", running.base_url)).await.unwrap();
+        assert_eq!(health, (200, "ok".to_string()));
+        assert_eq!(sim.stats().requests, 0);
+        running.shutdown().await;
+    }
+
+    /// After shutdown, and after a drop, the port no longer answers.
+    #[tokio::test]
+    async fn shutdown_and_drop_stop_the_server() {
+        let sim = Arc::new(Simulator::new(SimOptions::default()));
+        let running = start(&sim).await;
+        let url = format!("{}/_sim/health", running.base_url);
+        assert!(get(&url).await.is_ok());
+        running.shutdown().await;
+        assert!(get(&url).await.is_err());
+
+        let running = start(&sim).await;
+        let url = format!("{}/_sim/health", running.base_url);
+        drop(running);
+        let mut refused = false;
+        for _ in 0..50 {
+            if get(&url).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "a dropped server stops listening");
+    }
+}
