@@ -20,3 +20,4 @@ pub mod calendar;
 pub mod catalog;
 pub mod config;
 pub mod secret;
+pub mod sink;
