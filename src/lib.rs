@@ -21,3 +21,4 @@ pub mod catalog;
 pub mod config;
 pub mod secret;
 pub mod sink;
+pub mod state;
