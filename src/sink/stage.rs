@@ -131,9 +131,8 @@ impl PartitionStage {
         self.check_usable()?;
         let spool_err = |source| SinkError::Spool { dir: self.spool_dir.clone(), source };
         self.spool.finish().map_err(spool_err)?;
-        let rows = usize::try_from(self.rows_appended).map_err(|_| SinkError::TooManyRows {
-            rows: self.rows_appended,
-        })?;
+        let rows = usize::try_from(self.rows_appended)
+            .map_err(|_| SinkError::TooManyRows { rows: self.rows_appended })?;
         let mut keep = BooleanBufferBuilder::new(rows);
         keep.append_n(rows, false);
         for version in self.index.values() {
@@ -254,7 +253,94 @@ fn field_list(schema: &SchemaRef) -> String {
     let fields: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| format!("{}: {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" }))
+        .map(|f| {
+            format!(
+                "{}: {}{}",
+                f.name(),
+                f.data_type(),
+                if f.is_nullable() { "" } else { " not null" }
+            )
+        })
         .collect();
     fields.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("upd", DataType::Int64, true),
+            Field::new("score", DataType::Float64, true),
+        ]))
+    }
+
+    fn batch(ids: &[i64], upd: &[Option<i64>]) -> RecordBatch {
+        let scores: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(Int64Array::from(upd.to_vec())),
+                Arc::new(Float64Array::from(scores)),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Counts follow the key index, and the winners read back hold one row per key.
+    #[test]
+    fn winners_hold_one_row_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            PartitionStage::create(dir.path(), schema(), &["id".into()], Some("upd")).unwrap();
+        s.append(&batch(&[1, 2, 2], &[Some(5), None, Some(3)])).unwrap();
+        s.append(&batch(&[1, 3], &[Some(4), None])).unwrap();
+        assert_eq!((s.rows_appended(), s.distinct_rows(), s.max_update_ms()), (5, 3, Some(5)));
+        let winners: Vec<RecordBatch> = s.into_winners().unwrap().map(Result::unwrap).collect();
+        let ids: Vec<i64> = winners
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+    }
+
+    /// Without an update column the later row of a key wins.
+    #[test]
+    fn later_rows_win_without_an_update_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PartitionStage::create(dir.path(), schema(), &["id".into()], None).unwrap();
+        s.append(&batch(&[1, 1], &[Some(9), Some(1)])).unwrap();
+        assert_eq!(s.max_update_ms(), None);
+        let rows: Vec<RecordBatch> = s.into_winners().unwrap().map(Result::unwrap).collect();
+        assert_eq!(rows, [batch(&[1], &[Some(1)])]);
+    }
+
+    /// A batch of another schema, a bad update column and a spool folder that does not
+    /// exist are refused with clear errors.
+    #[test]
+    fn bad_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PartitionStage::create(dir.path(), schema(), &["id".into()], None).unwrap();
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        assert!(matches!(s.append(&other), Err(SinkError::BatchSchema { .. })));
+        assert_eq!(s.rows_appended(), 0);
+        let bad_update =
+            PartitionStage::create(dir.path(), schema(), &["id".into()], Some("score"));
+        assert!(matches!(bad_update, Err(SinkError::UpdateColumn { .. })));
+        let missing = dir.path().join("absent");
+        let no_dir = PartitionStage::create(&missing, schema(), &["id".into()], None);
+        assert!(matches!(no_dir, Err(SinkError::SpoolFile { .. })));
+    }
 }

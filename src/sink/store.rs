@@ -44,12 +44,10 @@ pub fn open_store(dest: &Destination) -> Result<Arc<dyn ObjectStore>, SinkError>
             access_key_id,
             secret_access_key,
         } => {
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_allow_http(*allow_http);
+            let mut builder =
+                AmazonS3Builder::from_env().with_bucket_name(bucket).with_allow_http(*allow_http);
             if let Some(endpoint) = endpoint {
-                builder =
-                    builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+                builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
             }
             if let Some(region) = region {
                 builder = builder.with_region(region);

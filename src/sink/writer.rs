@@ -263,9 +263,10 @@ fn column_sources(
                     field.data_type()
                 ))),
                 Err(_) if field.is_nullable() => Ok(None),
-                Err(_) => Err(bad(
-                    "the column is new and not nullable, so the stored rows have no value".into(),
-                )),
+                Err(_) => {
+                    Err(bad("the column is new and not nullable, so the stored rows have no value"
+                        .into()))
+                }
             }
         })
         .collect()
@@ -300,7 +301,9 @@ pub async fn write_rejects(
     if lines.is_empty() {
         return match store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(SinkError::Store { action: "delete", path: path.to_string(), source }),
+            Err(source) => {
+                Err(SinkError::Store { action: "delete", path: path.to_string(), source })
+            }
         };
     }
     let mut body = lines.join("\n");
@@ -415,5 +418,309 @@ impl AsyncFileReader for ObjectReader {
             Ok(Arc::new(metadata))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+    use futures::stream::BoxStream;
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutResult,
+    };
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+    use crate::calendar::Month;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("upd", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        ]))
+    }
+
+    fn batch(ids: &[i64], names: &[&str], upd: &[Option<i64>]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(TimestampMillisecondArray::from(upd.to_vec()).with_timezone("UTC")),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn stage(dir: &tempfile::TempDir) -> PartitionStage {
+        PartitionStage::create(dir.path(), schema(), &["id".into()], Some("upd")).unwrap()
+    }
+
+    fn id() -> PartitionId {
+        PartitionId::new("d", "t", Month::new(2025, 1).unwrap())
+    }
+
+    fn stores() -> Vec<(Arc<dyn ObjectStore>, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap().with_fsync(true);
+        vec![(Arc::new(InMemory::new()), tempfile::tempdir().unwrap()), (Arc::new(local), dir)]
+    }
+
+    /// The stored object, its batches concatenated, and its row-group count.
+    async fn read_back(store: &Arc<dyn ObjectStore>, path: &Path) -> (RecordBatch, usize, Bytes) {
+        let bytes = store.get(path).await.unwrap().bytes().await.unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
+        let groups = builder.metadata().num_row_groups();
+        let schema = builder.schema().clone();
+        let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+        (concat_batches(&schema, &batches).unwrap(), groups, bytes)
+    }
+
+    /// Duplicates keep their newest version (ties go to the later row, a null update time is
+    /// oldest), the losers are absent, the order is the staging order, and the reported
+    /// size and hash are those of the stored object.
+    #[tokio::test]
+    async fn newest_version_of_each_key_is_written() {
+        for (store, dir) in stores() {
+            let mut s = stage(&dir);
+            s.append(&batch(&[1, 2, 3], &["a", "b", "c"], &[Some(10), Some(10), Some(10)]))
+                .unwrap();
+            s.append(&batch(
+                &[2, 3, 4, 1],
+                &["b2", "c2", "d", "a2"],
+                &[Some(10), Some(5), None, None],
+            ))
+            .unwrap();
+            assert_eq!((s.rows_appended(), s.distinct_rows(), s.max_update_ms()), (7, 4, Some(10)));
+            let written = write_partition(&store, &id(), s).await.unwrap();
+            let (got, groups, bytes) = read_back(&store, &id().data_path()).await;
+            let want =
+                batch(&[1, 3, 2, 4], &["a", "c", "b2", "d"], &[Some(10), Some(10), Some(10), None]);
+            assert_eq!(got, want);
+            assert_eq!(groups, 1);
+            assert_eq!(written.rows, 4);
+            assert_eq!(written.max_update_ms, Some(10));
+            assert_eq!(written.bytes, bytes.len() as u64);
+            assert_eq!(written.sha256, hex::encode(Sha256::digest(&bytes)));
+            let facts = inspect_partition(&store, &id(), &["id".into()]).await.unwrap();
+            assert_eq!((facts.rows, facts.bytes, facts.key_is_unique()), (4, written.bytes, true));
+            assert_eq!(facts.sha256, written.sha256);
+        }
+    }
+
+    /// A partition larger than a row group streams into several row groups, and writing the
+    /// partition again replaces the object: one object, holding only the new rows.
+    #[tokio::test]
+    async fn large_partitions_stream_and_rewrites_replace() {
+        let limits = WriteLimits { max_row_group_rows: 1000, ..WriteLimits::default() };
+        for (store, dir) in stores() {
+            let mut s = stage(&dir);
+            let mut parts = Vec::new();
+            for chunk in 0..5 {
+                let ids: Vec<i64> = (chunk * 1000..(chunk + 1) * 1000).collect();
+                let b = batch(&ids, &vec!["x"; 1000], &vec![Some(1); 1000]);
+                s.append(&b).unwrap();
+                parts.push(b);
+            }
+            write_partition_with(&store, &id(), s, limits).await.unwrap();
+            let (got, groups, _) = read_back(&store, &id().data_path()).await;
+            assert_eq!(got, concat_batches(&schema(), &parts).unwrap());
+            assert!(groups > 1, "{groups} row groups");
+
+            let mut s = stage(&dir);
+            s.append(&batch(&[7], &["only"], &[Some(2)])).unwrap();
+            write_partition_with(&store, &id(), s, limits).await.unwrap();
+            let (got, _, _) = read_back(&store, &id().data_path()).await;
+            assert_eq!(got, batch(&[7], &["only"], &[Some(2)]));
+            let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+            assert_eq!(listed.len(), 1, "{listed:?}");
+        }
+    }
+
+    /// A merge keeps old rows whose keys the new fetch lacks, and new versions win.
+    #[tokio::test]
+    async fn merge_unions_by_key_and_new_versions_win() {
+        for (store, dir) in stores() {
+            let mut s = stage(&dir);
+            assert_eq!(stage_existing(&store, &id(), &mut s).await.unwrap(), 0);
+            s.append(&batch(&[1, 2], &["a", "b"], &[Some(1), Some(1)])).unwrap();
+            write_partition(&store, &id(), s).await.unwrap();
+
+            let mut s = stage(&dir);
+            assert_eq!(stage_existing(&store, &id(), &mut s).await.unwrap(), 2);
+            s.append(&batch(&[2, 3], &["b2", "c"], &[Some(2), Some(2)])).unwrap();
+            write_partition(&store, &id(), s).await.unwrap();
+            let (got, _, _) = read_back(&store, &id().data_path()).await;
+            assert_eq!(got, batch(&[1, 2, 3], &["a", "b2", "c"], &[Some(1), Some(2), Some(2)]));
+        }
+    }
+
+    /// An old object is mapped by column name: a new nullable column is null-filled, a
+    /// removed column is dropped, and a type change or a new required column is an error.
+    #[tokio::test]
+    async fn existing_objects_map_by_column_name() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        write_partition(&store, &id(), {
+            let mut s = stage(&dir);
+            s.append(&batch(&[1], &["a"], &[Some(1)])).unwrap();
+            s
+        })
+        .await
+        .unwrap();
+        let evolved = |extra: Field| {
+            let mut fields: Vec<Field> = schema()
+                .fields()
+                .iter()
+                .filter(|f| f.name() != "name")
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(extra);
+            Arc::new(Schema::new(fields))
+        };
+        let added = evolved(Field::new("note", DataType::Utf8, true));
+        let mut s =
+            PartitionStage::create(dir.path(), added.clone(), &["id".into()], None).unwrap();
+        assert_eq!(stage_existing(&store, &id(), &mut s).await.unwrap(), 1);
+        write_partition(&store, &id(), s).await.unwrap();
+        let (got, _, _) = read_back(&store, &id().data_path()).await;
+        assert_eq!(got.schema(), added);
+        assert_eq!(got.column(2).null_count(), 1);
+
+        for bad in [
+            Field::new("required", DataType::Utf8, false),
+            Field::new("upd", DataType::Int64, true),
+        ] {
+            let mut fields = vec![Field::new("id", DataType::Int64, false)];
+            fields.push(bad);
+            let mut s = PartitionStage::create(
+                dir.path(),
+                Arc::new(Schema::new(fields)),
+                &["id".into()],
+                None,
+            )
+            .unwrap();
+            let err = stage_existing(&store, &id(), &mut s).await.unwrap_err();
+            assert!(matches!(err, SinkError::ExistingSchema { .. }), "{err}");
+            assert!(err.to_string().contains("d/tenant_id=t/month=2025-01"), "{err}");
+        }
+    }
+
+    /// A store that refuses the upload fails the write and leaves the old object intact.
+    #[tokio::test]
+    async fn failed_write_leaves_the_old_object() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = stage(&dir);
+        s.append(&batch(&[1], &["old"], &[Some(1)])).unwrap();
+        write_partition(&inner, &id(), s).await.unwrap();
+        let (before, _, before_bytes) = read_back(&inner, &id().data_path()).await;
+
+        let failing: Arc<dyn ObjectStore> = Arc::new(RefusingStore(inner.clone()));
+        let mut s = stage(&dir);
+        s.append(&batch(&[2], &["new"], &[Some(2)])).unwrap();
+        let err = write_partition(&failing, &id(), s).await.unwrap_err();
+        assert!(err.to_string().contains(id().data_path().as_ref()), "{err}");
+        let (after, _, after_bytes) = read_back(&inner, &id().data_path()).await;
+        assert_eq!((after, after_bytes), (before, before_bytes));
+    }
+
+    /// An empty stage still writes a valid Parquet file with the schema and no rows.
+    #[tokio::test]
+    async fn empty_partition_is_a_valid_file() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_partition(&store, &id(), stage(&dir)).await.unwrap();
+        let (got, _, _) = read_back(&store, &id().data_path()).await;
+        assert_eq!((got.num_rows(), got.schema()), (0, schema()));
+        assert_eq!((written.rows, written.max_update_ms), (0, None));
+    }
+
+    /// Verification counts rows whose key repeats.
+    #[tokio::test]
+    async fn inspect_finds_duplicate_keys() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema(), None).unwrap();
+        w.write(&batch(&[1, 2, 1, 1], &["a", "b", "c", "d"], &[None; 4])).unwrap();
+        w.close().unwrap();
+        store.put(&id().data_path(), PutPayload::from(buf)).await.unwrap();
+        let facts = inspect_partition(&store, &id(), &["id".into()]).await.unwrap();
+        assert_eq!((facts.rows, facts.duplicate_keys, facts.key_is_unique()), (4, 2, false));
+    }
+
+    /// Rejects are written one per line, and an empty list removes the object (absent or not).
+    #[tokio::test]
+    async fn rejects_are_written_and_removed() {
+        for (store, _dir) in stores() {
+            write_rejects(&store, &id(), &[]).await.unwrap();
+            write_rejects(&store, &id(), &[r#"{"a":1}"#.into(), r#"{"b":2}"#.into()])
+                .await
+                .unwrap();
+            let body = store.get(&id().rejects_path()).await.unwrap().bytes().await.unwrap();
+            assert_eq!(body.as_ref(), b"{\"a\":1}\n{\"b\":2}\n");
+            write_rejects(&store, &id(), &[]).await.unwrap();
+            assert!(store.head(&id().rejects_path()).await.is_err());
+        }
+    }
+
+    /// A store that refuses every write and delegates everything else.
+    #[derive(Debug)]
+    struct RefusingStore(Arc<dyn ObjectStore>);
+
+    impl fmt::Display for RefusingStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "RefusingStore")
+        }
+    }
+
+    fn refused() -> object_store::Error {
+        object_store::Error::Generic { store: "RefusingStore", source: "write refused".into() }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for RefusingStore {
+        async fn put_opts(
+            &self,
+            _: &Path,
+            _: PutPayload,
+            _: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            Err(refused())
+        }
+        async fn put_multipart_opts(
+            &self,
+            _: &Path,
+            _: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            Err(refused())
+        }
+        async fn get_opts(&self, p: &Path, o: GetOptions) -> object_store::Result<GetResult> {
+            self.0.get_opts(p, o).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.0.list(p)
+        }
+        async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<ListResult> {
+            self.0.list_with_delimiter(p).await
+        }
+        async fn copy_opts(&self, _: &Path, _: &Path, _: CopyOptions) -> object_store::Result<()> {
+            Err(refused())
+        }
     }
 }
