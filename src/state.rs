@@ -31,7 +31,7 @@ pub enum StateError {
         /// The checkpoint object (or folder, when listing).
         path: String,
         /// The underlying error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The checkpoint is not valid checkpoint JSON.
     #[error("checkpoint {path} is corrupt: {source}; fix or delete it to fetch the slice again")]
@@ -202,7 +202,11 @@ impl StateStore {
         let folder = state_folder(dataset, tenant_id);
         let listed: Vec<_> =
             self.store.list(Some(&folder)).try_collect().await.map_err(|source| {
-                StateError::Store { action: "list", path: folder.to_string(), source }
+                StateError::Store {
+                    action: "list",
+                    path: folder.to_string(),
+                    source: Box::new(source),
+                }
             })?;
         let mut months: Vec<(Month, PartitionId)> = listed
             .iter()
@@ -244,7 +248,11 @@ impl StateStore {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, StateError> {
-        let read_err = |source| StateError::Store { action: "read", path: path.to_string(), source };
+        let read_err = |source| StateError::Store {
+            action: "read",
+            path: path.to_string(),
+            source: Box::new(source),
+        };
         let bytes = match self.store.get(path).await {
             Ok(got) => got.bytes().await.map_err(read_err)?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -262,7 +270,7 @@ impl StateStore {
         self.store.put(path, PutPayload::from(body)).await.map_err(|source| StateError::Store {
             action: "write",
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(())
     }
@@ -288,7 +296,9 @@ mod tests {
             max_update_time_ms: Some(1_735_689_600_000),
             window_begin_ms: 1_735_660_800_000,
             window_end_ms: 1_738_339_199_999,
-            object_path: format!("rbt_recognition/tenant_id=202101/month={month}/part-00000.parquet"),
+            object_path: format!(
+                "rbt_recognition/tenant_id=202101/month={month}/part-00000.parquet"
+            ),
             object_bytes: 1234,
             content_sha256: "ab".repeat(32),
             synced_at: DateTime::from_timestamp_millis(1_738_400_000_000).unwrap(),

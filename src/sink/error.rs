@@ -21,7 +21,7 @@ pub enum SinkError {
         /// The destination, without credentials.
         destination: String,
         /// The underlying error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The start-up probe could not write, read or delete its object.
     #[error(
@@ -36,7 +36,7 @@ pub enum SinkError {
         /// The probe object.
         path: String,
         /// The underlying error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The probe object read back different bytes than were written.
     #[error("lake {store}: the probe object {path} read back different bytes than were written")]
@@ -128,7 +128,7 @@ pub enum SinkError {
         /// The object.
         path: String,
         /// The underlying error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Parquet encoding or decoding failed.
     #[error("parquet {path}: {source}")]

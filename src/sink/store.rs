@@ -30,7 +30,10 @@ pub fn open_store(dest: &Destination) -> Result<Arc<dyn ObjectStore>, SinkError>
             std::fs::create_dir_all(path)
                 .map_err(|source| SinkError::LocalFolder { path: folder.clone(), source })?;
             let store = LocalFileSystem::new_with_prefix(path)
-                .map_err(|source| SinkError::Configure { destination: folder, source })?
+                .map_err(|source| SinkError::Configure {
+                    destination: folder,
+                    source: Box::new(source),
+                })?
                 .with_fsync(true)
                 .with_automatic_cleanup(true);
             Ok(Arc::new(store))
@@ -58,9 +61,10 @@ pub fn open_store(dest: &Destination) -> Result<Arc<dyn ObjectStore>, SinkError>
             if let Some(secret) = secret_access_key {
                 builder = builder.with_secret_access_key(secret.expose());
             }
-            let s3 = builder
-                .build()
-                .map_err(|source| SinkError::Configure { destination: describe(dest), source })?;
+            let s3 = builder.build().map_err(|source| SinkError::Configure {
+                destination: describe(dest),
+                source: Box::new(source),
+            })?;
             let prefix = prefix.trim_matches('/');
             if prefix.is_empty() {
                 Ok(Arc::new(s3))
@@ -82,7 +86,7 @@ pub async fn probe(store: &dyn ObjectStore, dest: &Destination) -> Result<(), Si
         store: describe(dest),
         step,
         path: path.to_string(),
-        source,
+        source: Box::new(source),
     };
     store.put(&path, PutPayload::from(body.clone())).await.map_err(|e| fail("write", e))?;
     let read = match store.get(&path).await {

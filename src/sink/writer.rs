@@ -117,9 +117,12 @@ pub async fn write_partition_with(
     let winners = stage.into_winners()?;
     let (rows, max_update_ms) = (winners.rows(), winners.max_update_ms());
     let upload = HashingUpload::new(BufWriter::new(Arc::clone(store), path.clone()));
-    let mut writer =
-        AsyncArrowWriter::try_new(upload, winners.schema().clone(), Some(properties(limits)?))
-            .map_err(parquet_err)?;
+    let mut writer = AsyncArrowWriter::try_new(
+        upload,
+        winners.schema().clone(),
+        Some(properties(limits, &path)?),
+    )
+    .map_err(parquet_err)?;
     match write_rows(&mut writer, winners, limits, &path).await {
         Ok(()) => {
             let upload = writer.into_inner();
@@ -155,9 +158,9 @@ async fn write_rows(
     Ok(())
 }
 
-fn properties(limits: WriteLimits) -> Result<WriterProperties, SinkError> {
+fn properties(limits: WriteLimits, path: &Path) -> Result<WriterProperties, SinkError> {
     let level = ZstdLevel::try_new(ZSTD_LEVEL)
-        .map_err(|source| SinkError::Parquet { path: String::new(), source })?;
+        .map_err(|source| SinkError::Parquet { path: path.to_string(), source })?;
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -301,9 +304,11 @@ pub async fn write_rejects(
     if lines.is_empty() {
         return match store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => {
-                Err(SinkError::Store { action: "delete", path: path.to_string(), source })
-            }
+            Err(source) => Err(SinkError::Store {
+                action: "delete",
+                path: path.to_string(),
+                source: Box::new(source),
+            }),
         };
     }
     let mut body = lines.join("\n");
@@ -311,7 +316,7 @@ pub async fn write_rejects(
     store.put(&path, PutPayload::from(body)).await.map_err(|source| SinkError::Store {
         action: "write",
         path: path.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(())
 }
@@ -324,7 +329,11 @@ pub async fn inspect_partition(
     key_columns: &[String],
 ) -> Result<PartitionFacts, SinkError> {
     let path = id.data_path();
-    let store_err = |source| SinkError::Store { action: "read", path: path.to_string(), source };
+    let store_err = |source| SinkError::Store {
+        action: "read",
+        path: path.to_string(),
+        source: Box::new(source),
+    };
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut chunks = store.get(&path).await.map_err(store_err)?.into_stream();
@@ -379,7 +388,11 @@ impl ObjectReader {
                 Ok(Some(Self { store: Arc::clone(store), path: path.clone(), size: meta.size }))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(SinkError::Store { action: "read", path: path.to_string(), source }),
+            Err(source) => Err(SinkError::Store {
+                action: "read",
+                path: path.to_string(),
+                source: Box::new(source),
+            }),
         }
     }
 }
