@@ -25,3 +25,5 @@ pub mod engine;
 pub mod secret;
 pub mod source;
 pub mod sim;
+pub mod sink;
+pub mod state;

@@ -139,7 +139,7 @@ pub async fn verify(engine: &Engine) -> Result<VerifyReport, EngineError> {
             }
             let id = engine.partition_id(name, month);
             let facts =
-                inspect_partition(engine.store().as_ref(), &id, &dataset.spec.records.primary_key)
+                inspect_partition(&engine.store(), &id, &dataset.spec.records.primary_key)
                     .await
                     .map_err(|source| EngineError::Sink {
                         dataset: name.to_string(),

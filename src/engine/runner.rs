@@ -87,7 +87,7 @@ impl Engine {
     /// Checks that the lake can be written and read (a missing bucket or a wrong key
     /// fails here, with a message that names the bucket and never the secret).
     pub async fn check_destination(&self) -> Result<(), EngineError> {
-        probe(self.store.as_ref()).await.map_err(EngineError::Store)
+        probe(self.store.as_ref(), &self.settings.destination).await.map_err(EngineError::Store)
     }
 
     /// The configuration.

@@ -186,7 +186,7 @@ async fn attempt_slice(
     )
     .map_err(sink_err)?;
     if mode == WriteMode::Merge {
-        stage_existing(run.store.as_ref(), &id, &mut stage).await.map_err(sink_err)?;
+        stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }
     stage.mark_fetch_start();
 
@@ -245,10 +245,10 @@ async fn attempt_slice(
     }
     let lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
     if mode == WriteMode::Replace || !lines.is_empty() {
-        write_rejects(run.store.as_ref(), &id, &lines).await.map_err(sink_err)?;
+        write_rejects(&run.store, &id, &lines).await.map_err(sink_err)?;
     }
     let max_update = stage.max_update_ms();
-    let written = write_partition(run.store.as_ref(), &id, stage).await.map_err(sink_err)?;
+    let written = write_partition(&run.store, &id, stage).await.map_err(sink_err)?;
     let closed = Utc::now() > month.end();
     let state = match (mode, closed) {
         (WriteMode::Replace, true) => SliceState::Complete,

@@ -1,0 +1,375 @@
+//! Staging one partition before it is written: rows are spooled to a local Arrow IPC file
+//! (memory stays flat however large the month), and an index of primary keys remembers,
+//! per key, only the row number and update time of its newest version — never the row.
+//!
+//! When the partition is written, the spool is read back batch by batch and the rows that
+//! lost to a newer version of their key are filtered out, so the output keeps the staging
+//! order.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom};
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, BooleanArray, BooleanBufferBuilder};
+use arrow::buffer::BooleanBuffer;
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+
+use super::key::KeyColumns;
+use super::SinkError;
+
+/// Rows of one partition being assembled: spooled to a local Arrow IPC file (memory stays
+/// flat however large the month), with an index of primary keys so that each key keeps
+/// only its newest version.
+pub struct PartitionStage {
+    schema: SchemaRef,
+    keys: KeyColumns,
+    update_column: Option<usize>,
+    spool: StreamWriter<BufWriter<File>>,
+    spool_dir: String,
+    index: HashMap<Box<[u8]>, Version>,
+    rows_appended: u64,
+    fetch_start: u64,
+    fetched_keys: u64,
+    broken: bool,
+}
+
+/// The staged version of a key: where it is in the spool and how new it is.
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    row: u64,
+    update_ms: Option<i64>,
+    /// Whether the key was appended since [`PartitionStage::mark_fetch_start`].
+    fetched: bool,
+}
+
+impl PartitionStage {
+    /// Starts an empty stage whose spool file lives in `spool_dir` (it is removed when the
+    /// stage is dropped, and never visible under a name).
+    ///
+    /// `key_columns` must be Int64, Int32 or Utf8 columns of `schema`; `update_column`, when
+    /// given, a `Timestamp(ms)` or Int64 column.
+    pub fn create(
+        spool_dir: &Path,
+        schema: SchemaRef,
+        key_columns: &[String],
+        update_column: Option<&str>,
+    ) -> Result<Self, SinkError> {
+        let keys = KeyColumns::new(&schema, key_columns)?;
+        let update_column = update_column.map(|name| update_index(&schema, name)).transpose()?;
+        let dir = spool_dir.display().to_string();
+        let file = tempfile::tempfile_in(spool_dir)
+            .map_err(|source| SinkError::SpoolFile { dir: dir.clone(), source })?;
+        let spool = StreamWriter::try_new_buffered(file, &schema)
+            .map_err(|source| SinkError::Spool { dir: dir.clone(), source })?;
+        Ok(Self {
+            schema,
+            keys,
+            update_column,
+            spool,
+            spool_dir: dir,
+            index: HashMap::new(),
+            rows_appended: 0,
+            fetch_start: 0,
+            fetched_keys: 0,
+            broken: false,
+        })
+    }
+
+    /// The schema every appended batch must have.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Appends rows; a row whose key is already staged replaces the earlier one when its
+    /// update time is >= (a null update time counts as oldest; later-appended wins ties).
+    pub fn append(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.check_usable()?;
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(SinkError::BatchSchema {
+                expected: field_list(&self.schema),
+                found: field_list(&batch.schema()),
+            });
+        }
+        let keys = self.keys.encode(batch)?;
+        let updates = self.update_column.map(|i| update_values(batch.column(i).as_ref()));
+        self.broken = true;
+        self.spool
+            .write(batch)
+            .map_err(|source| SinkError::Spool { dir: self.spool_dir.clone(), source })?;
+        self.broken = false;
+        for (i, key) in keys.iter().enumerate() {
+            let update_ms = updates.as_ref().and_then(|u| u[i]);
+            let row = self.rows_appended + i as u64;
+            let fetched = row >= self.fetch_start;
+            let candidate = Version { row, update_ms, fetched };
+            match self.index.get_mut(key.as_ref()) {
+                Some(staged) => {
+                    if fetched && !staged.fetched {
+                        self.fetched_keys += 1;
+                    }
+                    let fetched = fetched || staged.fetched;
+                    if candidate.update_ms >= staged.update_ms {
+                        *staged = candidate;
+                    }
+                    staged.fetched = fetched;
+                }
+                None => {
+                    self.fetched_keys += u64::from(fetched);
+                    self.index.insert(key.as_ref().into(), candidate);
+                }
+            }
+        }
+        self.rows_appended += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Rows appended so far, duplicates included.
+    pub fn rows_appended(&self) -> u64 {
+        self.rows_appended
+    }
+
+    /// Marks the rows appended from now on as the fetched ones (rows appended before are
+    /// the partition's existing rows, staged for a merge).
+    pub fn mark_fetch_start(&mut self) {
+        self.fetch_start = self.rows_appended;
+    }
+
+    /// Distinct keys appended since [`Self::mark_fetch_start`]: what the fetch returned,
+    /// to be reconciled with the API's total.
+    pub fn distinct_fetched(&self) -> u64 {
+        self.fetched_keys
+    }
+
+    /// Distinct keys staged so far: the rows that will be written.
+    pub fn distinct_rows(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    /// The newest update time among the winning rows (epoch ms), if any.
+    pub fn max_update_ms(&self) -> Option<i64> {
+        self.index.values().filter_map(|v| v.update_ms).max()
+    }
+
+    /// Closes the spool and returns the winning rows, in staging order.
+    pub(crate) fn into_winners(mut self) -> Result<Winners, SinkError> {
+        self.check_usable()?;
+        let spool_err = |source| SinkError::Spool { dir: self.spool_dir.clone(), source };
+        self.spool.finish().map_err(spool_err)?;
+        let rows = usize::try_from(self.rows_appended)
+            .map_err(|_| SinkError::TooManyRows { rows: self.rows_appended })?;
+        let mut keep = BooleanBufferBuilder::new(rows);
+        keep.append_n(rows, false);
+        for version in self.index.values() {
+            // Row numbers are below `rows_appended`, which fits in usize (checked above).
+            keep.set_bit(version.row as usize, true);
+        }
+        let distinct = self.index.len() as u64;
+        let max_update_ms = self.max_update_ms();
+        let file_err = |source| SinkError::SpoolFile { dir: self.spool_dir.clone(), source };
+        let mut file = self
+            .spool
+            .into_inner()
+            .map_err(spool_err)?
+            .into_inner()
+            .map_err(|e| file_err(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(file_err)?;
+        let reader = StreamReader::try_new_buffered(file, None).map_err(spool_err)?;
+        Ok(Winners {
+            reader,
+            keep: keep.finish(),
+            offset: 0,
+            rows: distinct,
+            max_update_ms,
+            schema: self.schema,
+            spool_dir: self.spool_dir,
+        })
+    }
+
+    fn check_usable(&self) -> Result<(), SinkError> {
+        if self.broken {
+            return Err(SinkError::SpoolBroken { dir: self.spool_dir.clone() });
+        }
+        Ok(())
+    }
+}
+
+/// The winning rows of a closed stage, read back from the spool batch by batch.
+pub(crate) struct Winners {
+    reader: StreamReader<BufReader<File>>,
+    keep: BooleanBuffer,
+    offset: usize,
+    rows: u64,
+    max_update_ms: Option<i64>,
+    schema: SchemaRef,
+    spool_dir: String,
+}
+
+impl Winners {
+    /// The number of rows this yields.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The newest update time among the rows.
+    pub(crate) fn max_update_ms(&self) -> Option<i64> {
+        self.max_update_ms
+    }
+
+    /// The schema of the rows.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+impl Iterator for Winners {
+    type Item = Result<RecordBatch, SinkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let batch = match self.reader.next()? {
+                Ok(batch) => batch,
+                Err(source) => {
+                    return Some(Err(SinkError::Spool { dir: self.spool_dir.clone(), source }))
+                }
+            };
+            let len = batch.num_rows();
+            if self.offset + len > self.keep.len() {
+                return Some(Err(SinkError::SpoolBroken { dir: self.spool_dir.clone() }));
+            }
+            let mask = BooleanArray::new(self.keep.slice(self.offset, len), None);
+            self.offset += len;
+            if mask.true_count() == 0 {
+                continue;
+            }
+            let kept = if mask.true_count() == len {
+                Ok(batch)
+            } else {
+                filter_record_batch(&batch, &mask).map_err(|source| SinkError::Arrow {
+                    context: "filtering superseded rows".into(),
+                    source,
+                })
+            };
+            return Some(kept);
+        }
+    }
+}
+
+fn update_index(schema: &SchemaRef, name: &str) -> Result<usize, SinkError> {
+    let bad = |problem: String| SinkError::UpdateColumn { column: name.to_string(), problem };
+    let index = schema.index_of(name).map_err(|_| bad("no such column".into()))?;
+    match schema.field(index).data_type() {
+        DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, _) => Ok(index),
+        other => Err(bad(format!("type {other} is not Timestamp(ms) or Int64"))),
+    }
+}
+
+/// The update time of every row; the column's type was checked by [`update_index`].
+fn update_values(column: &dyn Array) -> Vec<Option<i64>> {
+    match column.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            column.as_primitive::<TimestampMillisecondType>().iter().collect()
+        }
+        _ => column.as_primitive::<Int64Type>().iter().collect(),
+    }
+}
+
+fn field_list(schema: &SchemaRef) -> String {
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}{}",
+                f.name(),
+                f.data_type(),
+                if f.is_nullable() { "" } else { " not null" }
+            )
+        })
+        .collect();
+    fields.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("upd", DataType::Int64, true),
+            Field::new("score", DataType::Float64, true),
+        ]))
+    }
+
+    fn batch(ids: &[i64], upd: &[Option<i64>]) -> RecordBatch {
+        let scores: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(Int64Array::from(upd.to_vec())),
+                Arc::new(Float64Array::from(scores)),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Counts follow the key index, and the winners read back hold one row per key.
+    #[test]
+    fn winners_hold_one_row_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            PartitionStage::create(dir.path(), schema(), &["id".into()], Some("upd")).unwrap();
+        s.append(&batch(&[1, 2, 2], &[Some(5), None, Some(3)])).unwrap();
+        s.append(&batch(&[1, 3], &[Some(4), None])).unwrap();
+        assert_eq!((s.rows_appended(), s.distinct_rows(), s.max_update_ms()), (5, 3, Some(5)));
+        let winners: Vec<RecordBatch> = s.into_winners().unwrap().map(Result::unwrap).collect();
+        let ids: Vec<i64> = winners
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+    }
+
+    /// Without an update column the later row of a key wins.
+    #[test]
+    fn later_rows_win_without_an_update_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PartitionStage::create(dir.path(), schema(), &["id".into()], None).unwrap();
+        s.append(&batch(&[1, 1], &[Some(9), Some(1)])).unwrap();
+        assert_eq!(s.max_update_ms(), None);
+        let rows: Vec<RecordBatch> = s.into_winners().unwrap().map(Result::unwrap).collect();
+        assert_eq!(rows, [batch(&[1], &[Some(1)])]);
+    }
+
+    /// A batch of another schema, a bad update column and a spool folder that does not
+    /// exist are refused with clear errors.
+    #[test]
+    fn bad_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = PartitionStage::create(dir.path(), schema(), &["id".into()], None).unwrap();
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        assert!(matches!(s.append(&other), Err(SinkError::BatchSchema { .. })));
+        assert_eq!(s.rows_appended(), 0);
+        let bad_update =
+            PartitionStage::create(dir.path(), schema(), &["id".into()], Some("score"));
+        assert!(matches!(bad_update, Err(SinkError::UpdateColumn { .. })));
+        let missing = dir.path().join("absent");
+        let no_dir = PartitionStage::create(&missing, schema(), &["id".into()], None);
+        assert!(matches!(no_dir, Err(SinkError::SpoolFile { .. })));
+    }
+}
