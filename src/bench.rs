@@ -84,7 +84,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
             .map(|page| {
                 let body = serde_json::json!({"beginTime": slice.begin_ms, "endTime": slice.end_ms,
                     "tenantId": opts.tenant_id, "pageNum": page, "pageSize": 1000, "authToken": opts.auth_token});
-                let req = http.post(&url).json(&body);
+                let req = http.post(&url).header("content-type", "application/json").body(body.to_string());
                 async move {
                     match req.send().await {
                         Ok(r) => r.bytes().await.map(|b| b.len() as u64).unwrap_or(0),

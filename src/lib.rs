@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod normalize;
 pub mod secret;
 pub mod source;
 pub mod sim;

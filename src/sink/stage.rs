@@ -137,6 +137,8 @@ impl PartitionStage {
     /// the partition's existing rows, staged for a merge).
     pub fn mark_fetch_start(&mut self) {
         self.fetch_start = self.rows_appended;
+        self.fetched_keys = 0;
+        self.index.values_mut().for_each(|v| v.fetched = false);
     }
 
     /// Distinct keys appended since [`Self::mark_fetch_start`]: what the fetch returned,

@@ -7,7 +7,7 @@ use cecsync::engine::progress::LogProgress;
 use cecsync::sim::SimOptions;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::common::{assert_lake_equals, month, Harness};
 
