@@ -19,4 +19,5 @@
 pub mod calendar;
 pub mod catalog;
 pub mod config;
+pub mod normalize;
 pub mod secret;
