@@ -24,7 +24,7 @@ pub mod demo;
 pub mod engine;
 pub mod normalize;
 pub mod secret;
-pub mod source;
 pub mod sim;
 pub mod sink;
+pub mod source;
 pub mod state;

@@ -1,0 +1,345 @@
+//! Property test of the normalizer over generated records: random mixtures of valid
+//! values, wrong types, nulls, missing fields, unknown fields, huge and non-ASCII strings.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow::record_batch::RecordBatch;
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+use proptest::strategy::Union;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::Normalizer;
+use crate::catalog::schema::{DatasetSchema, FieldKind, EXTRA_COLUMN, SYNCED_AT_COLUMN};
+
+const SYNCED: i64 = 1_762_000_000_000;
+
+/// The test dataset: every kind, nullable and not (name, type, nullable).
+const FIELDS: [(&str, &str, bool); 9] = [
+    ("id", "int64", false),
+    ("code", "int32", false),
+    ("name", "utf8", false),
+    ("at", "timestamp_ms", false),
+    ("phone", "utf8", true),
+    ("score", "float64", true),
+    ("flag", "boolean", true),
+    ("at_s", "timestamp_s", true),
+    ("count", "int32", true),
+];
+
+/// Largest epoch-seconds value whose milliseconds fit in i64.
+const MAX_SECONDS: i64 = i64::MAX / 1000;
+
+fn schema() -> Arc<DatasetSchema> {
+    let fields: Vec<Value> = FIELDS
+        .iter()
+        .map(|(name, kind, nullable)| serde_json::json!({"name": name, "type": kind, "nullable": nullable}))
+        .collect();
+    let json = serde_json::json!({"dataset": "p", "fields": fields}).to_string();
+    Arc::new(DatasetSchema::parse("p.json", &json).unwrap())
+}
+
+/// The declared fields as (kind, nullable).
+fn kinds() -> Vec<(FieldKind, bool)> {
+    schema().fields().iter().map(|f| (f.kind, f.nullable)).collect()
+}
+
+/// What a column should hold for a value.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Text(String),
+    Bool(bool),
+    Ms(i64),
+}
+
+/// A generated field: its JSON (`None`: the field is left out) and the cell it should
+/// become (`None`: the value must be rejected).
+#[derive(Debug, Clone)]
+struct Gen {
+    json: Option<String>,
+    cell: Option<Cell>,
+}
+
+fn gen(json: String, cell: Cell) -> Gen {
+    Gen { json: Some(json), cell: Some(cell) }
+}
+
+fn bad(json: &'static str) -> Gen {
+    Gen { json: Some(json.to_string()), cell: None }
+}
+
+/// An integer written as a number, a string or a whole-valued decimal.
+fn integers(
+    range: impl Strategy<Value = i64> + Clone + 'static,
+    cell: fn(i64) -> Cell,
+) -> BoxedStrategy<Gen> {
+    prop_oneof![
+        range.clone().prop_map(move |n| gen(n.to_string(), cell(n))),
+        range.clone().prop_map(move |n| gen(format!("\"{n}\""), cell(n))),
+        range.prop_map(move |n| gen(format!("{n}.000"), cell(n))),
+    ]
+    .boxed()
+}
+
+/// Any text: arbitrary Unicode, JSON's special characters, or a huge repeated character.
+fn texts() -> BoxedStrategy<String> {
+    prop_oneof![
+        any::<String>(),
+        "[\\\\/\"\u{0}-\u{1f}a-z0-9中文é]{0,12}",
+        (any::<char>(), 1000usize..40_000).prop_map(|(c, n)| c.to_string().repeat(n)),
+    ]
+    .boxed()
+}
+
+fn valid(kind: FieldKind) -> BoxedStrategy<Gen> {
+    match kind {
+        FieldKind::Int64 => integers(any::<i64>(), Cell::I64),
+        FieldKind::TimestampMs => integers(any::<i64>(), Cell::Ms),
+        FieldKind::Int32 => integers(any::<i32>().prop_map(i64::from), |n| Cell::I32(n as i32)),
+        FieldKind::TimestampS => integers(-MAX_SECONDS..=MAX_SECONDS, |n| Cell::Ms(n * 1000)),
+        FieldKind::Float64 => {
+            let finite = any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite());
+            prop_oneof![
+                finite.clone().prop_map(|f| gen(serde_json::to_string(&f).unwrap(), Cell::F64(f))),
+                finite.prop_map(|f| gen(format!("\"{f}\""), Cell::F64(f))),
+            ]
+            .boxed()
+        }
+        FieldKind::Utf8 => prop_oneof![
+            4 => texts().prop_map(|s| gen(serde_json::to_string(&s).unwrap(), Cell::Text(s))),
+            1 => any::<i64>().prop_map(|n| gen(n.to_string(), Cell::Text(n.to_string()))),
+            1 => any::<bool>().prop_map(|b| gen(b.to_string(), Cell::Text(b.to_string()))),
+        ]
+        .boxed(),
+        FieldKind::Boolean => prop_oneof![
+            any::<bool>().prop_map(|b| gen(b.to_string(), Cell::Bool(b))),
+            any::<bool>().prop_map(|b| gen(format!("\"{b}\""), Cell::Bool(b))),
+            any::<bool>().prop_map(|b| gen(u8::from(b).to_string(), Cell::Bool(b))),
+            any::<bool>().prop_map(|b| gen(format!("\"{}\"", u8::from(b)), Cell::Bool(b))),
+        ]
+        .boxed(),
+    }
+}
+
+fn invalid(kind: FieldKind) -> BoxedStrategy<Gen> {
+    let mut options: Vec<BoxedStrategy<Gen>> =
+        vec![Just(bad("{}")).boxed(), Just(bad("[1, \"a\"]")).boxed()];
+    let words: &[&'static str] = match kind {
+        FieldKind::Utf8 => &["{\"a\":{}}"],
+        FieldKind::Float64 => &["true", "\"x1\"", "1e400", "\"\""],
+        FieldKind::Boolean => &["2", "\"yes\"", "1.0", "\"\""],
+        _ => &["1.5", "false", "\"12a\"", "\"\"", "99999999999999999999", "-1e19"],
+    };
+    options.extend(words.iter().map(|w| Just(bad(w)).boxed()));
+    let beyond = match kind {
+        FieldKind::Int32 => Some(i64::from(i32::MAX) + 1),
+        FieldKind::TimestampS => Some(MAX_SECONDS + 1),
+        _ => None,
+    };
+    if let Some(low) = beyond {
+        options.push(
+            (low..=i64::MAX).prop_map(|n| Gen { json: Some(n.to_string()), cell: None }).boxed(),
+        );
+    }
+    Union::new(options).boxed()
+}
+
+/// A field: mostly valid, sometimes null, left out or wrong.
+fn field(kind: FieldKind) -> BoxedStrategy<Gen> {
+    prop_oneof![
+        16 => valid(kind),
+        2 => Just(gen("null".into(), Cell::Null)),
+        1 => Just(Gen { json: None, cell: Some(Cell::Null) }),
+        2 => invalid(kind),
+    ]
+    .boxed()
+}
+
+/// Any JSON value, written compactly or pretty-printed.
+fn json_value() -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        texts().prop_map(Value::String),
+    ];
+    let value = leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(Value::Array),
+            btree_map(".{0,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    (value, any::<bool>())
+        .prop_map(|(v, pretty)| {
+            if pretty {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                serde_json::to_string(&v).unwrap()
+            }
+        })
+        .boxed()
+}
+
+/// One key and value of a record, and whether the schema declares the key.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: String,
+    json: String,
+    declared: bool,
+}
+
+/// A generated record and the row it should become (`None`: a reject).
+#[derive(Debug, Clone)]
+struct Case {
+    json: String,
+    row: Option<(Vec<Cell>, Option<String>)>,
+}
+
+fn object_case() -> impl Strategy<Value = Case> {
+    let fields: Vec<BoxedStrategy<Gen>> =
+        kinds().into_iter().map(|(kind, _)| field(kind)).collect();
+    let unknown = vec((".{0,8}", json_value()), 0..4);
+    (fields, unknown).prop_flat_map(|(gens, unknown)| {
+        let mut entries: Vec<Entry> = FIELDS
+            .iter()
+            .zip(&gens)
+            .filter_map(|((name, _, _), g)| {
+                let json = g.json.clone()?;
+                Some(Entry { key: name.to_string(), json, declared: true })
+            })
+            .collect();
+        for (i, (suffix, json)) in unknown.into_iter().enumerate() {
+            entries.push(Entry { key: format!("u{i}_{suffix}"), json, declared: false });
+        }
+        let cells: Option<Vec<Cell>> = kinds()
+            .into_iter()
+            .zip(gens)
+            .map(|((_, nullable), g)| g.cell.filter(|c| nullable || *c != Cell::Null))
+            .collect();
+        Just(entries).prop_shuffle().prop_map(move |entries| {
+            let quote = |key: &str| serde_json::to_string(key).unwrap();
+            let body: Vec<String> =
+                entries.iter().map(|e| format!("{}:{}", quote(&e.key), e.json)).collect();
+            let extras: Vec<String> = entries
+                .iter()
+                .filter(|e| !e.declared)
+                .map(|e| format!("{}:{}", quote(&e.key), e.json))
+                .collect();
+            let extra = (!extras.is_empty()).then(|| format!("{{{}}}", extras.join(",")));
+            Case {
+                json: format!("{{ {} }}", body.join(" ,\n")),
+                row: cells.clone().map(|cells| (cells, extra)),
+            }
+        })
+    })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let not_object = prop_oneof![
+        Just("[]".to_string()),
+        Just("[{\"id\": 1}]".to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        texts().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just("null".to_string()),
+    ];
+    prop_oneof![
+        20 => object_case(),
+        1 => not_object.prop_map(|json| Case { json, row: None }),
+    ]
+}
+
+/// The cell at `row` of column `index`, read back as the generator describes it.
+fn read_back(batch: &RecordBatch, index: usize, kind: FieldKind, row: usize) -> Cell {
+    let array = batch.column(index);
+    if array.is_null(row) {
+        return Cell::Null;
+    }
+    match kind {
+        FieldKind::Int32 => Cell::I32(array.as_primitive::<Int32Type>().value(row)),
+        FieldKind::Int64 => Cell::I64(array.as_primitive::<Int64Type>().value(row)),
+        FieldKind::Float64 => Cell::F64(array.as_primitive::<Float64Type>().value(row)),
+        FieldKind::Utf8 => Cell::Text(array.as_string::<i32>().value(row).to_string()),
+        FieldKind::Boolean => Cell::Bool(array.as_boolean().value(row)),
+        FieldKind::TimestampMs | FieldKind::TimestampS => {
+            Cell::Ms(array.as_primitive::<TimestampMillisecondType>().value(row))
+        }
+    }
+}
+
+/// Rows accepted but not yet in a batch.
+fn normalizer_rows<T>(expected: &[T], batches: &[RecordBatch]) -> usize {
+    expected.len() - batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+}
+
+/// Every column of `batch` has `rows` rows.
+fn assert_whole(batch: &RecordBatch, rows: usize) {
+    assert_eq!(batch.num_rows(), rows);
+    for column in batch.columns() {
+        assert_eq!(column.len(), rows);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `push` never panics; rows + rejects == records; a record is rejected exactly when
+    /// one of its values breaks the rules; every accepted row reads back equal to its
+    /// input (`_extra` verbatim); a reject leaves whole rows only, whether a batch is taken
+    /// right after it or more records follow.
+    #[test]
+    fn records_become_rows_or_rejects(cases in vec((case(), any::<bool>()), 1..12)) {
+        let schema = schema();
+        let mut normalizer = Normalizer::new(schema.clone(), SYNCED);
+        let mut batches = Vec::new();
+        let mut expected = Vec::new();
+        let mut rejects = 0;
+        for (case, flush) in &cases {
+            let record = RawValue::from_string(case.json.clone()).unwrap();
+            let pending = normalizer.len();
+            match (normalizer.push(&record), &case.row) {
+                (Ok(()), Some(row)) => {
+                    expected.push(row.clone());
+                    prop_assert_eq!(normalizer.len(), pending + 1);
+                }
+                (Err(reason), None) => {
+                    rejects += 1;
+                    prop_assert!(!reason.0.is_empty());
+                    prop_assert_eq!(normalizer.len(), pending);
+                    if *flush {
+                        let batch = normalizer.finish();
+                        assert_whole(&batch, pending);
+                        batches.push(batch);
+                    }
+                }
+                (outcome, row) => {
+                    prop_assert!(false, "record {} gave {:?}, expected row {:?}", case.json, outcome, row);
+                }
+            }
+        }
+        let last = normalizer.finish();
+        assert_whole(&last, normalizer_rows(&expected, &batches));
+        batches.push(last);
+        prop_assert_eq!(expected.len() + rejects, cases.len());
+        let rows: Vec<(&RecordBatch, usize)> =
+            batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| (b, r))).collect();
+        prop_assert_eq!(rows.len(), expected.len());
+        let extra = schema.arrow_schema().index_of(EXTRA_COLUMN).unwrap();
+        let synced = schema.arrow_schema().index_of(SYNCED_AT_COLUMN).unwrap();
+        for ((batch, row), (cells, extra_json)) in rows.into_iter().zip(&expected) {
+            for (index, ((kind, _), want)) in kinds().into_iter().zip(cells).enumerate() {
+                prop_assert_eq!(&read_back(batch, index, kind, row), want);
+            }
+            let want_extra = extra_json.clone().map(Cell::Text).unwrap_or(Cell::Null);
+            prop_assert_eq!(read_back(batch, extra, FieldKind::Utf8, row), want_extra);
+            prop_assert_eq!(read_back(batch, synced, FieldKind::TimestampMs, row), Cell::Ms(SYNCED));
+        }
+    }
+}

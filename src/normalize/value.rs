@@ -1,0 +1,197 @@
+//! Reading one JSON value, given as its raw text, as the type of a column.
+//!
+//! Values are classified by their first byte (a raw value is valid JSON without leading
+//! whitespace), so numbers keep their decimal text for exact reading, and strings without
+//! escapes are borrowed from the record.
+
+use std::borrow::Cow;
+
+use super::number;
+
+/// Why a JSON value cannot be stored in a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mismatch {
+    /// The JSON type (or the text of a string) does not fit the column.
+    Type,
+    /// A number with a fraction where an integer is expected.
+    Fraction,
+    /// A number beyond what the column holds.
+    Range,
+    /// `NaN` or an infinity where a float is expected.
+    NotFinite,
+    /// A string whose escapes do not decode to Unicode text (a lone surrogate).
+    Text,
+}
+
+impl Mismatch {
+    /// What a reason adds after quoting the value.
+    pub(crate) fn clause(self) -> &'static str {
+        match self {
+            Mismatch::Type => "",
+            Mismatch::Fraction => ", which is not a whole number",
+            Mismatch::Range => ", which is out of range",
+            Mismatch::NotFinite => ", which is not a finite number",
+            Mismatch::Text => ", whose escapes are not valid Unicode",
+        }
+    }
+}
+
+/// The JSON type of a raw value, with the text needed to read it.
+enum Json<'r> {
+    Null,
+    Bool(bool),
+    /// The literal, e.g. `-12.5e3`.
+    Number(&'r str),
+    /// The decoded text.
+    String(Cow<'r, str>),
+    /// An object or an array.
+    Composite,
+}
+
+impl<'r> Json<'r> {
+    fn of(raw: &'r str) -> Result<Self, Mismatch> {
+        Ok(match raw.as_bytes().first() {
+            Some(b'n') => Json::Null,
+            Some(b't') => Json::Bool(true),
+            Some(b'f') => Json::Bool(false),
+            Some(b'"') => Json::String(decode_string(raw)?),
+            Some(b'{' | b'[') => Json::Composite,
+            _ => Json::Number(raw),
+        })
+    }
+}
+
+/// The text of a raw JSON string: borrowed when it has no escapes, decoded otherwise.
+fn decode_string(raw: &str) -> Result<Cow<'_, str>, Mismatch> {
+    if raw.contains('\\') {
+        serde_json::from_str(raw).map(Cow::Owned).map_err(|_| Mismatch::Text)
+    } else {
+        raw.strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .map(Cow::Borrowed)
+            .ok_or(Mismatch::Type)
+    }
+}
+
+/// An `int64` or `timestamp_ms`: a JSON integer or a string holding one. `None` is null.
+pub(crate) fn read_i64(raw: &str) -> Result<Option<i64>, Mismatch> {
+    match Json::of(raw)? {
+        Json::Null => Ok(None),
+        Json::Number(text) => number::integer(text).map(Some),
+        Json::String(text) => number::integer(&text).map(Some),
+        Json::Bool(_) | Json::Composite => Err(Mismatch::Type),
+    }
+}
+
+/// An `int32`: as [`read_i64`], within the range of i32.
+pub(crate) fn read_i32(raw: &str) -> Result<Option<i32>, Mismatch> {
+    read_i64(raw)?.map(|v| i32::try_from(v).map_err(|_| Mismatch::Range)).transpose()
+}
+
+/// A `timestamp_s`: epoch seconds as [`read_i64`], returned as epoch milliseconds.
+pub(crate) fn read_seconds_as_ms(raw: &str) -> Result<Option<i64>, Mismatch> {
+    read_i64(raw)?.map(|s| s.checked_mul(1000).ok_or(Mismatch::Range)).transpose()
+}
+
+/// A `float64`: a JSON number or a numeric string.
+pub(crate) fn read_f64(raw: &str) -> Result<Option<f64>, Mismatch> {
+    match Json::of(raw)? {
+        Json::Null => Ok(None),
+        Json::Number(text) => number::float(text).map(Some),
+        Json::String(text) => number::float(&text).map(Some),
+        Json::Bool(_) | Json::Composite => Err(Mismatch::Type),
+    }
+}
+
+/// A `boolean`: `true`/`false`, `0`/`1`, or those four as strings.
+pub(crate) fn read_bool(raw: &str) -> Result<Option<bool>, Mismatch> {
+    let text = match Json::of(raw)? {
+        Json::Null => return Ok(None),
+        Json::Bool(value) => return Ok(Some(value)),
+        Json::Number(text) => Cow::Borrowed(text),
+        Json::String(text) => text,
+        Json::Composite => return Err(Mismatch::Type),
+    };
+    match text.as_ref() {
+        "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        _ => Err(Mismatch::Type),
+    }
+}
+
+/// A `utf8`: a string as decoded, a number as its literal digits, a bool as `true`/`false`.
+pub(crate) fn read_text(raw: &str) -> Result<Option<Cow<'_, str>>, Mismatch> {
+    match Json::of(raw)? {
+        Json::Null => Ok(None),
+        Json::String(text) => Ok(Some(text)),
+        Json::Number(text) => Ok(Some(Cow::Borrowed(text))),
+        Json::Bool(value) => Ok(Some(Cow::Borrowed(if value { "true" } else { "false" }))),
+        Json::Composite => Err(Mismatch::Type),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Integers come from JSON numbers or strings; other JSON types are type mismatches.
+    #[test]
+    fn integers_from_numbers_and_strings() {
+        assert_eq!(read_i64("953730645354352640"), Ok(Some(953_730_645_354_352_640)));
+        assert_eq!(read_i64("\"953730645354352640\""), Ok(Some(953_730_645_354_352_640)));
+        assert_eq!(read_i64("\"\\u0034\\u0032\""), Ok(Some(42)));
+        assert_eq!(read_i64("null"), Ok(None));
+        for raw in ["true", "false", "{}", "[1]", "\"\"", "\"12 \"", "\"abc\""] {
+            assert_eq!(read_i64(raw), Err(Mismatch::Type), "{raw}");
+        }
+        assert_eq!(read_i64("1.5"), Err(Mismatch::Fraction));
+    }
+
+    /// int32 refuses values beyond i32; seconds become milliseconds, checked.
+    #[test]
+    fn narrow_and_scaled_integers() {
+        assert_eq!(read_i32("2147483647"), Ok(Some(i32::MAX)));
+        assert_eq!(read_i32("2147483648"), Err(Mismatch::Range));
+        assert_eq!(read_i32("\"-7\""), Ok(Some(-7)));
+        assert_eq!(read_seconds_as_ms("1631241600"), Ok(Some(1_631_241_600_000)));
+        assert_eq!(read_seconds_as_ms("9223372036854776"), Err(Mismatch::Range));
+        assert_eq!(read_seconds_as_ms("null"), Ok(None));
+    }
+
+    /// Floats come from numbers and numeric strings, never from bools or composites.
+    #[test]
+    fn floats_from_numbers_and_strings() {
+        assert_eq!(read_f64("0.1"), Ok(Some(0.1)));
+        assert_eq!(read_f64("\"-3.25\""), Ok(Some(-3.25)));
+        assert_eq!(read_f64("7"), Ok(Some(7.0)));
+        assert_eq!(read_f64("\"NaN\""), Err(Mismatch::NotFinite));
+        assert_eq!(read_f64("true"), Err(Mismatch::Type));
+        assert_eq!(read_f64("[]"), Err(Mismatch::Type));
+    }
+
+    /// Booleans accept exactly true/false/0/1 and their strings.
+    #[test]
+    fn booleans() {
+        for (raw, want) in [("true", true), ("0", false), ("1", true), ("\"false\"", false)] {
+            assert_eq!(read_bool(raw), Ok(Some(want)), "{raw}");
+        }
+        for raw in ["2", "1.0", "\"yes\"", "\"TRUE\"", "{}"] {
+            assert_eq!(read_bool(raw), Err(Mismatch::Type), "{raw}");
+        }
+        assert_eq!(read_bool("null"), Ok(None));
+    }
+
+    /// Text keeps strings exactly (escapes decoded), numbers as literals, bools as words.
+    #[test]
+    fn text_is_kept_exactly() {
+        assert_eq!(read_text("\"0086138\"").unwrap().unwrap(), "0086138");
+        assert_eq!(read_text(r#""Y:\\268\\0\\x.V3""#).unwrap().unwrap(), r"Y:\268\0\x.V3");
+        assert_eq!(read_text("\"中文\\n\\u00e9\"").unwrap().unwrap(), "中文\né");
+        assert_eq!(read_text("13800138000").unwrap().unwrap(), "13800138000");
+        assert_eq!(read_text("1.50e3").unwrap().unwrap(), "1.50e3");
+        assert_eq!(read_text("false").unwrap().unwrap(), "false");
+        assert!(matches!(read_text("\"plain\""), Ok(Some(Cow::Borrowed("plain")))));
+        assert_eq!(read_text("{\"a\":1}"), Err(Mismatch::Type));
+        assert_eq!(read_text("\"\\ud800\""), Err(Mismatch::Text));
+    }
+}
