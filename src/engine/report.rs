@@ -138,14 +138,9 @@ pub async fn verify(engine: &Engine) -> Result<VerifyReport, EngineError> {
                 continue;
             }
             let id = engine.partition_id(name, month);
-            let facts =
-                inspect_partition(&engine.store(), &id, &dataset.spec.records.primary_key)
-                    .await
-                    .map_err(|source| EngineError::Sink {
-                        dataset: name.to_string(),
-                        month,
-                        source,
-                    })?;
+            let facts = inspect_partition(&engine.store(), &id, &dataset.spec.records.primary_key)
+                .await
+                .map_err(|source| EngineError::Sink { dataset: name.to_string(), month, source })?;
             report.partitions += 1;
             report.rows += facts.rows;
             if facts.rows != cp.rows {

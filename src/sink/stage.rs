@@ -343,6 +343,26 @@ mod tests {
         assert_eq!(ids, [1, 2, 3]);
     }
 
+    /// Only keys appended after the fetch mark count as fetched (a merge's existing rows
+    /// do not), and a key fetched twice counts once.
+    #[test]
+    fn fetched_keys_are_counted_from_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            PartitionStage::create(dir.path(), schema(), &["id".into()], Some("upd")).unwrap();
+        s.append(&batch(&[1, 2, 3], &[Some(1), Some(1), Some(9)])).unwrap();
+        s.mark_fetch_start();
+        assert_eq!(s.distinct_fetched(), 0);
+        s.append(&batch(&[3, 4, 4], &[Some(2), Some(2), Some(3)])).unwrap();
+        assert_eq!((s.distinct_fetched(), s.distinct_rows()), (2, 4));
+        let winners: Vec<RecordBatch> = s.into_winners().unwrap().map(Result::unwrap).collect();
+        let upd: Vec<Option<i64>> = winners
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(upd, [Some(1), Some(1), Some(9), Some(3)], "the newer staged id 3 is kept");
+    }
+
     /// Without an update column the later row of a key wins.
     #[test]
     fn later_rows_win_without_an_update_column() {
