@@ -102,7 +102,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn load(config: &PathBuf) -> anyhow::Result<Engine> {
+async fn load(config: &std::path::Path) -> anyhow::Result<Engine> {
     let settings = Settings::load(config)?;
     let engine = Engine::open(settings)?;
     engine.check_destination().await?;

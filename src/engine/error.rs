@@ -35,8 +35,11 @@ pub enum EngineError {
         /// The month slice.
         month: Month,
         /// What failed.
-        source: SourceError,
+        source: Box<SourceError>,
     },
+    /// A source's client or credentials could not be set up.
+    #[error(transparent)]
+    SourceSetup(Box<SourceError>),
     /// Writing the lake failed.
     #[error("{dataset} {month}: {source}")]
     Sink {

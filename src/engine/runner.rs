@@ -77,7 +77,7 @@ impl Engine {
         let mut clients = BTreeMap::new();
         for (name, source) in &settings.sources {
             let client =
-                SourceClient::new(source).map_err(|e| EngineError::BadRange(e.to_string()))?;
+                SourceClient::new(source).map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
             clients.insert(name.clone(), client);
         }
         let state = StateStore::new(store.clone());
@@ -124,7 +124,7 @@ impl Engine {
         let source = self.settings.sources.get(&settings.source).ok_or_else(missing)?;
         let client = self.clients.get(&settings.source).ok_or_else(missing)?;
         let auth = Authenticator::new(&dataset.spec.auth, &source.name, &source.auth)
-            .map_err(|e| EngineError::BadRange(e.to_string()))?;
+            .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
         Ok(PipelineRun {
             dataset,
             settings,
@@ -276,11 +276,8 @@ impl Engine {
                     progress.slice_done(run.dataset_name(), slice.month, "FAILED");
                     let stop = matches!(
                         &e,
-                        EngineError::Source {
-                            source: SourceError::Unauthorized { .. }
-                                | SourceError::NoCredentials { .. },
-                            ..
-                        }
+                        EngineError::Source { source, .. }
+                            if matches!(**source, SourceError::Unauthorized { .. } | SourceError::NoCredentials { .. })
                     );
                     failures.push(e);
                     if stop {

@@ -217,9 +217,11 @@ async fn attempt_slice(
     )
     .await
     .map_err(|e| match e {
-        PageError::Source(source) => {
-            EngineError::Source { dataset: dataset.to_string(), month: slice.month, source }
-        }
+        PageError::Source(source) => EngineError::Source {
+            dataset: dataset.to_string(),
+            month: slice.month,
+            source: Box::new(source),
+        },
         PageError::Sink(source) => sink_err(source),
     })?;
     if !normalizer.is_empty() {

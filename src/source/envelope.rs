@@ -79,7 +79,7 @@ pub fn check_envelope(body: &str, spec: &EnvelopeSpec, url: &str) -> Result<(), 
             continue;
         }
         let code = scalar_text(raw);
-        if !spec.success_codes.iter().any(|s| *s == code) {
+        if !spec.success_codes.contains(&code) {
             let message = spec
                 .message_fields
                 .iter()
