@@ -30,8 +30,9 @@ mod simulator;
 mod stats;
 #[cfg(test)]
 mod test_support;
+mod tls;
 
 pub use faults::FaultOptions;
-pub use server::{serve, RunningSim};
+pub use server::{serve, serve_tls, RunningSim};
 pub use simulator::{SimOptions, Simulator};
 pub use stats::{FaultCounts, SimStats};
