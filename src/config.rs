@@ -12,6 +12,8 @@ use std::time::Duration;
 use chrono::FixedOffset;
 use serde::Deserialize;
 
+mod toml_error;
+
 use crate::calendar::parse_zone;
 use crate::catalog::{Catalog, CatalogError};
 use crate::secret::Secret;
@@ -23,8 +25,8 @@ pub enum ConfigError {
     #[error("{file}: cannot read the configuration: {source}")]
     Unreadable { file: String, source: std::io::Error },
     /// The file is not valid TOML or has a key of the wrong type or an unknown key.
-    #[error("{file}: {message}")]
-    Syntax { file: String, message: String },
+    #[error("{file}: line {line}: {key}{sep}{problem}; fix: {fix}", sep = if key.is_empty() { "" } else { ": " })]
+    Syntax { file: String, line: usize, key: String, problem: String, fix: String },
     /// A key has a value that cannot work.
     #[error("{file}: {key}: {problem}; fix: {fix}")]
     Invalid { file: String, key: String, problem: String, fix: String },
@@ -273,8 +275,10 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let raw: ConfigFile = toml::from_str(text)
-            .map_err(|e| ConfigError::Syntax { file: file.clone(), message: e.to_string() })?;
+        let raw: ConfigFile = toml::from_str(text).map_err(|e| {
+            let toml_error::TomlProblem { line, key, problem, fix } = toml_error::explain(text, &e);
+            ConfigError::Syntax { file: file.clone(), line, key, problem, fix }
+        })?;
         let v = Validator { file: &file, env };
         let base = path.parent().unwrap_or(Path::new("."));
 

@@ -1,5 +1,6 @@
-//! A simulator of the CEC query APIs, served over real HTTP: the ground truth for the
-//! integration tests, the server behind `cecsync sim` and the data of `cecsync demo`.
+//! A simulator of the CEC query APIs, served over real HTTP (or HTTPS with [`serve_tls`]):
+//! the ground truth for the integration tests, the server behind `cecsync sim` and the data
+//! of `cecsync demo`.
 //!
 //! It follows the documented behaviour of the OIFDE outbound failure-cause analysis
 //! interface (cec-api.md 1.3 C3 and 2.1): C3 tokens in the request body, one table per month
@@ -30,8 +31,9 @@ mod simulator;
 mod stats;
 #[cfg(test)]
 mod test_support;
+mod tls;
 
 pub use faults::FaultOptions;
-pub use server::{serve, RunningSim};
+pub use server::{serve, serve_tls, RunningSim};
 pub use simulator::{SimOptions, Simulator};
 pub use stats::{FaultCounts, SimStats};

@@ -1,4 +1,4 @@
-//! The simulator's HTTP server: routes, binding, and a handle that stops it.
+//! The simulator's HTTP(S) server: routes, binding, and a handle that stops it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::faults::{self, ConnectionHandle, ResettableStream};
 use super::simulator::Simulator;
 use super::stats::Event;
+use super::tls::{self, TlsListener};
 use super::{auth, rbt};
 
 /// How long [`RunningSim::shutdown`] waits for requests in flight.
@@ -29,7 +30,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RunningSim {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// `http://ADDR`, the base URL for a client.
+    /// `http://ADDR` (or `https://ADDR`), the base URL for a client.
     pub base_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
@@ -64,7 +65,30 @@ impl Drop for RunningSim {
 /// is shut down or dropped.
 pub async fn serve(sim: Arc<Simulator>, listen: SocketAddr) -> io::Result<RunningSim> {
     let listener = SimListener(TcpListener::bind(listen).await?);
-    let addr = listener.0.local_addr()?;
+    start(sim, listener, "http")
+}
+
+/// Serves `sim` over HTTPS on `listen` with a PEM certificate chain (leaf first) and its PEM
+/// private key, until the returned handle is shut down or dropped. The base URL names the
+/// listening IP address, so the certificate must hold it as a subject alternative name.
+pub async fn serve_tls(
+    sim: Arc<Simulator>,
+    listen: SocketAddr,
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+) -> io::Result<RunningSim> {
+    let acceptor = tls::acceptor(cert_chain_pem, key_pem)?;
+    let listener = SimListener(TcpListener::bind(listen).await?);
+    start(sim, TlsListener::new(listener, acceptor), "https")
+}
+
+/// Runs the routes of `sim` on `listener` in a task; `scheme` names the base URL's scheme.
+fn start<L>(sim: Arc<Simulator>, listener: L, scheme: &str) -> io::Result<RunningSim>
+where
+    L: Listener<Addr = SocketAddr>,
+    ConnectionHandle: for<'a> Connected<IncomingStream<'a, L>>,
+{
+    let addr = listener.local_addr()?;
     let app = router(sim).into_make_service_with_connect_info::<ConnectionHandle>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -75,8 +99,13 @@ pub async fn serve(sim: Arc<Simulator>, listen: SocketAddr) -> io::Result<Runnin
             })
             .await
     });
-    tracing::info!(%addr, "Simulator listening.");
-    Ok(RunningSim { addr, base_url: format!("http://{addr}"), stop: Some(stop), task: Some(task) })
+    tracing::info!(%addr, scheme, "Simulator listening.");
+    Ok(RunningSim {
+        addr,
+        base_url: format!("{scheme}://{addr}"),
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 /// The routes: the API under `/oifde` (with faults), and `/_sim/health` (without).
@@ -98,7 +127,7 @@ async fn count(State(sim): State<Arc<Simulator>>, request: Request, next: Next) 
 }
 
 /// A TCP listener whose connections can be broken by the reset fault.
-struct SimListener(TcpListener);
+pub(super) struct SimListener(TcpListener);
 
 impl Listener for SimListener {
     type Io = ResettableStream;

@@ -77,7 +77,10 @@ impl TokenCache {
     async fn login(&self, client: &SourceClient) -> Result<(Secret, Duration), SourceError> {
         let body =
             serde_json::json!({"appKey": self.app_key, "appSecret": self.app_secret.expose()});
-        let bytes = client.post_json(GETTOKEN_PATH, body.to_string().as_bytes()).await?;
+        let bytes = client
+            .post_json(GETTOKEN_PATH, body.to_string().as_bytes())
+            .await
+            .map_err(|e| e.redacted(self.app_secret.expose()))?;
         let url = client.url(GETTOKEN_PATH);
         let answer: TokenAnswer =
             serde_json::from_slice(&bytes).map_err(|e| SourceError::Shape {
@@ -175,7 +178,7 @@ impl Authenticator {
                     cache.invalidate(&token).await;
                     refreshed = true;
                 }
-                (other, _) => return other,
+                (other, _) => return other.map_err(|e| e.redacted(token.expose())),
             }
         }
     }

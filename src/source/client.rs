@@ -17,8 +17,15 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::error::{excerpt, SourceError};
-use super::retry::{classify_status, classify_transport, jittered, parse_retry_after, RetryAction};
+use super::retry::{
+    classify_status, classify_transport, is_certificate_error, jittered, parse_retry_after,
+    RetryAction,
+};
 use crate::config::{RetryConfig, Source};
+
+/// The reason given when TLS refuses the server's certificate, with the fix.
+const CERTIFICATE_REFUSED: &str = "the server's TLS certificate was refused (for a private or \
+     on-premise CA, set ca_bundle to the PEM file of that CA)";
 
 /// Counters of one source's traffic.
 #[derive(Debug, Default)]
@@ -136,8 +143,12 @@ impl SourceClient {
             action: classify_transport(&e),
             error: SourceError::Transport {
                 url: url.to_string(),
-                reason: "request failed".into(),
-                detail: e.without_url().to_string(),
+                reason: if is_certificate_error(&e) {
+                    CERTIFICATE_REFUSED.into()
+                } else {
+                    "request failed".into()
+                },
+                detail: causes(&e.without_url()),
                 attempts: 0,
             },
         };
@@ -193,6 +204,22 @@ impl SourceClient {
         }
         Ok(bytes)
     }
+}
+
+/// An error and its causes on one line: reqwest's own message omits the cause (a refused
+/// certificate, a reset connection) that an operator needs.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 fn with_attempts(error: SourceError, n: usize) -> SourceError {

@@ -79,6 +79,35 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The same error with every occurrence of `secret` in its texts replaced by
+    /// `**REDACTED**`: a server may echo the request, token and all, in its answer.
+    pub fn redacted(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let r = |text: String| text.replace(secret, "**REDACTED**");
+        match self {
+            Self::Http { url, status, body, attempts } => {
+                Self::Http { url: r(url), status, body: r(body), attempts }
+            }
+            Self::Transport { url, reason, detail, attempts } => {
+                Self::Transport { url: r(url), reason, detail: r(detail), attempts }
+            }
+            Self::Unauthorized { source_name, url, status, message } => {
+                Self::Unauthorized { source_name, url: r(url), status, message: r(message) }
+            }
+            Self::Api { url, field, code, message } => {
+                Self::Api { url: r(url), field, code: r(code), message: r(message) }
+            }
+            Self::Shape { url, path, problem } => {
+                Self::Shape { url: r(url), path: r(path), problem: r(problem) }
+            }
+            other @ (Self::Setup { .. } | Self::NoCredentials { .. }) => other,
+        }
+    }
+}
+
 /// Cuts a response body to a readable excerpt for an error message.
 pub fn excerpt(body: &[u8]) -> String {
     const MAX: usize = 300;
@@ -88,5 +117,23 @@ pub fn excerpt(body: &[u8]) -> String {
         format!("{}…", flat.trim())
     } else {
         flat.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer that echoes the token loses it in the error text.
+    #[test]
+    fn redaction_removes_the_secret_everywhere() {
+        let err = SourceError::Http {
+            url: "u".into(),
+            status: 500,
+            body: r#"echo {"authToken":"t0k3n"} t0k3n"#.into(),
+            attempts: 1,
+        };
+        let text = err.redacted("t0k3n").to_string();
+        assert!(!text.contains("t0k3n") && text.contains("**REDACTED**"), "{text}");
     }
 }

@@ -44,9 +44,10 @@ pub fn classify_status(status: StatusCode, retry_after: Option<Duration>) -> Ret
 }
 
 /// Classifies a transport error: timeouts, connection failures and broken bodies are
-/// transient; a request that could not even be built is not.
+/// transient; a request that could not even be built, and a server certificate that TLS
+/// refused, are not.
 pub fn classify_transport(err: &reqwest::Error) -> RetryAction {
-    if err.is_builder() || err.is_redirect() {
+    if err.is_builder() || err.is_redirect() || is_certificate_error(err) {
         return RetryAction::DontRetry;
     }
     let kind = if err.is_timeout() {
@@ -59,6 +60,26 @@ pub fn classify_transport(err: &reqwest::Error) -> RetryAction {
         "transport error"
     };
     RetryAction::Retry { reason: kind.to_string(), after: None }
+}
+
+/// Whether TLS refused a certificate somewhere in the causes of `err`: a permanent failure,
+/// since every retry meets the same certificate.
+pub fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        // An I/O error's `source` skips the error it wraps, so look at that one first.
+        current = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// Parses `Retry-After` given in seconds (the HTTP-date form is read as "no hint").
@@ -93,6 +114,19 @@ mod tests {
         assert_eq!(jittered(d, None, 1.0), d);
         assert_eq!(jittered(d, None, 0.5), Duration::from_millis(400));
         assert_eq!(jittered(d, Some(Duration::from_secs(2)), 0.5), Duration::from_secs(2));
+    }
+
+    /// A refused certificate is found inside the I/O error that carries it, and only a
+    /// certificate problem counts.
+    #[test]
+    fn certificate_errors_are_found_in_the_causes() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
+        assert!(is_certificate_error(&wrapped));
+        let other =
+            std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(!is_certificate_error(&other));
+        assert!(!is_certificate_error(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
     }
 
     /// Permanent statuses are not retried; transient ones carry the server's hint.

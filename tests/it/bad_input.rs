@@ -1,14 +1,17 @@
 //! Bad configuration and bad records: a clear error or a reject with its reason, and
 //! nothing else lost.
 
+use std::path::PathBuf;
 use std::process::Command;
 
-use axum::routing::post;
-use axum::Router;
 use cecsync::engine::progress::LogProgress;
 use cecsync::sim::SimOptions;
+use serde_json::{json, Value};
 
-use crate::common::{lake_rows, month, Harness};
+use crate::common::{lake_rows, month, Canned, Harness, ScriptedApi};
+
+/// Retries kept short: two attempts a request, one fetch a slice.
+const FEW_RETRIES: &str = "max_attempts = 2\n[pipelines.rbt_recognition]\nslice_attempts = 1\n";
 
 fn cecsync(args: &[&str], config: &std::path::Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cecsync"))
@@ -20,24 +23,49 @@ fn cecsync(args: &[&str], config: &std::path::Path) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-/// A bad configuration fails with one line naming the file, the key and the fix; bad
-/// pipeline names and ranges are refused before anything is fetched.
+/// A bad configuration (a bad value, an unknown key, a wrong type, an unset environment
+/// variable, a wrong URL scheme) fails with one line naming the file, the key and the fix,
+/// never the token; bad pipeline names and ranges are refused before anything is fetched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_and_arguments_are_explained() {
     let h = Harness::start(SimOptions::default()).await;
     let good = h.config_file("");
     let bad = h.dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        h.config_text("").replace("timezone = \"+08:00\"", "timezone = \"Beijing\""),
-    )
-    .unwrap();
-    let (ok, err) = cecsync(&["status"], &bad);
-    assert!(!ok);
-    assert!(
-        err.contains("bad.toml") && err.contains("sources.oifde.timezone") && err.contains("fix:"),
-        "{err}"
-    );
+    let good_text = h.config_text("");
+    let source_line = "timezone = \"+08:00\"";
+    let cases = [
+        (good_text.replace(source_line, "timezone = \"Beijing\""), "sources.oifde.timezone"),
+        (
+            good_text.replace(source_line, "timezone = \"+08:00\"\nbase_ulr = 1"),
+            "sources.oifde.base_ulr",
+        ),
+        (
+            good_text.replace(source_line, "timezone = \"+08:00\"\ntimeout_secs = \"30s\""),
+            "sources.oifde.timeout_secs",
+        ),
+        (
+            good_text.replace("initial_backoff_ms = 10", "initial_backoff_ms = true"),
+            "sources.oifde.retry.initial_backoff_ms",
+        ),
+        (
+            good_text
+                .replace(&format!("\"{}\"", h.opts.auth_token), "\"${CECSYNC_TEST_UNSET_TOKEN}\""),
+            "sources.oifde.auth_token",
+        ),
+        (good_text.replace(&h.running.base_url, "ftp://127.0.0.1:1"), "sources.oifde.base_url"),
+        (good_text.replace("url = \"file://", "url = \"gs://"), "destination.url"),
+    ];
+    for (text, key) in cases {
+        std::fs::write(&bad, text).unwrap();
+        let (ok, err) = cecsync(&["status"], &bad);
+        assert!(!ok, "{key}");
+        assert!(
+            err.contains("bad.toml") && err.contains(key) && err.contains("fix:"),
+            "{key}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains(&h.opts.auth_token), "{err}");
+    }
 
     let (ok, err) =
         cecsync(&["backfill", "--pipeline", "nope", "--from", "2025-01", "--to", "2025-02"], &good);
@@ -67,17 +95,9 @@ async fn a_malformed_record_is_rejected_and_the_rest_kept() {
       {"rbtRecognitionId":953730645354352642,"callId":"c2","fileName":"f","callerNo":"1","calleeNo":"2","agentId":"not-a-number","recordBeginTime":1736640000000,"recordEndTime":1736640001000,"callType":7,"mediaType":5,"vdnId":1,"tenantId":"t","callCenterId":1,"releaseCause":0,"beginTime":1736640000000,"confirmStatus":0,"locationId":0},
       {"rbtRecognitionId":953730645354352643,"callId":"c3","fileName":"f","callerNo":"1","calleeNo":"2","agentId":3,"recordBeginTime":1736640000000,"recordEndTime":1736640001000,"callType":7,"mediaType":5,"vdnId":1,"tenantId":"t","callCenterId":1,"releaseCause":0,"beginTime":1736640000000,"confirmStatus":0,"locationId":0}
     ],"total":3,"pageNum":1,"pageSize":1000}"#;
-    let app = Router::new()
-        .route("/oifde/rest/api/queryRbtRecognitionResult", post(move || async move { page }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
+    let api = ScriptedApi::start(Canned::json(page)).await;
     let h = Harness::start(SimOptions::default()).await;
-    let text = h.config_text("").replace(&h.running.base_url, &format!("http://{addr}"));
-    std::fs::write(h.dir.path().join("cecsync.toml"), text).unwrap();
-    let settings = cecsync::config::Settings::load(&h.dir.path().join("cecsync.toml")).unwrap();
-    let engine = cecsync::engine::Engine::open(settings).unwrap();
+    let engine = h.engine_at(&api.base_url, "");
     let report = engine
         .backfill("rbt_recognition", month("2025-01"), month("2025-01"), false, &LogProgress)
         .await
@@ -97,4 +117,152 @@ async fn a_malformed_record_is_rejected_and_the_rest_kept() {
     assert!(line["reason"].as_str().unwrap().contains("agentId"), "{line}");
     assert_eq!(line["record"]["rbtRecognitionId"], 953730645354352642u64);
     assert_eq!(rejects.lines().count(), 1);
+}
+
+/// A page of the API holding `records`, with their count as the total.
+fn page_of(records: &[Value]) -> Vec<u8> {
+    let total = records.len();
+    serde_json::to_vec(
+        &json!({"rbtRecognitions": records, "total": total, "pageNum": 1, "pageSize": 1000}),
+    )
+    .unwrap()
+}
+
+/// The bytes of January's partition object and checkpoint.
+fn january_objects(h: &Harness) -> Vec<(PathBuf, Vec<u8>)> {
+    let tenant = format!("tenant_id={}", h.opts.tenant_id);
+    let paths = [
+        h.lake().join("rbt_recognition").join(&tenant).join("month=2025-01/part-00000.parquet"),
+        h.lake().join("_state/rbt_recognition").join(&tenant).join("month=2025-01.json"),
+    ];
+    paths.into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect()
+}
+
+/// After a good backfill of January, each malformed answer fails the refresh with an error
+/// that names the offending path (and the API's own message where there is one) and never
+/// the token, however large the body; January's partition object and checkpoint stay
+/// byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_answers_fail_the_refresh_and_leave_the_month_untouched() {
+    let opts = SimOptions {
+        first_month: month("2025-01"),
+        last_month: month("2025-01"),
+        records_per_month: 40,
+        ..SimOptions::default()
+    };
+    let h = Harness::start(opts).await;
+    let records = h.sim.rbt_month(month("2025-01"));
+    let api = ScriptedApi::start(Canned::json(page_of(&records))).await;
+    let engine = h.engine_at(&api.base_url, FEW_RETRIES);
+    let (jan, token) = (month("2025-01"), h.opts.auth_token.clone());
+    let report = engine.backfill("rbt_recognition", jan, jan, false, &LogProgress).await.unwrap();
+    assert_eq!(report.rows(), 40);
+    let before = january_objects(&h);
+
+    let huge = "x".repeat(5 << 20);
+    let not_utf8 =
+        [&br#"{"rbtRecognitions":[],"total":0,"note":""#[..], b"\xff\xfe", b"\"}"].concat();
+    let cases: Vec<(&str, Canned, &[&str])> = vec![
+        (
+            "records object",
+            Canned::json(r#"{"rbtRecognitions":{"a":1},"total":1}"#),
+            &["'rbtRecognitions'", "expected an array of records, found an object"],
+        ),
+        ("no total", Canned::json(r#"{"rbtRecognitions":[]}"#), &["'total'", "missing"]),
+        (
+            "negative total",
+            Canned::json(r#"{"rbtRecognitions":[],"total":-5}"#),
+            &["'total'", "-5"],
+        ),
+        (
+            "total as text",
+            Canned::json(r#"{"rbtRecognitions":[],"total":"many"}"#),
+            &["'total'", "\"many\""],
+        ),
+        (
+            "total as object",
+            Canned::json(r#"{"rbtRecognitions":[],"total":{"n":1}}"#),
+            &["'total'", "{\"n\":1}"],
+        ),
+        (
+            "HTML with 200",
+            Canned::html(200, "<html><h1>502 Bad Gateway</h1></html>"),
+            &["'$'", "not complete JSON", "502 Bad Gateway"],
+        ),
+        (
+            "HTML with 500",
+            Canned::html(500, "<html><h1>Internal Server Error</h1> {request}</html>"),
+            &["HTTP 500", "after 2 attempt(s)", "Internal Server Error"],
+        ),
+        ("not UTF-8", Canned::json(not_utf8), &["'$'", "the body is not UTF-8"]),
+        ("an array", Canned::json("[1,2,3]"), &["'$'", "expected a JSON object, found an array"]),
+        ("a string", Canned::json(r#""rbtRecognitions""#), &["'$'", "found a string"]),
+        (
+            "API error",
+            Canned::json(r#"{"errorCode":"900001","errorMsg":"system busy"}"#),
+            &["errorCode = 900001", "system busy"],
+        ),
+        (
+            "huge records",
+            Canned::json(format!(r#"{{"rbtRecognitions":"{huge}","total":1}}"#)),
+            &["'rbtRecognitions'", "found a string"],
+        ),
+    ];
+    for (name, canned, wanted) in cases {
+        api.set(canned);
+        let err = engine
+            .backfill("rbt_recognition", jan, jan, true, &LogProgress)
+            .await
+            .expect_err(name)
+            .to_string();
+        for want in wanted {
+            assert!(err.contains(want), "{name}: wanted {want:?} in {err}");
+        }
+        assert!(!err.contains(&token), "{name}: the token leaked: {err}");
+        assert!(err.len() < 2_000, "{name}: the error is an excerpt, {} bytes", err.len());
+        assert_eq!(january_objects(&h), before, "{name}: January is untouched");
+    }
+    assert!(api.requests() < 40, "every failure was bounded: {} requests", api.requests());
+}
+
+/// Records that are not objects or have values of the wrong type go to `_rejects/` with
+/// their reason, and a 5 MB text field is written whole; the rest of the page is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_records_are_rejected_and_a_huge_field_is_kept() {
+    let h = Harness::start(SimOptions::default()).await;
+    let mut records = h.sim.rbt_month(month("2025-01"));
+    records.truncate(4);
+    let huge = "y".repeat(5 << 20);
+    records[0]["fileName"] = Value::from(huge.clone());
+    records[1]["beginTime"] = Value::from(huge.clone());
+    records[2]["callType"] = json!({"nested": [1, 2]});
+    records.push(json!(42));
+    let api = ScriptedApi::start(Canned::json(page_of(&records))).await;
+    let engine = h.engine_at(&api.base_url, FEW_RETRIES);
+    let report = engine
+        .backfill("rbt_recognition", month("2025-01"), month("2025-01"), false, &LogProgress)
+        .await
+        .unwrap();
+    assert_eq!((report.rows(), report.rejects()), (2, 3));
+
+    let rows = lake_rows(&h.lake(), "rbt_recognition");
+    let kept: Vec<&Value> = rows.iter().map(|(_, r)| &r["rbtRecognitionId"]).collect();
+    assert_eq!(kept, [&records[0]["rbtRecognitionId"], &records[3]["rbtRecognitionId"]]);
+    let file_name =
+        rows.iter().find_map(|(_, r)| r["fileName"].as_str().filter(|f| f.len() > 1000));
+    assert_eq!(file_name, Some(huge.as_str()), "the 5 MB field is written whole");
+
+    let rejects = std::fs::read_to_string(h.lake().join(format!(
+        "_rejects/rbt_recognition/tenant_id={}/month=2025-01/rejects.jsonl",
+        h.opts.tenant_id
+    )))
+    .unwrap();
+    let reasons: Vec<String> = rejects
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    for (reason, field) in reasons.iter().zip(["beginTime", "callType", "not a JSON object"]) {
+        assert!(reason.contains(field) && reason.len() < 1_000, "{field}: {reason}");
+    }
 }

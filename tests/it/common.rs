@@ -165,3 +165,88 @@ pub fn assert_lake_equals(lake: &Path, truth: &BTreeMap<i64, Value>) {
     }
     assert_eq!(seen.len(), truth.len(), "the lake holds every row of the API");
 }
+
+/// One canned answer of a [`ScriptedApi`]. `{request}` in the body is replaced by the body
+/// of the request, as some gateways echo it in their error pages.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Canned {
+    /// HTTP 200 with a JSON content type.
+    pub fn json(body: impl Into<Vec<u8>>) -> Self {
+        Self { status: 200, content_type: "application/json;charset=UTF-8", body: body.into() }
+    }
+
+    /// An HTML page with `status`.
+    pub fn html(status: u16, body: &str) -> Self {
+        Self { status, content_type: "text/html", body: body.as_bytes().to_vec() }
+    }
+}
+
+/// A stand-in API on loopback that answers every POST, whatever its path, with the answer
+/// set last: for bodies the simulator never sends. It stops when dropped.
+pub struct ScriptedApi {
+    pub base_url: String,
+    answer: Arc<std::sync::Mutex<Canned>>,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Script = (Arc<std::sync::Mutex<Canned>>, Arc<std::sync::atomic::AtomicU64>);
+
+async fn scripted_reply(
+    axum::extract::State((answer, requests)): axum::extract::State<Script>,
+    request: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let canned = answer.lock().unwrap().clone();
+    let body = match std::str::from_utf8(&canned.body) {
+        Ok(text) if text.contains("{request}") => text.replace("{request}", &request).into_bytes(),
+        _ => canned.body,
+    };
+    let status = axum::http::StatusCode::from_u16(canned.status).unwrap();
+    (status, [(axum::http::header::CONTENT_TYPE, canned.content_type)], body).into_response()
+}
+
+impl ScriptedApi {
+    /// Serves `first` on a free loopback port.
+    pub async fn start(first: Canned) -> Self {
+        let script: Script = (Arc::new(std::sync::Mutex::new(first)), Arc::default());
+        let app = axum::Router::new().fallback(scripted_reply).with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base_url, answer: script.0, requests: script.1, task }
+    }
+
+    /// Answers every later request with `answer`.
+    pub fn set(&self, answer: Canned) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for ScriptedApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Harness {
+    /// An engine for this lake whose source is `base_url` instead of the simulator.
+    pub fn engine_at(&self, base_url: &str, extra: &str) -> Engine {
+        let path = self.dir.path().join("cecsync.toml");
+        std::fs::write(&path, self.config_text(extra).replace(&self.running.base_url, base_url))
+            .unwrap();
+        Engine::open(Settings::load(&path).unwrap()).unwrap()
+    }
+}
