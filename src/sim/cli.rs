@@ -1,10 +1,11 @@
 //! `cecsync sim`: the simulator as a long-running server on loopback, until Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{serve, FaultOptions, SimOptions, Simulator};
+use super::{serve, serve_tls, FaultOptions, SimOptions, Simulator};
 use crate::calendar::{parse_zone, Month};
 
 /// Options of `cecsync sim`.
@@ -52,6 +53,12 @@ pub struct SimArgs {
     /// Delay of a delayed answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub delay_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Serves until Ctrl-C.
@@ -77,7 +84,12 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
         ..SimOptions::default()
     };
     let sim = Arc::new(Simulator::new(opts));
-    let running = serve(sim.clone(), args.listen).await?;
+    let running = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            serve_tls(sim.clone(), args.listen, &std::fs::read(cert)?, &std::fs::read(key)?).await?
+        }
+        _ => serve(sim.clone(), args.listen).await?,
+    };
     println!("cecsync simulator listening on {}", running.base_url);
     println!("  POST {}/oifde/rest/api/queryRbtRecognitionResult", running.base_url);
     tokio::signal::ctrl_c().await?;
