@@ -110,7 +110,7 @@ pub struct RetryConfig {
     /// Attempts per request, the first included.
     #[serde(default = "default_attempts")]
     pub max_attempts: usize,
-    /// Upper bound on the time spent retrying one request.
+    /// Upper bound on the time one request may take, its retries and waits included.
     #[serde(default = "default_elapsed")]
     pub max_elapsed_secs: u64,
     /// First backoff delay, before jitter.

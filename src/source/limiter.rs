@@ -8,6 +8,10 @@
 //! nothing new, and never below a sixteenth of the configured rate); the rate then climbs
 //! back linearly to the configured one over [`RECOVERY`]. Time is tokio's, so tests can
 //! pause it.
+//!
+//! A bucket of our own rather than `governor`: the rate has to change at run time after a
+//! 429 (a `governor` quota is fixed when the limiter is built), and `governor` waits on its
+//! own clock, which tokio's paused time does not drive.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

@@ -5,4 +5,5 @@ mod bad_input;
 mod common;
 mod core_sync;
 mod crash;
+mod faults;
 mod s3;
