@@ -207,7 +207,7 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use serde_json::json;
@@ -231,7 +231,10 @@ mod tests {
     /// A gettoken endpoint that issues `t1`, `t2`, ... living `ttl_secs`, in front of a
     /// query that `accepts` some tokens and answers 401 to the others. Returns the script and
     /// the login counter.
-    fn token_server(ttl_secs: u64, accepts: fn(&str) -> bool) -> (Script, Arc<AtomicUsize>) {
+    fn token_server(
+        ttl_secs: u64,
+        accepts: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> (Script, Arc<AtomicUsize>) {
         let logins = Arc::new(AtomicUsize::new(0));
         let counter = logins.clone();
         let script = Arc::new(move |r: &Received| {
@@ -243,35 +246,54 @@ mod tests {
             } else if accepts(r.body["authToken"].as_str().unwrap_or_default()) {
                 Answer::status(200, OK)
             } else {
-                Answer::status(401, EXPIRED)
+                // Slow refusals, so that concurrent requests are all refused before the
+                // first refusal is answered.
+                Answer::status(401, EXPIRED).after(Duration::from_millis(300))
             }
         });
         (script, logins)
     }
 
-    fn queries(server: &ScriptedServer) -> usize {
-        server.received().iter().filter(|r| r.path == QUERY).count()
+    /// The token each query carried, in arrival order.
+    fn query_tokens(server: &ScriptedServer) -> Vec<String> {
+        let received = server.received();
+        let queries = received.iter().filter(|r| r.path == QUERY);
+        queries.map(|r| r.body["authToken"].as_str().unwrap_or_default().to_string()).collect()
     }
 
-    /// Eight concurrent requests share one login; when all eight are refused with 401, they
-    /// share one refresh and each is retried once with the new token.
+    /// Concurrent requests share one login; when eight requests in flight are refused with
+    /// 401, they share one refresh and each is retried once with the new token.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_login_and_one_refresh() {
-        let (script, logins) = token_server(3600, |token| token != "t1");
+        let revoked = Arc::new(AtomicBool::new(false));
+        let revoked_t1 = revoked.clone();
+        let accepts = move |token: &str| token != "t1" || !revoked_t1.load(Ordering::SeqCst);
+        let (script, logins) = token_server(3600, accepts);
         let server = ScriptedServer::start(script).await;
         let client = client(&server.base_url, Duration::from_secs(5), 3);
         let auth = login_auth();
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (client, auth) = (client.clone(), auth.clone());
-                tokio::spawn(async move { auth.post(&client, QUERY, Map::new()).await })
-            })
-            .collect();
-        for task in tasks {
-            assert_eq!(&task.await.unwrap().unwrap()[..], OK.as_bytes());
-        }
-        assert_eq!(logins.load(Ordering::SeqCst), 2, "one login, one refresh");
-        assert_eq!(queries(&server), 16, "each request refused once, then accepted");
+        let posts = |n: usize| {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let (client, auth) = (client.clone(), auth.clone());
+                    tokio::spawn(async move { auth.post(&client, QUERY, Map::new()).await })
+                })
+                .collect();
+            async move {
+                for task in tasks {
+                    assert_eq!(&task.await.unwrap().unwrap()[..], OK.as_bytes());
+                }
+            }
+        };
+        posts(4).await;
+        assert_eq!(logins.load(Ordering::SeqCst), 1, "one login for four cold requests");
+
+        revoked.store(true, Ordering::SeqCst);
+        posts(8).await;
+        assert_eq!(logins.load(Ordering::SeqCst), 2, "one refresh for eight refusals");
+        let tokens = query_tokens(&server);
+        let count = |t: &str| tokens.iter().filter(|x| *x == t).count();
+        assert_eq!((count("t1"), count("t2")), (4 + 8, 8), "each refused once, then accepted");
     }
 
     /// A token is reused while it lives and replaced before it expires (here, a 1 s token
@@ -289,12 +311,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(850)).await;
         auth.post(&client, QUERY, Map::new()).await.unwrap();
         assert_eq!(logins.load(Ordering::SeqCst), 2, "refreshed ahead of expiry");
-        let tokens: Vec<_> = server
-            .received()
-            .iter()
-            .filter_map(|r| r.body["authToken"].as_str().map(String::from))
-            .collect();
-        assert_eq!(tokens, ["t1", "t1", "t1", "t2"]);
+        assert_eq!(query_tokens(&server), ["t1", "t1", "t1", "t2"]);
     }
 
     /// A token refused again right after a refresh fails (no second refresh, no loop).
@@ -305,7 +322,8 @@ mod tests {
         let client = client(&server.base_url, Duration::from_secs(5), 3);
         let err = login_auth().post(&client, QUERY, Map::new()).await.unwrap_err();
         assert!(matches!(err, SourceError::Unauthorized { status: 401, .. }), "{err:?}");
-        assert_eq!((logins.load(Ordering::SeqCst), queries(&server)), (2, 2));
+        assert_eq!(logins.load(Ordering::SeqCst), 2);
+        assert_eq!(query_tokens(&server), ["t1", "t2"]);
         let text = err.to_string();
         assert!(text.contains("the token obtained with app key '202401150001'"), "{text}");
         assert!(!text.contains("t2") && !text.contains("pa55word"), "{text}");
@@ -343,6 +361,7 @@ mod tests {
                 .unwrap();
         let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err().to_string();
         assert!(err.contains("the configured auth_token") && !err.contains("static-tok"), "{err}");
-        assert_eq!((logins.load(Ordering::SeqCst), queries(&server)), (0, 1));
+        assert_eq!(logins.load(Ordering::SeqCst), 0);
+        assert_eq!(query_tokens(&server), ["static-tok"]);
     }
 }
