@@ -82,8 +82,12 @@ struct SourceConfig {
     app_secret: Option<String>,
     #[serde(default = "default_max_concurrency")]
     max_concurrency: usize,
-    #[serde(default = "default_timeout_secs")]
-    timeout_secs: u64,
+    #[serde(default)]
+    requests_per_second: Option<f64>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
     #[serde(default)]
     ca_bundle: Option<PathBuf>,
     #[serde(default)]
@@ -98,9 +102,8 @@ fn default_zone() -> String {
 fn default_max_concurrency() -> usize {
     4
 }
-fn default_timeout_secs() -> u64 {
-    30
-}
+/// Timeout of one request when the configuration sets none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Retry limits of a source.
 #[derive(Debug, Deserialize, Clone)]
@@ -109,7 +112,7 @@ pub struct RetryConfig {
     /// Attempts per request, the first included.
     #[serde(default = "default_attempts")]
     pub max_attempts: usize,
-    /// Upper bound on the time spent retrying one request.
+    /// Upper bound on the time one request may take, its retries and waits included.
     #[serde(default = "default_elapsed")]
     pub max_elapsed_secs: u64,
     /// First backoff delay, before jitter.
@@ -215,6 +218,8 @@ pub struct Source {
     pub auth: SourceAuth,
     /// Requests in flight at most.
     pub max_concurrency: usize,
+    /// Requests a second at most, shared by every pipeline on the source; none when absent.
+    pub requests_per_second: Option<f64>,
     /// Timeout of one request.
     pub timeout: Duration,
     /// Extra CA certificates (PEM) for on-premise endpoints.
@@ -491,13 +496,35 @@ impl Validator<'_> {
         if s.max_concurrency == 0 {
             return Err(self.invalid(&key("max_concurrency"), "is 0", "use 1 or more"));
         }
-        if s.timeout_secs == 0 {
-            return Err(self.invalid(
-                &key("timeout_secs"),
-                "is 0",
-                "use the seconds one request may take, e.g. 30",
-            ));
+        if let Some(rate) = s.requests_per_second {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(self.invalid(
+                    &key("requests_per_second"),
+                    &format!("{rate} is not a positive number"),
+                    "use the requests a second the server allows, e.g. 20 or 0.5, or remove the key for no limit",
+                ));
+            }
         }
+        let timeout = match (s.timeout_secs, s.timeout_ms) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    &key("timeout_ms"),
+                    "is set together with timeout_secs",
+                    "keep one of timeout_secs and timeout_ms",
+                ))
+            }
+            (Some(0), None) | (None, Some(0)) => {
+                let which = if s.timeout_secs.is_some() { "timeout_secs" } else { "timeout_ms" };
+                return Err(self.invalid(
+                    &key(which),
+                    "is 0",
+                    "use the time one request may take, e.g. timeout_secs = 30",
+                ));
+            }
+            (Some(secs), None) => Duration::from_secs(secs),
+            (None, Some(ms)) => Duration::from_millis(ms),
+            (None, None) => DEFAULT_TIMEOUT,
+        };
         if s.retry.max_attempts == 0 {
             return Err(self.invalid(
                 &key("retry.max_attempts"),
@@ -511,7 +538,8 @@ impl Validator<'_> {
             zone,
             auth,
             max_concurrency: s.max_concurrency,
-            timeout: Duration::from_secs(s.timeout_secs),
+            requests_per_second: s.requests_per_second,
+            timeout,
             ca_bundle: s.ca_bundle.as_ref().map(|p| base.join(p)),
             insecure_skip_verify: s.insecure_skip_verify,
             retry: s.retry.clone(),
@@ -588,6 +616,28 @@ mod tests {
         let s = Settings::parse(Path::new("cecsync.example.toml"), text, &env).unwrap();
         assert!(s.pipelines["rbt_recognition"].enabled);
         assert_eq!(s.sources["oifde"].retry.max_attempts, 6);
+    }
+
+    /// The rate and the timeout keys are read, and wrong values are refused by key.
+    #[test]
+    fn rate_and_timeout_keys() {
+        let with = |keys: &str| GOOD.replace("auth_token", &format!("{keys}\nauth_token"));
+        let s = parse(&with("requests_per_second = 2.5\ntimeout_ms = 250")).unwrap();
+        let src = &s.sources["oifde"];
+        assert_eq!((src.requests_per_second, src.timeout), (Some(2.5), Duration::from_millis(250)));
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.sources["oifde"].requests_per_second, None);
+        assert_eq!(s.sources["oifde"].timeout, Duration::from_secs(30));
+        for (keys, bad) in [
+            ("requests_per_second = 0", "requests_per_second"),
+            ("requests_per_second = -1.0", "requests_per_second"),
+            ("timeout_ms = 0", "timeout_ms"),
+            ("timeout_secs = 0", "timeout_secs"),
+            ("timeout_secs = 5\ntimeout_ms = 100", "timeout_ms"),
+        ] {
+            let err = parse(&with(keys)).unwrap_err().to_string();
+            assert!(err.contains(&format!("sources.oifde.{bad}")) && err.contains("fix:"), "{err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Auth strategies. So far: the OIFDE token (C3) carried as a field of the JSON body,
 //! either fixed in the configuration or obtained with `gettoken` from the tenant's app key
 //! and API password, cached, refreshed ahead of expiry and once on 401 (one refresh shared
-//! by every request in flight).
+//! by every request in flight: the login runs under the cache's lock).
+//!
+//! Refused credentials are not retried: the error names the source and the app key (never
+//! a token or the secret), and the engine stops the pipeline on it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,13 +77,18 @@ impl TokenCache {
         }
     }
 
+    /// Names the credential of the login, without the secret.
+    fn credential(&self) -> String {
+        format!("app key '{}' with its app_secret", self.app_key)
+    }
+
     async fn login(&self, client: &SourceClient) -> Result<(Secret, Duration), SourceError> {
         let body =
             serde_json::json!({"appKey": self.app_key, "appSecret": self.app_secret.expose()});
         let bytes = client
             .post_json(GETTOKEN_PATH, body.to_string().as_bytes())
             .await
-            .map_err(|e| e.redacted(self.app_secret.expose()))?;
+            .map_err(|e| e.redacted(self.app_secret.expose()).refused(&self.credential()))?;
         let url = client.url(GETTOKEN_PATH);
         let answer: TokenAnswer =
             serde_json::from_slice(&bytes).map_err(|e| SourceError::Shape {
@@ -96,6 +104,7 @@ impl TokenCache {
                     source_name: client.name().to_string(),
                     url,
                     status: 200,
+                    credential: self.credential(),
                     message: format!(
                         "gettoken answered errorCode {code}: {}",
                         answer.error_msg.unwrap_or_else(|| excerpt(&bytes))
@@ -158,8 +167,18 @@ impl Authenticator {
         }
     }
 
-    /// POSTs `body` with the token added; on 401/403 with a login token, logs in again once
-    /// and retries. A fixed token that is refused fails at once.
+    /// Names the token a request carries, without its value.
+    fn credential(&self) -> String {
+        match &*self.tokens {
+            TokenSource::Fixed(_) => "the configured auth_token".into(),
+            TokenSource::Login(cache) => {
+                format!("the token obtained with app key '{}'", cache.app_key)
+            }
+        }
+    }
+
+    /// POSTs `body` with the token added; on 401 with a login token, logs in again once and
+    /// retries. A fixed token that is refused, or a 403, fails at once.
     pub async fn post(
         &self,
         client: &SourceClient,
@@ -172,14 +191,177 @@ impl Authenticator {
             body.insert(self.field.clone(), Value::String(token.expose().to_string()));
             let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
             match (client.post_json(path, &bytes).await, &*self.tokens) {
-                (Err(SourceError::Unauthorized { .. }), TokenSource::Login(cache))
+                (Err(SourceError::Unauthorized { status: 401, .. }), TokenSource::Login(cache))
                     if !refreshed =>
                 {
+                    info!(source = %client.name(), "Token refused (HTTP 401); logging in again.");
                     cache.invalidate(&token).await;
                     refreshed = true;
                 }
-                (other, _) => return other.map_err(|e| e.redacted(token.expose())),
+                (Err(e), _) => return Err(e.redacted(token.expose()).refused(&self.credential())),
+                (ok, _) => return ok,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::source::scripted::{client, Answer, Received, Script, ScriptedServer};
+
+    const QUERY: &str = "/oifde/rest/api/queryRbtRecognitionResult";
+    const OK: &str = r#"{"errorCode":"0","rbtRecognitions":[],"total":0}"#;
+    const EXPIRED: &str = r#"{"errorCode":"401","errorMsg":"authToken is invalid or expired"}"#;
+
+    fn login_auth() -> Authenticator {
+        let creds = SourceAuth::AppCredentials {
+            app_key: "202401150001".into(),
+            app_secret: Secret::new("pa55word"),
+        };
+        Authenticator::new(&AuthSpec::BodyToken { field: "authToken".into() }, "oifde", &creds)
+            .unwrap()
+    }
+
+    /// A gettoken endpoint that issues `t1`, `t2`, ... living `ttl_secs`, in front of a
+    /// query that `accepts` some tokens and answers 401 to the others. Returns the script and
+    /// the login counter.
+    fn token_server(
+        ttl_secs: u64,
+        accepts: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> (Script, Arc<AtomicUsize>) {
+        let logins = Arc::new(AtomicUsize::new(0));
+        let counter = logins.clone();
+        let script = Arc::new(move |r: &Received| {
+            if r.path == GETTOKEN_PATH {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = json!({"errorCode": 0, "errorMsg": "success",
+                                  "authToken": format!("t{n}"), "expireTime": ttl_secs});
+                Answer::status(200, &body.to_string())
+            } else if accepts(r.body["authToken"].as_str().unwrap_or_default()) {
+                Answer::status(200, OK)
+            } else {
+                // Slow refusals, so that concurrent requests are all refused before the
+                // first refusal is answered.
+                Answer::status(401, EXPIRED).after(Duration::from_millis(300))
+            }
+        });
+        (script, logins)
+    }
+
+    /// The token each query carried, in arrival order.
+    fn query_tokens(server: &ScriptedServer) -> Vec<String> {
+        let received = server.received();
+        let queries = received.iter().filter(|r| r.path == QUERY);
+        queries.map(|r| r.body["authToken"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// Concurrent requests share one login; when eight requests in flight are refused with
+    /// 401, they share one refresh and each is retried once with the new token.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_one_login_and_one_refresh() {
+        let revoked = Arc::new(AtomicBool::new(false));
+        let revoked_t1 = revoked.clone();
+        let accepts = move |token: &str| token != "t1" || !revoked_t1.load(Ordering::SeqCst);
+        let (script, logins) = token_server(3600, accepts);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let auth = login_auth();
+        let posts = |n: usize| {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let (client, auth) = (client.clone(), auth.clone());
+                    tokio::spawn(async move { auth.post(&client, QUERY, Map::new()).await })
+                })
+                .collect();
+            async move {
+                for task in tasks {
+                    assert_eq!(&task.await.unwrap().unwrap()[..], OK.as_bytes());
+                }
+            }
+        };
+        posts(4).await;
+        assert_eq!(logins.load(Ordering::SeqCst), 1, "one login for four cold requests");
+
+        revoked.store(true, Ordering::SeqCst);
+        posts(8).await;
+        assert_eq!(logins.load(Ordering::SeqCst), 2, "one refresh for eight refusals");
+        let tokens = query_tokens(&server);
+        let count = |t: &str| tokens.iter().filter(|x| *x == t).count();
+        assert_eq!((count("t1"), count("t2")), (4 + 8, 8), "each refused once, then accepted");
+    }
+
+    /// A token is reused while it lives and replaced before it expires (here, a 1 s token
+    /// after 850 ms), without waiting for a 401.
+    #[tokio::test]
+    async fn tokens_are_cached_and_refreshed_ahead_of_expiry() {
+        let (script, logins) = token_server(1, |_| true);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let auth = login_auth();
+        for _ in 0..3 {
+            auth.post(&client, QUERY, Map::new()).await.unwrap();
+        }
+        assert_eq!(logins.load(Ordering::SeqCst), 1, "the token is cached");
+        tokio::time::sleep(Duration::from_millis(850)).await;
+        auth.post(&client, QUERY, Map::new()).await.unwrap();
+        assert_eq!(logins.load(Ordering::SeqCst), 2, "refreshed ahead of expiry");
+        assert_eq!(query_tokens(&server), ["t1", "t1", "t1", "t2"]);
+    }
+
+    /// A token refused again right after a refresh fails (no second refresh, no loop).
+    #[tokio::test]
+    async fn a_second_401_fails() {
+        let (script, logins) = token_server(3600, |_| false);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let err = login_auth().post(&client, QUERY, Map::new()).await.unwrap_err();
+        assert!(matches!(err, SourceError::Unauthorized { status: 401, .. }), "{err:?}");
+        assert_eq!(logins.load(Ordering::SeqCst), 2);
+        assert_eq!(query_tokens(&server), ["t1", "t2"]);
+        let text = err.to_string();
+        assert!(text.contains("the token obtained with app key '202401150001'"), "{text}");
+        assert!(!text.contains("t2") && !text.contains("pa55word"), "{text}");
+    }
+
+    /// Wrong credentials fail after one gettoken request, whether the server answers 401 or
+    /// 200 with an error code; the message names the source and the app key, not the secret.
+    #[tokio::test]
+    async fn wrong_credentials_fail_at_once_naming_the_app_key() {
+        let refusal = r#"{"errorCode":1,"errorMsg":"appKey or appSecret is incorrect"}"#;
+        for status in [401, 200] {
+            let script: Script = Arc::new(move |_| Answer::status(status, refusal));
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 5);
+            let err = login_auth().post(&client, QUERY, Map::new()).await.unwrap_err();
+            assert!(matches!(err, SourceError::Unauthorized { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(text.contains("source 'oifde'"), "{text}");
+            assert!(text.contains("app key '202401150001'"), "{text}");
+            assert!(text.contains("appKey or appSecret is incorrect"), "{text}");
+            assert!(!text.contains("pa55word"), "{text}");
+            assert_eq!(server.received().len(), 1, "HTTP {status}: not retried");
+        }
+    }
+
+    /// A fixed token that is refused fails at once, without a login, and is not shown.
+    #[tokio::test]
+    async fn a_refused_fixed_token_fails_at_once() {
+        let (script, logins) = token_server(3600, |_| false);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let creds = SourceAuth::StaticToken(Secret::new("static-tok"));
+        let auth =
+            Authenticator::new(&AuthSpec::BodyToken { field: "authToken".into() }, "oifde", &creds)
+                .unwrap();
+        let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err().to_string();
+        assert!(err.contains("the configured auth_token") && !err.contains("static-tok"), "{err}");
+        assert_eq!(logins.load(Ordering::SeqCst), 0);
+        assert_eq!(query_tokens(&server), ["static-tok"]);
     }
 }

@@ -1,25 +1,26 @@
 //! The HTTP client of one source: timeouts, TLS (system roots plus an optional CA bundle),
-//! a bound on requests in flight, and retries of transient failures with exponential
-//! backoff, full jitter and `Retry-After`.
+//! a bound on requests in flight, an optional request rate, and retries of transient
+//! failures with exponential backoff, full jitter and `Retry-After`.
 //!
 //! A failure is never turned into an empty page: the caller gets either the bytes of a
-//! complete JSON body from a 2xx answer, or an error.
+//! complete JSON body from a 2xx answer, or an error that says how many attempts were made
+//! and how the last one failed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::error::{excerpt, SourceError};
+use super::limiter::RateLimiter;
 use super::retry::{
-    classify_status, classify_transport, is_certificate_error, jittered, parse_retry_after,
-    RetryAction,
+    classify_status, classify_transport, is_certificate_error, parse_retry_after, transport_kind,
+    Backoff, Jitter, RetryAction,
 };
 use crate::config::{RetryConfig, Source};
 
@@ -34,18 +35,26 @@ pub struct ClientStats {
     pub requests: AtomicU64,
     /// Attempts that failed transiently and were retried.
     pub retries: AtomicU64,
+    /// Answers with HTTP 429.
+    pub throttled: AtomicU64,
 }
 
-/// An HTTP client bound to one configured source.
+/// An HTTP client bound to one configured source. Clones share the connection pool, the
+/// bound on requests in flight, the rate limiter and the counters.
 #[derive(Debug, Clone)]
 pub struct SourceClient {
     name: String,
     base_url: String,
     http: reqwest::Client,
     retry: RetryConfig,
+    jitter: Jitter,
     permits: Arc<Semaphore>,
+    limiter: Option<Arc<RateLimiter>>,
     stats: Arc<ClientStats>,
 }
+
+/// Why a 2xx answer whose body does not parse is retried.
+const INCOMPLETE_BODY: &str = "body is not complete JSON";
 
 /// One failed attempt: the error and whether to try again.
 struct Failure {
@@ -60,7 +69,7 @@ impl SourceClient {
             |problem: String| SourceError::Setup { source_name: source.name.clone(), problem };
         let mut builder = reqwest::Client::builder()
             .timeout(source.timeout)
-            .connect_timeout(source.timeout.min(std::time::Duration::from_secs(10)))
+            .connect_timeout(source.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(source.max_concurrency.max(1))
             .user_agent(concat!("cecsync/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &source.ca_bundle {
@@ -85,9 +94,19 @@ impl SourceClient {
             base_url: source.base_url.clone(),
             http,
             retry: source.retry.clone(),
+            jitter: Jitter::random(),
             permits: Arc::new(Semaphore::new(source.max_concurrency)),
+            limiter: source
+                .requests_per_second
+                .map(|rate| Arc::new(RateLimiter::new(&source.name, rate))),
             stats: Arc::new(ClientStats::default()),
         })
+    }
+
+    /// The same client with another random source for the backoff's jitter.
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     /// The configured name of the source.
@@ -106,16 +125,12 @@ impl SourceClient {
     }
 
     /// POSTs `body` as JSON to `path` and returns the body of a 2xx answer that is complete
-    /// JSON, retrying transient failures. 401 and 403 come back as
-    /// [`SourceError::Unauthorized`] at once, so that the auth layer can refresh a token.
+    /// JSON, retrying transient failures until the configured attempts or time run out.
+    /// 401 and 403 come back as [`SourceError::Unauthorized`] at once, so that the auth
+    /// layer can refresh a token; other permanent failures come back at once too.
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Result<Bytes, SourceError> {
         let url = self.url(path);
-        let mut schedule = ExponentialBuilder::default()
-            .with_min_delay(std::time::Duration::from_millis(self.retry.initial_backoff_ms))
-            .with_max_delay(std::time::Duration::from_millis(self.retry.max_backoff_ms))
-            .with_max_times(self.retry.max_attempts.saturating_sub(1))
-            .with_total_delay(Some(std::time::Duration::from_secs(self.retry.max_elapsed_secs)))
-            .build();
+        let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -124,12 +139,12 @@ impl SourceClient {
                 Err(failure) => failure,
             };
             let RetryAction::Retry { reason, after } = failure.action else {
-                return Err(with_attempts(failure.error, attempts));
+                return Err(failure.error.with_attempts(attempts));
             };
-            let Some(delay) = schedule.next() else {
-                return Err(with_attempts(failure.error, attempts));
+            let Some(wait) = backoff.next_wait(after) else {
+                warn!(source = %self.name, %url, attempts, %reason, "Giving up on a request: the retry limits are reached.");
+                return Err(failure.error.with_attempts(attempts));
             };
-            let wait = jittered(delay, after, rand::rng().random::<f64>());
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             warn!(source = %self.name, %url, attempt = attempts, %reason, wait_ms = wait.as_millis() as u64, "Retrying request after a transient failure.");
             tokio::time::sleep(wait).await;
@@ -138,6 +153,9 @@ impl SourceClient {
 
     async fn attempt(&self, url: &str, body: &[u8]) -> Result<Bytes, Failure> {
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let transport = |e: reqwest::Error| Failure {
             action: classify_transport(&e),
@@ -146,7 +164,7 @@ impl SourceClient {
                 reason: if is_certificate_error(&e) {
                     CERTIFICATE_REFUSED.into()
                 } else {
-                    "request failed".into()
+                    transport_kind(&e).to_string()
                 },
                 detail: causes(&e.without_url()),
                 attempts: 0,
@@ -174,9 +192,16 @@ impl SourceClient {
                     source_name: self.name.clone(),
                     url: url.to_string(),
                     status: status.as_u16(),
+                    credential: "the credentials".into(),
                     message: excerpt(&bytes),
                 },
             });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            if let Some(limiter) = &self.limiter {
+                limiter.throttled();
+            }
         }
         if !status.is_success() {
             return Err(Failure {
@@ -191,14 +216,12 @@ impl SourceClient {
         }
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
             return Err(Failure {
-                action: RetryAction::Retry {
-                    reason: "body is not complete JSON".into(),
-                    after: None,
-                },
-                error: SourceError::Shape {
+                action: RetryAction::Retry { reason: INCOMPLETE_BODY.into(), after: None },
+                error: SourceError::Transport {
                     url: url.to_string(),
-                    path: "$".into(),
-                    problem: format!("the body is not complete JSON ({e}): {}", excerpt(&bytes)),
+                    reason: INCOMPLETE_BODY.into(),
+                    detail: format!("HTTP {status}, {e}: {}", excerpt(&bytes)),
+                    attempts: 0,
                 },
             });
         }
@@ -222,14 +245,86 @@ fn causes(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn with_attempts(error: SourceError, n: usize) -> SourceError {
-    match error {
-        SourceError::Http { url, status, body, .. } => {
-            SourceError::Http { url, status, body, attempts: n }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::source::scripted::{client, queue, Answer, ScriptedServer};
+
+    const OK: &str = r#"{"errorCode":"0","rbtRecognitions":[{"id":1}],"total":1}"#;
+    const TIMEOUT: Duration = Duration::from_millis(300);
+
+    fn count(n: &AtomicU64) -> u64 {
+        n.load(Ordering::Relaxed)
+    }
+
+    /// A 502, a 429 with Retry-After, a truncated 200, an answer slower than the timeout and
+    /// a reset are each retried, and the 200 that follows is returned: six attempts, five
+    /// retries.
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_a_complete_answer() {
+        let server = ScriptedServer::start(queue(vec![
+            Answer::status(502, "<html><h1>502 Bad Gateway</h1></html>"),
+            Answer::throttle(1),
+            Answer::truncated(OK),
+            Answer::status(200, OK).after(TIMEOUT * 3),
+            Answer::Reset,
+            Answer::status(200, OK),
+        ]))
+        .await;
+        let client = client(&server.base_url, TIMEOUT, 10);
+        let body = client.post_json("/q", b"{}").await.unwrap();
+        assert_eq!(&body[..], OK.as_bytes());
+        assert_eq!(server.received().len(), 6);
+        let stats = client.stats();
+        assert_eq!((count(&stats.requests), count(&stats.retries)), (6, 5));
+        assert_eq!(count(&stats.throttled), 1);
+    }
+
+    /// When every attempt fails transiently, the error names the attempts and how the last
+    /// one failed (the status, or the kind of transport failure), after exactly
+    /// `max_attempts` requests.
+    #[tokio::test]
+    async fn exhausted_retries_name_the_attempts_and_the_failure() {
+        let cases = [
+            (vec![Answer::status(503, "busy"), Answer::status(502, "bad gateway")], "HTTP 502"),
+            (vec![Answer::Reset, Answer::Reset], "connection"),
+            (vec![Answer::truncated(OK), Answer::truncated(OK)], "body is not complete JSON"),
+            (
+                vec![
+                    Answer::status(200, OK).after(TIMEOUT * 3),
+                    Answer::throttle(0).after(TIMEOUT * 3),
+                ],
+                "timeout",
+            ),
+        ];
+        for (answers, want) in cases {
+            let server = ScriptedServer::start(queue(answers)).await;
+            let client = client(&server.base_url, TIMEOUT, 2);
+            let err = client.post_json("/q", b"{}").await.unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains("after 2 attempt(s)"), "{want}: {err}");
+            assert_eq!(server.received().len(), 2, "{err}");
         }
-        SourceError::Transport { url, reason, detail, .. } => {
-            SourceError::Transport { url, reason, detail, attempts: n }
+    }
+
+    /// 400 and 404 fail after one attempt, with the API's own message.
+    #[tokio::test]
+    async fn permanent_failures_fail_at_once_with_the_api_message() {
+        for status in [400, 404] {
+            let body = r#"{"errorCode":"OIFDE.01","errorMsg":"beginTime is required"}"#;
+            let server = ScriptedServer::start(queue(vec![Answer::status(status, body)])).await;
+            let client = client(&server.base_url, TIMEOUT, 5);
+            match client.post_json("/q", b"{}").await {
+                Err(e @ SourceError::Http { attempts: 1, .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains("beginTime is required"), "{text}");
+                    assert!(text.contains(&format!("HTTP {status} after 1 attempt(s)")), "{text}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+            assert_eq!(server.received().len(), 1);
+            assert_eq!(count(&client.stats().retries), 0);
         }
-        other => other,
     }
 }

@@ -28,7 +28,7 @@ pub enum SourceError {
         attempts: usize,
     },
     /// The credentials were refused.
-    #[error("{url}: the source '{source_name}' refused the credentials (HTTP {status}): {message}; check the token or app key/secret in the configuration")]
+    #[error("{url}: the source '{source_name}' refused {credential} (HTTP {status}): {message}; check the source's auth_token, or app_key and app_secret, in the configuration")]
     Unauthorized {
         /// The configured source.
         source_name: String,
@@ -36,6 +36,8 @@ pub enum SourceError {
         url: String,
         /// The status.
         status: u16,
+        /// Which credential, without its secret part (e.g. "app key '202401150001'").
+        credential: String,
         /// The API's message.
         message: String,
     },
@@ -94,8 +96,14 @@ impl SourceError {
             Self::Transport { url, reason, detail, attempts } => {
                 Self::Transport { url: r(url), reason, detail: r(detail), attempts }
             }
-            Self::Unauthorized { source_name, url, status, message } => {
-                Self::Unauthorized { source_name, url: r(url), status, message: r(message) }
+            Self::Unauthorized { source_name, url, status, credential, message } => {
+                Self::Unauthorized {
+                    source_name,
+                    url: r(url),
+                    status,
+                    credential,
+                    message: r(message),
+                }
             }
             Self::Api { url, field, code, message } => {
                 Self::Api { url: r(url), field, code: r(code), message: r(message) }
@@ -104,6 +112,31 @@ impl SourceError {
                 Self::Shape { url: r(url), path: r(path), problem: r(problem) }
             }
             other @ (Self::Setup { .. } | Self::NoCredentials { .. }) => other,
+        }
+    }
+
+    /// The same error, saying how many attempts were made (for the kinds that count them).
+    pub fn with_attempts(self, n: usize) -> Self {
+        match self {
+            Self::Http { url, status, body, .. } => Self::Http { url, status, body, attempts: n },
+            Self::Transport { url, reason, detail, .. } => {
+                Self::Transport { url, reason, detail, attempts: n }
+            }
+            other => other,
+        }
+    }
+
+    /// The same error, naming the refused credential (for [`SourceError::Unauthorized`]).
+    pub fn refused(self, what: &str) -> Self {
+        match self {
+            Self::Unauthorized { source_name, url, status, message, .. } => Self::Unauthorized {
+                source_name,
+                url,
+                status,
+                credential: what.to_string(),
+                message,
+            },
+            other => other,
         }
     }
 }

@@ -1,12 +1,16 @@
-//! Talking to a CEC source: the HTTP client with retries, the auth strategies, reading a
-//! page's envelope, and the paging strategies that turn a month slice into pages.
+//! Talking to a CEC source: the HTTP client with retries and a rate limit, the auth
+//! strategies, reading a page's envelope, and the paging strategies that turn a month
+//! slice into pages.
 
 pub mod auth;
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod limiter;
 pub mod paging;
 pub mod retry;
+#[cfg(test)]
+mod scripted;
 
 pub use client::SourceClient;
 pub use error::SourceError;

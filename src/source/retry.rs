@@ -1,13 +1,22 @@
 //! The retry decision, kept apart from the backoff timing.
 //!
-//! A response or a transport error is classified into a [`RetryAction`]; the client's loop
-//! waits an exponentially growing delay with full jitter (a uniform draw in `[0, delay]`, so
-//! clients that recover together do not overload the server again), or what `Retry-After`
-//! asks for, and stops at the configured attempts or total time.
+//! A response or a transport error is classified into a [`RetryAction`]; a [`Backoff`]
+//! then gives the wait before the next attempt: an exponentially growing delay with full
+//! jitter (a uniform draw in `[0, delay]`, so clients that recover together do not overload
+//! the server again), never less than what `Retry-After` asks for, until the configured
+//! attempts or total time are used up. The jitter's random source is a [`Jitter`], which
+//! tests replace with a fixed draw.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use rand::Rng;
 use reqwest::StatusCode;
+use tokio::time::Instant;
+
+use crate::config::RetryConfig;
 
 /// What to do after one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +59,22 @@ pub fn classify_transport(err: &reqwest::Error) -> RetryAction {
     if err.is_builder() || err.is_redirect() || is_certificate_error(err) {
         return RetryAction::DontRetry;
     }
-    let kind = if err.is_timeout() {
+    RetryAction::Retry { reason: transport_kind(err).to_string(), after: None }
+}
+
+/// What kind of transport failure `err` is, for messages.
+pub fn transport_kind(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
         "timeout"
     } else if err.is_connect() {
         "connection failed"
     } else if err.is_body() || err.is_decode() {
         "response body broken"
+    } else if err.is_builder() || err.is_redirect() {
+        "request could not be sent"
     } else {
-        "transport error"
-    };
-    RetryAction::Retry { reason: kind.to_string(), after: None }
+        "connection closed without an answer"
+    }
 }
 
 /// Whether TLS refused a certificate somewhere in the causes of `err`: a permanent failure,
@@ -99,6 +114,75 @@ pub fn jittered(delay: Duration, hint: Option<Duration>, unit: f64) -> Duration 
     match hint {
         Some(h) => h.max(drawn),
         None => drawn,
+    }
+}
+
+/// The random source of the jitter: each call draws a number in `[0, 1]`.
+#[derive(Clone)]
+pub struct Jitter(Arc<dyn Fn() -> f64 + Send + Sync>);
+
+impl Jitter {
+    /// Uniform draws from the thread's random generator (the default).
+    pub fn random() -> Self {
+        Self(Arc::new(|| rand::rng().random::<f64>()))
+    }
+
+    /// Draws from `draw`, e.g. a constant to make the waits predictable.
+    pub fn from_fn(draw: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(draw))
+    }
+
+    fn draw(&self) -> f64 {
+        (self.0)()
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Self::random()
+    }
+}
+
+impl fmt::Debug for Jitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Jitter")
+    }
+}
+
+/// The waits between the attempts at one request; it starts counting the total time when
+/// it is created, before the first attempt.
+#[derive(Debug)]
+pub struct Backoff {
+    schedule: ExponentialBackoff,
+    jitter: Jitter,
+    started: Instant,
+    max_elapsed: Duration,
+}
+
+impl Backoff {
+    /// The schedule of `config`, jittered by `jitter`.
+    pub fn new(config: &RetryConfig, jitter: Jitter) -> Self {
+        let schedule = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(config.initial_backoff_ms))
+            .with_max_delay(Duration::from_millis(
+                config.max_backoff_ms.max(config.initial_backoff_ms),
+            ))
+            .with_max_times(config.max_attempts.saturating_sub(1))
+            .build();
+        Self {
+            schedule,
+            jitter,
+            started: Instant::now(),
+            max_elapsed: Duration::from_secs(config.max_elapsed_secs),
+        }
+    }
+
+    /// The wait before the next attempt, at least `hint` (the server's `Retry-After`); `None`
+    /// when the attempts are used up or the wait would end past the total time allowed.
+    pub fn next_wait(&mut self, hint: Option<Duration>) -> Option<Duration> {
+        let delay = self.schedule.next()?;
+        let wait = jittered(delay, hint, self.jitter.draw());
+        (self.started.elapsed() + wait <= self.max_elapsed).then_some(wait)
     }
 }
 
@@ -147,5 +231,59 @@ mod tests {
             classify_status(StatusCode::BAD_GATEWAY, None),
             RetryAction::Retry { .. }
         ));
+    }
+
+    fn config(max_attempts: usize, max_elapsed_secs: u64) -> RetryConfig {
+        RetryConfig {
+            max_attempts,
+            max_elapsed_secs,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+        }
+    }
+
+    fn millis(wait: Option<Duration>) -> Option<u128> {
+        // The schedule multiplies in f32, which can add a few nanoseconds.
+        wait.map(|w| (w + Duration::from_micros(1)).as_millis())
+    }
+
+    /// The waits double from the initial delay up to the cap, scaled by the jitter's draw,
+    /// and stop after `max_attempts - 1` retries.
+    #[tokio::test(start_paused = true)]
+    async fn waits_grow_exponentially_with_full_jitter() {
+        let mut full = Backoff::new(&config(7, 3600), Jitter::from_fn(|| 1.0));
+        let waits: Vec<_> =
+            std::iter::from_fn(|| full.next_wait(None)).map(Some).map(millis).collect();
+        let want = [100, 200, 400, 800, 1000, 1000].map(Some);
+        assert_eq!(waits, want);
+
+        let mut half = Backoff::new(&config(7, 3600), Jitter::from_fn(|| 0.5));
+        let waits: Vec<_> =
+            std::iter::from_fn(|| half.next_wait(None)).map(Some).map(millis).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 500, 500].map(Some));
+
+        let mut none = Backoff::new(&config(1, 3600), Jitter::from_fn(|| 1.0));
+        assert_eq!(none.next_wait(None), None, "one attempt allows no retry");
+    }
+
+    /// Retry-After raises the wait above the jittered delay, never lowers it.
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_a_floor() {
+        let mut b = Backoff::new(&config(5, 3600), Jitter::from_fn(|| 0.0));
+        assert_eq!(b.next_wait(Some(Duration::from_secs(2))), Some(Duration::from_secs(2)));
+        assert_eq!(b.next_wait(None), Some(Duration::ZERO));
+        let mut b = Backoff::new(&config(5, 3600), Jitter::from_fn(|| 1.0));
+        assert_eq!(millis(b.next_wait(Some(Duration::from_millis(10)))), Some(100));
+    }
+
+    /// No wait may end past the total time allowed, counted from the first attempt.
+    #[tokio::test(start_paused = true)]
+    async fn the_total_time_caps_the_retries() {
+        let mut b = Backoff::new(&config(100, 2), Jitter::from_fn(|| 1.0));
+        assert_eq!(millis(b.next_wait(None)), Some(100));
+        tokio::time::advance(Duration::from_millis(1850)).await;
+        assert_eq!(b.next_wait(None), None, "200 ms more would end past 2 s");
+        let mut b = Backoff::new(&config(100, 2), Jitter::from_fn(|| 0.0));
+        assert_eq!(b.next_wait(Some(Duration::from_secs(3))), None, "Retry-After beyond the limit");
     }
 }

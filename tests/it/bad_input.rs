@@ -187,7 +187,7 @@ async fn malformed_answers_fail_the_refresh_and_leave_the_month_untouched() {
         (
             "HTML with 200",
             Canned::html(200, "<html><h1>502 Bad Gateway</h1></html>"),
-            &["'$'", "not complete JSON", "502 Bad Gateway"],
+            &["not complete JSON", "after 2 attempt(s)", "502 Bad Gateway"],
         ),
         (
             "HTML with 500",

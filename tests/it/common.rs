@@ -250,3 +250,32 @@ impl Harness {
         Engine::open(Settings::load(&path).unwrap()).unwrap()
     }
 }
+
+/// Configuration text for `h` with `source_keys` added to `[sources.oifde]` and
+/// `retry_keys` to its retry table; `login` replaces the fixed token with an app key and
+/// secret. `extra` is appended.
+pub fn source_config(
+    h: &Harness,
+    login: Option<(&str, &str)>,
+    source_keys: &str,
+    retry_keys: &str,
+    extra: &str,
+) -> String {
+    let mut text = h.config_text(extra);
+    if let Some((key, secret)) = login {
+        let token = format!("auth_token = \"{}\"\n", h.opts.auth_token);
+        let creds = format!("app_key = \"{key}\"\napp_secret = \"{secret}\"\n");
+        text = text.replace(&token, &creds);
+    }
+    text.replace(
+        "[sources.oifde.retry]\n",
+        &format!("{source_keys}\n[sources.oifde.retry]\n{retry_keys}\n"),
+    )
+}
+
+/// An engine for the configuration `text`, written into `h`'s folder.
+pub fn engine_for(h: &Harness, text: &str) -> Engine {
+    let path = h.dir.path().join("cecsync.toml");
+    std::fs::write(&path, text).unwrap();
+    Engine::open(Settings::load(&path).unwrap()).unwrap()
+}

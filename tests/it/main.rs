@@ -5,5 +5,6 @@ mod bad_input;
 mod common;
 mod core_sync;
 mod crash;
+mod faults;
 mod s3;
 mod tls;
