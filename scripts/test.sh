@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts an S3-compatible server
-# (moto, from PyPI) on loopback for the S3 tests, then runs every Rust test.
+# (moto, from PyPI) on loopback for the S3 tests, then runs every Rust test, with the crash
+# points of the crash-safety tests compiled in (feature `failpoints`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,4 @@ export CECSYNC_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
 export CECSYNC_REQUIRE_S3=1
 export AWS_ACCESS_KEY_ID=cecsync-test AWS_SECRET_ACCESS_KEY=cecsync-test-secret AWS_REGION=us-east-1
 
-cargo test --locked --no-fail-fast "$@"
+cargo test --locked --no-fail-fast --features failpoints "$@"

@@ -7,7 +7,8 @@
 //!  commit:  checkpoint "writing" ─> _rejects/ ─> data object (atomic) ─> checkpoint
 //! ```
 //! A crash anywhere before the last step leaves the slice unconfirmed, so it is fetched
-//! again and its single data object replaced: no duplicates, no gaps.
+//! again and its single data object replaced: no duplicates, no gaps. The named crash
+//! points of [`crate::sink::crash`] mark each step for the crash-safety tests.
 
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ use crate::calendar::{Month, MonthSlice};
 use crate::catalog::pipeline::{SlicingSpec, TimeFormat};
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
+use crate::sink::crash;
 use crate::sink::layout::PartitionId;
 use crate::sink::stage::PartitionStage;
 use crate::sink::writer::{stage_existing, write_partition, write_rejects};
@@ -212,6 +214,7 @@ async fn attempt_slice(
                 }
             }
             progress.page(rows);
+            crash::point(crash::PAGE_STAGED);
             Ok(())
         },
     )
@@ -239,18 +242,22 @@ async fn attempt_slice(
         });
     }
 
+    crash::point(crash::FETCHED);
     let previous = run.state.partition(&id).await.map_err(EngineError::from)?;
     if let Some(prev) = &previous {
         let mut intent = prev.clone();
         intent.state = SliceState::Writing;
         run.state.put_partition(&intent).await.map_err(EngineError::from)?;
     }
+    crash::point(crash::BEFORE_REJECTS);
     let lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
     if mode == WriteMode::Replace || !lines.is_empty() {
         write_rejects(&run.store, &id, &lines).await.map_err(sink_err)?;
     }
+    crash::point(crash::AFTER_REJECTS);
     let max_update = stage.max_update_ms();
     let written = write_partition(&run.store, &id, stage).await.map_err(sink_err)?;
+    crash::point(crash::AFTER_DATA);
     let closed = Utc::now() > month.end();
     let state = match (mode, closed) {
         (WriteMode::Replace, true) => SliceState::Complete,
@@ -275,6 +282,7 @@ async fn attempt_slice(
         synced_at,
     };
     run.state.put_partition(&checkpoint).await.map_err(EngineError::from)?;
+    crash::point(crash::AFTER_CHECKPOINT);
     Ok(SliceOutcome {
         month: slice.month,
         rows: written.rows,

@@ -15,6 +15,17 @@ pub enum SinkError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A staging file of an upload cut short could not be listed or removed.
+    #[error(
+        "lake folder {path}: cannot remove the staging files of uploads cut short: {source}; \
+         check the folder's permissions"
+    )]
+    Sweep {
+        /// The folder or file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The object store could not be configured.
     #[error("lake {destination}: cannot configure the object store: {source}")]
     Configure {

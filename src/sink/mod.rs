@@ -22,6 +22,7 @@
 //! correct partition with an old checkpoint: the slice is fetched again and the object
 //! replaced, so there are neither duplicates nor gaps.
 
+pub mod crash;
 mod error;
 mod key;
 pub mod layout;

@@ -3,6 +3,18 @@
 //!
 //! Everything above this module works on `Arc<dyn ObjectStore>`, so a local folder and an
 //! S3-compatible bucket (AWS S3, Huawei OBS, MinIO) take the same code path.
+//!
+//! # Uploads cut short
+//! A process killed in the middle of an upload leaves no half-written object that a reader
+//! could see, but it may leave debris:
+//! - in a local folder, `LocalFileSystem` writes each object to a staging file `NAME#N` and
+//!   renames it into place; a killed run leaves the staging file. [`open_store`] removes
+//!   them (see [`sweep_staging_files`]) every time the lake is opened.
+//! - in an S3 bucket, a multipart upload (objects over 10 MiB) that was never completed
+//!   stays stored, invisible to listings and readers but billed, until it is aborted. The
+//!   bucket's lifecycle rule cleans them: on AWS S3 and MinIO an
+//!   `AbortIncompleteMultipartUpload` rule (for example after 1 day), on Huawei OBS the
+//!   lifecycle rule for fragments. Smaller objects are single PUTs and leave nothing.
 
 use std::sync::Arc;
 
@@ -12,6 +24,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rand::Rng;
+use tracing::warn;
 
 use super::layout::STATE_DIR;
 use super::SinkError;
@@ -19,8 +32,9 @@ use crate::config::Destination;
 
 /// Opens the destination's object store.
 ///
-/// A local folder is created if needed and written with fsync, so a committed object
-/// survives a power cut. An S3 bucket takes the standard `AWS_*` variables first, then the
+/// A local folder is created if needed, swept of the staging files of uploads cut short
+/// (see [`sweep_staging_files`]), and written with fsync, so a committed object survives a
+/// power cut. An S3 bucket takes the standard `AWS_*` variables first, then the
 /// configured bucket, endpoint, region and keys; path-style requests are used whenever a
 /// custom endpoint is set, as OBS and MinIO expect.
 pub fn open_store(dest: &Destination) -> Result<Arc<dyn ObjectStore>, SinkError> {
@@ -29,6 +43,10 @@ pub fn open_store(dest: &Destination) -> Result<Arc<dyn ObjectStore>, SinkError>
             let folder = path.display().to_string();
             std::fs::create_dir_all(path)
                 .map_err(|source| SinkError::LocalFolder { path: folder.clone(), source })?;
+            let removed = sweep_staging_files(path)?;
+            if removed > 0 {
+                warn!(folder, removed, "Removed the staging files of uploads cut short.");
+            }
             let store = LocalFileSystem::new_with_prefix(path)
                 .map_err(|source| SinkError::Configure {
                     destination: folder,
@@ -73,6 +91,44 @@ pub fn open_store(dest: &Destination) -> Result<Arc<dyn ObjectStore>, SinkError>
             }
         }
     }
+}
+
+/// Removes, under the lake folder `root`, the staging files `NAME#N` (N all digits) that
+/// `LocalFileSystem` writes before renaming an object into place, and that stay behind when
+/// the process dies mid-upload; returns how many were removed. Such names are never objects:
+/// the store encodes `#` in object names and hides these files from listings.
+///
+/// A lake has a single writer: a second process uploading into the same folder at this
+/// moment would lose its staging file and fail its commit loudly, never half-commit it.
+pub fn sweep_staging_files(root: &std::path::Path) -> Result<u64, SinkError> {
+    let fail = |path: &std::path::Path, source| SinkError::Sweep {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut removed = 0;
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).map_err(|e| fail(&folder, e))? {
+            let entry = entry.map_err(|e| fail(&folder, e))?;
+            let kind = entry.file_type().map_err(|e| fail(&entry.path(), e))?;
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() && is_staging_name(&entry.file_name().to_string_lossy()) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(fail(&entry.path(), e)),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// True for `LocalFileSystem`'s staging names: `NAME#N` with N a non-empty run of digits.
+fn is_staging_name(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Writes, reads back and deletes a small object under `_state/.probe-<random>` of `store`
@@ -126,6 +182,7 @@ pub fn describe(dest: &Destination) -> String {
 
 #[cfg(test)]
 mod tests {
+    use futures::TryStreamExt;
     use object_store::memory::InMemory;
 
     use super::*;
@@ -144,6 +201,41 @@ mod tests {
         assert!(lake.is_dir());
         let left: Vec<_> = walk(&lake);
         assert!(left.iter().all(|p| !p.contains(".probe-")), "{left:?}");
+    }
+
+    /// Opening a local lake removes the staging files of uploads cut short, at any depth,
+    /// and keeps every object, names with a `#` that are not staging names included.
+    #[tokio::test]
+    async fn opening_a_local_lake_sweeps_staging_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let month = lake.join("ds/tenant_id=T/month=2025-01");
+        std::fs::create_dir_all(&month).unwrap();
+        for name in ["part-00000.parquet", "part-00000.parquet#1", "part-00000.parquet#27"] {
+            std::fs::write(month.join(name), b"x").unwrap();
+        }
+        std::fs::create_dir_all(lake.join("_state")).unwrap();
+        for name in ["m.json#3", "m.json", "notes#draft", "odd#"] {
+            std::fs::write(lake.join("_state").join(name), b"{}").unwrap();
+        }
+        let store = open_store(&Destination::Local { path: lake.clone() }).unwrap();
+        let mut left: Vec<_> = walk(&lake)
+            .iter()
+            .map(|p| p.strip_prefix(&*lake.to_string_lossy()).unwrap().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "/_state/m.json",
+                "/_state/notes#draft",
+                "/_state/odd#",
+                "/ds/tenant_id=T/month=2025-01/part-00000.parquet"
+            ]
+        );
+        let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        assert_eq!(sweep_staging_files(&lake).unwrap(), 0, "nothing is left to sweep");
     }
 
     /// A store that refuses the key fails the probe at once, with an error that names the

@@ -30,6 +30,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::crash;
 use super::key::KeyColumns;
 use super::layout::PartitionId;
 use super::stage::{PartitionStage, Winners};
@@ -153,6 +154,7 @@ async fn write_rows(
         if writer.in_progress_size() > limits.max_row_group_bytes {
             writer.flush().await.map_err(parquet_err)?;
         }
+        crash::point(crash::BATCH_WRITTEN);
     }
     writer.finish().await.map_err(parquet_err)?;
     Ok(())
@@ -204,6 +206,7 @@ impl AsyncFileWriter for HashingUpload {
 
     fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
         self.completing = true;
+        crash::point(crash::BEFORE_COMPLETE);
         async move { self.inner.shutdown().await.map_err(|e| ParquetError::External(Box::new(e))) }
             .boxed()
     }

@@ -1,8 +1,14 @@
-//! Shared test support: a simulator on loopback, a configuration pointing at it, and the
-//! lake read back as JSON-like rows keyed by primary key.
+//! Shared test support: a simulator on loopback, a configuration pointing at it, a lake in
+//! a local folder or in a bucket of the S3-compatible test server, and the lake read back as
+//! JSON-like rows keyed by primary key.
+//!
+//! The S3 variants need `CECSYNC_TEST_S3_ENDPOINT` (set by `scripts/test.sh`, which starts
+//! the server) and the standard `AWS_*` credentials; without the endpoint they are skipped
+//! with a message, unless `CECSYNC_REQUIRE_S3` is set, which makes them fail instead.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
@@ -11,35 +17,92 @@ use cecsync::calendar::Month;
 use cecsync::config::Settings;
 use cecsync::engine::Engine;
 use cecsync::sim::{serve, RunningSim, SimOptions, Simulator};
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
-/// A simulator serving on loopback, and a lake folder.
+/// The prefix of the lake inside a test bucket.
+const S3_PREFIX: &str = "warehouse/cec";
+
+/// Where a harness keeps its lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A local folder (`file://`).
+    Local,
+    /// A fresh bucket of the S3-compatible test server (`s3://`).
+    S3,
+}
+
+/// The lake of a harness.
+#[derive(Debug, Clone)]
+enum Lake {
+    Local,
+    S3 { endpoint: String, bucket: String },
+}
+
+/// A simulator serving on loopback, and a lake (a local folder, or a bucket).
 pub struct Harness {
     pub sim: Arc<Simulator>,
     pub running: RunningSim,
     pub opts: SimOptions,
     pub dir: tempfile::TempDir,
+    lake: Lake,
 }
 
 impl Harness {
+    /// A harness whose lake is a local folder.
     pub async fn start(opts: SimOptions) -> Self {
-        let sim = Arc::new(Simulator::new(opts.clone()));
-        let running = serve(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        Self { sim, running, opts, dir: tempfile::tempdir().unwrap() }
+        Self::start_with(Lake::Local, opts).await
     }
 
+    /// A harness whose lake is of `kind`; `None` (with a message) when `kind` is S3 and no
+    /// S3-compatible server is configured, see [`s3_endpoint`].
+    pub async fn start_on(kind: StoreKind, opts: SimOptions) -> Option<Self> {
+        let lake = match kind {
+            StoreKind::Local => Lake::Local,
+            StoreKind::S3 => {
+                let endpoint = s3_endpoint()?;
+                let bucket = create_bucket(&endpoint).await;
+                Lake::S3 { endpoint, bucket }
+            }
+        };
+        Some(Self::start_with(lake, opts).await)
+    }
+
+    async fn start_with(lake: Lake, opts: SimOptions) -> Self {
+        let sim = Arc::new(Simulator::new(opts.clone()));
+        let running = serve(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Self { sim, running, opts, dir: tempfile::tempdir().unwrap(), lake }
+    }
+
+    /// The local lake folder; for an S3 lake, the folder [`Harness::lake_view`] mirrors the
+    /// bucket into.
     pub fn lake(&self) -> PathBuf {
         self.dir.path().join("lake")
+    }
+
+    /// The `[destination]` table of this harness's lake.
+    pub fn destination_text(&self) -> String {
+        match &self.lake {
+            Lake::Local => format!("[destination]\nurl = \"file://{}\"\n", self.lake().display()),
+            Lake::S3 { endpoint, bucket } => format!(
+                "[destination]\nurl = \"s3://{bucket}/{S3_PREFIX}\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"us-east-1\"\nallow_http = true\n"
+            ),
+        }
     }
 
     /// Configuration text for this simulator and lake; `extra` is appended.
     pub fn config_text(&self, extra: &str) -> String {
         format!(
-            "tenant_id = \"{}\"\n[destination]\nurl = \"file://{}\"\n[sources.oifde]\nbase_url = \"{}\"\n\
+            "tenant_id = \"{}\"\n{}[sources.oifde]\nbase_url = \"{}\"\n\
              auth_token = \"{}\"\ntimezone = \"+08:00\"\n[sources.oifde.retry]\ninitial_backoff_ms = 10\n{extra}",
             self.opts.tenant_id,
-            self.lake().display(),
+            self.destination_text(),
             self.running.base_url,
             self.opts.auth_token
         )
@@ -55,6 +118,73 @@ impl Harness {
     pub fn engine(&self, extra: &str) -> Engine {
         let settings = Settings::load(&self.config_file(extra)).unwrap();
         Engine::open(settings).unwrap()
+    }
+
+    /// A folder holding the lake as it is now: the local lake itself, or a fresh mirror of
+    /// every object of the bucket's lake (read with an independent client).
+    pub async fn lake_view(&self) -> PathBuf {
+        let folder = self.lake();
+        let Some(store) = self.bucket() else { return folder };
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).unwrap();
+        }
+        std::fs::create_dir_all(&folder).unwrap();
+        for name in self.lake_objects().await {
+            let local = folder.join(&name);
+            std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+            let location = object_store::path::Path::from(format!("{S3_PREFIX}/{name}"));
+            let body = store.get(&location).await.unwrap().bytes().await.unwrap();
+            std::fs::write(local, body).unwrap();
+        }
+        folder
+    }
+
+    /// The name of every object (or, in a local lake, every file, staging files included)
+    /// under the lake, relative to it, sorted.
+    pub async fn lake_objects(&self) -> Vec<String> {
+        let mut names = match self.bucket() {
+            None => files_under(&self.lake())
+                .iter()
+                .map(|p| p.strip_prefix(self.lake()).unwrap().to_string_lossy().into_owned())
+                .collect(),
+            Some(store) => {
+                let prefix = object_store::path::Path::from(S3_PREFIX);
+                let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+                listed
+                    .iter()
+                    .map(|o| {
+                        let name = o.location.as_ref().strip_prefix(S3_PREFIX).unwrap();
+                        name.trim_start_matches('/').to_string()
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        names.sort();
+        names
+    }
+
+    /// An independent client of the lake (its folder, or the bucket under the lake's prefix),
+    /// apart from the engine's.
+    pub fn lake_store(&self) -> Arc<dyn ObjectStore> {
+        match self.bucket() {
+            None => {
+                std::fs::create_dir_all(self.lake()).unwrap();
+                Arc::new(LocalFileSystem::new_with_prefix(self.lake()).unwrap())
+            }
+            Some(bucket) => Arc::new(PrefixStore::new(bucket, S3_PREFIX)),
+        }
+    }
+
+    /// An independent client of the test bucket (bucket root), or `None` for a local lake.
+    fn bucket(&self) -> Option<Arc<dyn ObjectStore>> {
+        let Lake::S3 { endpoint, bucket } = &self.lake else { return None };
+        let store = AmazonS3Builder::from_env()
+            .with_endpoint(endpoint)
+            .with_bucket_name(bucket)
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        Some(Arc::new(store))
     }
 
     /// The simulator's records of `months`, keyed by id.
@@ -74,20 +204,80 @@ pub fn month(s: &str) -> Month {
     s.parse().unwrap()
 }
 
-/// Every Parquet file under `dir`, sorted.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+/// The endpoint of the S3-compatible test server, or `None` with a message (the S3 variant
+/// is then skipped); panics when `CECSYNC_REQUIRE_S3` says the server must be there.
+pub fn s3_endpoint() -> Option<String> {
+    match std::env::var("CECSYNC_TEST_S3_ENDPOINT") {
+        Ok(e) => Some(e),
+        Err(_) if std::env::var_os("CECSYNC_REQUIRE_S3").is_some() => {
+            panic!("CECSYNC_REQUIRE_S3 is set but CECSYNC_TEST_S3_ENDPOINT is not")
+        }
+        Err(_) => {
+            eprintln!(
+                "skipped: no S3-compatible server (CECSYNC_TEST_S3_ENDPOINT); run scripts/test.sh"
+            );
+            None
+        }
+    }
+}
+
+/// Creates a fresh bucket on the test server (an unsigned PUT, which it accepts) and
+/// returns its name.
+pub async fn create_bucket(endpoint: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let bucket =
+        format!("cecsync-it-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
+    assert!(created.status().is_success(), "create bucket {bucket}: {}", created.status());
+    bucket
+}
+
+/// Runs the `async fn NAME(kind: StoreKind)` above it on both lakes, as the tests
+/// `NAME::local` and `NAME::s3` (which skips without a server, see [`s3_endpoint`]).
+macro_rules! on_every_store {
+    ($name:ident) => {
+        mod $name {
+            use $crate::common::StoreKind;
+
+            /// The property documented on the function of this module's name, in a local
+            /// folder.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local() {
+                super::$name(StoreKind::Local).await
+            }
+
+            /// The property documented on the function of this module's name, in a bucket of
+            /// the S3-compatible server.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                super::$name(StoreKind::S3).await
+            }
+        }
+    };
+}
+pub(crate) use on_every_store;
+
+/// Every file under `dir`, at any depth, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
-                out.extend(parquet_files(&p));
-            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.extend(files_under(&p));
+            } else {
                 out.push(p);
             }
         }
     }
     out.sort();
+    out
+}
+
+/// Every Parquet file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = files_under(dir);
+    out.retain(|p| p.extension().is_some_and(|x| x == "parquet"));
     out
 }
 

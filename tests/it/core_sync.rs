@@ -1,4 +1,5 @@
-//! The core sync of rbt_recognition, end to end.
+//! The core sync of rbt_recognition, end to end, on a local folder and on an S3-compatible
+//! bucket (each test runs as `NAME::local` and `NAME::s3`).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use cecsync::engine::progress::LogProgress;
 use cecsync::sim::SimOptions;
 use sha2::{Digest, Sha256};
 
-use crate::common::{assert_lake_equals, lake_rows, month, Harness};
+use crate::common::{assert_lake_equals, lake_rows, month, on_every_store, Harness, StoreKind};
 
 fn opts(first: &str, last: &str, per_month: u64) -> SimOptions {
     SimOptions {
@@ -18,30 +19,23 @@ fn opts(first: &str, last: &str, per_month: u64) -> SimOptions {
     }
 }
 
-/// Hash of every file in the lake, by relative path.
-fn lake_digest(lake: &std::path::Path) -> BTreeMap<String, String> {
-    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                let digest = hex::encode(Sha256::digest(std::fs::read(&p).unwrap()));
-                out.insert(p.strip_prefix(root).unwrap().display().to_string(), digest);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(lake, lake, &mut out);
-    out
+/// Hash of every object in the lake, by relative path.
+async fn lake_digest(h: &Harness) -> BTreeMap<String, String> {
+    let lake = h.lake_view().await;
+    crate::common::files_under(&lake)
+        .into_iter()
+        .map(|p| {
+            let digest = hex::encode(Sha256::digest(std::fs::read(&p).unwrap()));
+            (p.strip_prefix(&lake).unwrap().display().to_string(), digest)
+        })
+        .collect()
 }
 
 /// A range from mid-January to mid-March returns exactly the records of that range, from
 /// all three month tables, month-edge hours included; a backfill of the three months
 /// returns every record of January, February and March.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_range_across_months_reads_every_month_table() {
-    let h = Harness::start(opts("2025-01", "2025-04", 1500)).await;
+async fn a_range_across_months_reads_every_month_table(kind: StoreKind) {
+    let Some(h) = Harness::start_on(kind, opts("2025-01", "2025-04", 1500)).await else { return };
     let engine = h.engine("");
     let zone = parse_zone("+08:00").unwrap();
     let begin = month("2025-01").start(zone).timestamp_millis() + 14 * 86_400_000;
@@ -50,9 +44,9 @@ async fn a_range_across_months_reads_every_month_table() {
     let mut truth = h.truth([month("2025-01"), month("2025-02"), month("2025-03")]);
     truth.retain(|_, r| (begin..=end).contains(&r["beginTime"].as_i64().unwrap()));
     assert!(truth.len() > 1500, "the window spans more than one month table");
-    assert_lake_equals(&h.lake(), &truth);
+    assert_lake_equals(&h.lake_view().await, &truth);
 
-    let h = Harness::start(opts("2024-12", "2025-04", 1200)).await;
+    let h = Harness::start_on(kind, opts("2024-12", "2025-04", 1200)).await.unwrap();
     let engine = h.engine("");
     let report = engine
         .backfill("rbt_recognition", month("2025-01"), month("2025-03"), false, &LogProgress)
@@ -70,13 +64,13 @@ async fn a_range_across_months_reads_every_month_table() {
         truth.values().filter(|r| edge_hour(r)).count() >= 6,
         "the data has month-edge records"
     );
-    assert_lake_equals(&h.lake(), &truth);
+    assert_lake_equals(&h.lake_view().await, &truth);
 }
+on_every_store!(a_range_across_months_reads_every_month_table);
 
 /// A month of more than 25 pages arrives complete, with pages fetched concurrently.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_month_arrives_complete_with_concurrent_pages() {
-    let h = Harness::start(opts("2025-02", "2025-02", 25_500)).await;
+async fn a_large_month_arrives_complete_with_concurrent_pages(kind: StoreKind) {
+    let Some(h) = Harness::start_on(kind, opts("2025-02", "2025-02", 25_500)).await else { return };
     let engine = h.engine("[pipelines.rbt_recognition]\npage_concurrency = 4\n");
     let report = engine
         .backfill("rbt_recognition", month("2025-02"), month("2025-02"), false, &LogProgress)
@@ -85,32 +79,32 @@ async fn a_large_month_arrives_complete_with_concurrent_pages() {
     assert_eq!(report.rows(), 25_500);
     assert_eq!(report.pages(), 26);
     assert!(h.sim.stats().max_in_flight >= 2, "pages after the first were fetched concurrently");
-    assert_lake_equals(&h.lake(), &h.truth([month("2025-02")]));
+    assert_lake_equals(&h.lake_view().await, &h.truth([month("2025-02")]));
 }
+on_every_store!(a_large_month_arrives_complete_with_concurrent_pages);
 
 /// Re-running a backfill fetches nothing and leaves the lake byte-identical; `--refresh`
 /// fetches again and rewrites the same rows and values, only `_synced_at` changes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rerun_is_a_no_op_and_refresh_rewrites_the_same_rows() {
-    let h = Harness::start(opts("2025-01", "2025-03", 2100)).await;
+async fn rerun_is_a_no_op_and_refresh_rewrites_the_same_rows(kind: StoreKind) {
+    let Some(h) = Harness::start_on(kind, opts("2025-01", "2025-03", 2100)).await else { return };
     let engine = h.engine("");
     let (from, to) = (month("2025-01"), month("2025-03"));
     engine.backfill("rbt_recognition", from, to, false, &LogProgress).await.unwrap();
-    let before = lake_digest(&h.lake());
+    let before = lake_digest(&h).await;
     let requests = h.sim.stats().requests;
 
     let again = engine.backfill("rbt_recognition", from, to, false, &LogProgress).await.unwrap();
     assert!(again.slices.is_empty());
     assert_eq!(again.skipped.len(), 3);
     assert_eq!(h.sim.stats().requests, requests, "a re-run fetches nothing");
-    assert_eq!(lake_digest(&h.lake()), before, "a re-run leaves the lake byte-identical");
+    assert_eq!(lake_digest(&h).await, before, "a re-run leaves the lake byte-identical");
 
-    let rows_before = lake_rows(&h.lake(), "rbt_recognition");
+    let rows_before = lake_rows(&h.lake_view().await, "rbt_recognition");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let refreshed = engine.backfill("rbt_recognition", from, to, true, &LogProgress).await.unwrap();
     assert_eq!(refreshed.slices.len(), 3);
     assert!(h.sim.stats().requests > requests, "--refresh fetches again");
-    let rows_after = lake_rows(&h.lake(), "rbt_recognition");
+    let rows_after = lake_rows(&h.lake_view().await, "rbt_recognition");
     assert_eq!(rows_before.len(), rows_after.len());
     for ((pm, mut a), (qm, mut b)) in rows_before.into_iter().zip(rows_after) {
         assert_eq!(pm, qm);
@@ -122,11 +116,11 @@ async fn rerun_is_a_no_op_and_refresh_rewrites_the_same_rows() {
     assert!(verify.findings.is_empty(), "{:?}", verify.findings);
     assert_eq!(verify.rows, 6300);
 }
+on_every_store!(rerun_is_a_no_op_and_refresh_rewrites_the_same_rows);
 
 /// An incremental sync merges updated and added records into the open partition by key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_merges_changes_by_key() {
-    let h = Harness::start(opts("2025-01", "2025-01", 800)).await;
+async fn sync_merges_changes_by_key(kind: StoreKind) {
+    let Some(h) = Harness::start_on(kind, opts("2025-01", "2025-01", 800)).await else { return };
     let engine = h.engine("");
     let zone = parse_zone("+08:00").unwrap();
     let (begin, end) = (
@@ -145,7 +139,7 @@ async fn sync_merges_changes_by_key() {
         .unwrap();
     let truth = h.truth([month("2025-01")]);
     assert_eq!(truth.len(), 810);
-    let lake = lake_rows(&h.lake(), "rbt_recognition");
+    let lake = lake_rows(&h.lake_view().await, "rbt_recognition");
     let mutated_in_window = touched
         .iter()
         .filter(|id| truth[id]["beginTime"].as_i64().unwrap() >= begin + 10 * 86_400_000)
@@ -168,3 +162,4 @@ async fn sync_merges_changes_by_key() {
         }
     }
 }
+on_every_store!(sync_merges_changes_by_key);
