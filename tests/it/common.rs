@@ -79,6 +79,11 @@ impl Harness {
         Self { sim, running, opts, dir: tempfile::tempdir().unwrap(), lake }
     }
 
+    /// A harness around a simulator already serving (over HTTPS, say), with a local lake.
+    pub fn around(sim: Arc<Simulator>, running: RunningSim, opts: SimOptions) -> Self {
+        Self { sim, running, opts, dir: tempfile::tempdir().unwrap(), lake: Lake::Local }
+    }
+
     /// The local lake folder; for an S3 lake, the folder [`Harness::lake_view`] mirrors the
     /// bucket into.
     pub fn lake(&self) -> PathBuf {

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use cecsync::engine::progress::LogProgress;
 use cecsync::sim::{FaultOptions, SimOptions};
 
-use crate::common::{assert_lake_equals, engine_for, lake_rows, month, source_config, Harness};
+use crate::common::{
+    assert_lake_equals, engine_for, lake_rows, month, on_every_store, source_config, Harness,
+    StoreKind,
+};
 
 fn opts(first: &str, last: &str, per_month: u64, faults: FaultOptions) -> SimOptions {
     SimOptions {
@@ -25,8 +28,7 @@ fn count(n: &std::sync::atomic::AtomicU64) -> u64 {
 /// Six months backfilled while a third of the requests fail (5xx, 429 with Retry-After,
 /// truncated bodies, resets, answers slower than the 600 ms timeout) end with the lake
 /// equal to the simulator's data row by row; faults were injected and retried.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backfill_under_heavy_faults_ends_with_the_exact_truth() {
+async fn a_backfill_under_heavy_faults_ends_with_the_exact_truth(kind: StoreKind) {
     let faults = FaultOptions {
         error_rate: 0.12,
         throttle_rate: 0.1,
@@ -35,7 +37,9 @@ async fn a_backfill_under_heavy_faults_ends_with_the_exact_truth() {
         delay: Duration::from_secs(2),
         reset_rate: 0.08,
     };
-    let h = Harness::start(opts("2025-01", "2025-06", 3500, faults)).await;
+    let Some(h) = Harness::start_on(kind, opts("2025-01", "2025-06", 3500, faults)).await else {
+        return;
+    };
     let text = source_config(
         &h,
         None,
@@ -49,7 +53,7 @@ async fn a_backfill_under_heavy_faults_ends_with_the_exact_truth() {
         .await
         .unwrap();
     assert_eq!(report.rows(), 6 * 3500);
-    assert_lake_equals(&h.lake(), &h.truth(month("2025-01").through(month("2025-06"))));
+    assert_lake_equals(&h.lake_view().await, &h.truth(month("2025-01").through(month("2025-06"))));
 
     let sim = h.sim.stats();
     let f = sim.faults;
@@ -76,6 +80,8 @@ async fn a_backfill_under_heavy_faults_ends_with_the_exact_truth() {
     assert!(retries > 0, "the client retried");
     assert_eq!(requests, 24 + retries, "every failed attempt was retried, no page twice");
 }
+
+on_every_store!(a_backfill_under_heavy_faults_ends_with_the_exact_truth);
 
 /// When the retries run out, the backfill fails with the attempts and the status, and the
 /// month it was replacing keeps its checkpoint and its rows.

@@ -45,7 +45,7 @@ async fn https_harness(pki: &TestPki) -> Harness {
         .await
         .unwrap();
     assert!(running.base_url.starts_with("https://"), "{}", running.base_url);
-    Harness { sim, running, opts, dir: tempfile::tempdir().unwrap() }
+    Harness::around(sim, running, opts)
 }
 
 /// Writes the configuration with `source_keys` added to the source table.
