@@ -12,6 +12,9 @@ use cecsync::config::Settings;
 use cecsync::engine::progress;
 use cecsync::engine::report::{status, status_table, verify};
 use cecsync::engine::Engine;
+use cecsync::service::jobs::JobState;
+use cecsync::service::remote::Remote;
+use tracing::info;
 
 /// Keeps a Parquet data lake in sync with the Huawei Cloud contact-center query APIs.
 #[derive(Parser)]
@@ -49,6 +52,16 @@ enum Command {
         /// Fetch and rewrite months that are already complete.
         #[arg(long)]
         refresh: bool,
+        /// Run here even when a service answers at the control address (by default the
+        /// backfill is queued on the running service).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Run the service: schedules, control API and status page, until SIGTERM or SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
     },
     /// Incremental sync of every enabled pipeline: the current month plus the lookback,
     /// merged by key.
@@ -111,7 +124,13 @@ async fn load(config: &std::path::Path) -> anyhow::Result<Engine> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Backfill { config, pipeline, from, to, refresh } => {
+        Command::Backfill { config, pipeline, from, to, refresh, local } => {
+            if !local {
+                let settings = Settings::load(&config)?;
+                if let Some(remote) = Remote::find(&settings.service).await {
+                    return remote_backfill(&remote, &pipeline, from, to, refresh).await;
+                }
+            }
             let engine = load(&config).await?;
             let progress = progress::for_stderr();
             let report = engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?;
@@ -171,11 +190,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<20} {:<32} {null}", field.name(), field.data_type().to_string());
             }
         }
+        Command::Run { config } => {
+            let settings = Settings::load(&config)?;
+            cecsync::service::run::run(settings).await?
+        }
         Command::Sim(args) => cecsync::sim::cli::run(args).await?,
         Command::Demo { lake, records_per_month } => {
             cecsync::demo::run(&lake, records_per_month).await?
         }
         Command::Bench(args) => cecsync::bench::run(args).await?,
+    }
+    Ok(())
+}
+
+/// Queues a backfill on the running service and follows it to its end.
+async fn remote_backfill(
+    remote: &Remote,
+    pipeline: &str,
+    from: Month,
+    to: Month,
+    refresh: bool,
+) -> anyhow::Result<()> {
+    let id = remote.backfill(pipeline, from, to, refresh).await?;
+    info!(job = id, service = remote.base_url(), "Backfill queued on the running service.");
+    let job = remote
+        .wait(id, |v| {
+            info!(job = id, state = ?v.state, slices_done = v.slices_done, slices_total = v.slices_total, rows = v.rows, "Backfill progress.");
+        })
+        .await?;
+    println!(
+        "{pipeline}: job {id} {:?}: {} of {} slice(s), {} rows written",
+        job.state, job.slices_done, job.slices_total, job.rows_written
+    );
+    if job.state != JobState::Succeeded {
+        bail!("backfill job {id} ended {:?}: {}", job.state, job.errors.join("; "));
     }
     Ok(())
 }
