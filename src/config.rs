@@ -750,6 +750,43 @@ mod tests {
         assert_eq!(s.sources["oifde"].retry.max_attempts, 6);
     }
 
+    /// The service keys have defaults; a bad cron expression, listen address or lease mode
+    /// is refused naming its key; an empty token means none.
+    #[test]
+    fn service_keys_have_defaults_and_are_checked() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.service.control_listen.to_string(), DEFAULT_CONTROL_LISTEN);
+        assert_eq!(s.service.control_base_url(), "http://127.0.0.1:8087");
+        assert_eq!(s.service.lease_mode, LeaseMode::Wait);
+        assert!(s.service.control_token.is_none() && s.service.schedule_zone.is_none());
+        let p = &s.pipelines["rbt_recognition"];
+        assert_eq!((p.schedule.as_str(), p.refresh_previous_days), (DEFAULT_SCHEDULE, 3));
+
+        let custom = format!(
+            "{GOOD}\n[service]\ncontrol_token = \"${{TOKEN}}\"\nlease_mode = \"exit\"\n\
+             timezone = \"UTC\"\n[pipelines.rbt_recognition]\nschedule = \"*/5 * * * * *\"\n"
+        );
+        let s = parse(&custom).unwrap();
+        assert_eq!(s.service.control_token.as_ref().map(Secret::expose), Some("s3cr3t"));
+        assert_eq!(s.service.lease_mode, LeaseMode::Exit);
+        assert_eq!(s.service.schedule_zone.map(|z| z.local_minus_utc()), Some(0));
+        assert_eq!(s.pipelines["rbt_recognition"].schedule, "*/5 * * * * *");
+
+        let cron = format!("{GOOD}\n[pipelines.rbt_recognition]\nrefresh_schedule = \"nightly\"\n");
+        let err = parse(&cron).unwrap_err().to_string();
+        assert!(err.contains("pipelines.rbt_recognition.refresh_schedule"), "{err}");
+        let listen = format!("{GOOD}\n[service]\ncontrol_listen = \"localhost\"\n");
+        let err = parse(&listen).unwrap_err().to_string();
+        assert!(err.contains("service.control_listen"), "{err}");
+        let mode = format!("{GOOD}\n[service]\nlease_mode = \"steal\"\n");
+        assert!(parse(&mode).unwrap_err().to_string().contains("lease_mode"));
+        let empty = |n: &str| (n == "EMPTY").then(String::new);
+        let text =
+            format!("{GOOD}\n[service]\ncontrol_token = \"${{EMPTY}}\"\n").replace("${TOKEN}", "x");
+        let s = Settings::parse(Path::new("c.toml"), &text, &empty).unwrap();
+        assert!(s.service.control_token.is_none());
+    }
+
     #[test]
     fn s3_destinations_split_bucket_and_prefix() {
         let s3 = GOOD.replace("file://./lake", "s3://warehouse/cec/lake/");

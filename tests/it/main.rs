@@ -6,3 +6,4 @@ mod common;
 mod core_sync;
 mod crash;
 mod s3;
+mod service;
