@@ -14,6 +14,7 @@ use cecsync::engine::progress;
 use cecsync::engine::report::{status, status_table, verify};
 use cecsync::engine::Engine;
 use cecsync::service::jobs::JobState;
+use cecsync::service::lease::{live_lease, Backend};
 use cecsync::service::remote::Remote;
 use tracing::info;
 
@@ -126,6 +127,19 @@ async fn load(config: &std::path::Path) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
+/// Refuses to write the lake while a running service holds its lease.
+async fn refuse_beside_a_service(engine: &Engine) -> anyhow::Result<()> {
+    let backend = Backend::for_destination(&engine.settings().destination);
+    if let Some(lease) = live_lease(engine.store(), backend, chrono::Utc::now()).await? {
+        bail!(
+            "{} writes this lake (its lease runs until {}); queue the run on it (cecsync backfill without --local) or stop it first",
+            lease.holder,
+            lease.expires_at
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Backfill { config, pipeline, from, to, refresh, local } => {
@@ -136,12 +150,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let engine = load(&config).await?;
+            refuse_beside_a_service(&engine).await?;
             let progress = progress::for_stderr();
             let report = engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?;
             println!("{report}");
         }
         Command::Sync { config, pipeline } => {
             let engine = load(&config).await?;
+            refuse_beside_a_service(&engine).await?;
             let names = match pipeline {
                 Some(p) => vec![p],
                 None => engine.enabled_pipelines(),

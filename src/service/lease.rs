@@ -356,6 +356,17 @@ impl Lease {
     }
 }
 
+/// The lease of the lake if a service holds it at `now`; for the commands that write
+/// without a lease (`backfill --local`, `sync`), so that they do not write beside a service.
+pub async fn live_lease(
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    now: DateTime<Utc>,
+) -> Result<Option<LeaseRecord>, LeaseError> {
+    let reader = Lease::new(store, backend, Holder::this_process(), Duration::ZERO);
+    Ok(reader.current().await?.filter(|lease| lease.expires_at > now))
+}
+
 fn held(record: &LeaseRecord) -> LeaseError {
     LeaseError::Held { holder: record.holder.clone(), until: record.expires_at, term: record.term }
 }
@@ -431,7 +442,9 @@ mod tests {
             );
             assert_eq!(store_current(&b).await, "b");
 
+            assert!(live_lease(store.clone(), backend, t(60)).await.unwrap().is_some());
             b.release(t(60)).await.unwrap();
+            assert_eq!(live_lease(store.clone(), backend, t(60)).await.unwrap(), None);
             a.acquire(t(61)).await.unwrap();
             assert_eq!(store_current(&a).await, "a");
         }

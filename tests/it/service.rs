@@ -144,8 +144,9 @@ async fn sigterm_during_a_tick_then_restart() {
     assert_lake_equals(&h.lake(), &h.truth([previous]));
 }
 
-/// Two services on one lake: the second one, in exit mode, exits naming the holder; in wait
-/// mode it waits, not ready, and takes over once the first stops.
+/// Two services on one lake: a local backfill and a second service in exit mode refuse to
+/// write, naming the holder; in wait mode the second waits, not ready, and takes over once
+/// the first stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_one_writer() {
     let now = current_month();
@@ -155,6 +156,23 @@ async fn two_services_one_writer() {
     let a_config = service_config(&h, "a", pa, "lease_ttl_secs = 3", &pipeline);
     let mut a = ServiceProcess::start(&a_config, pa, &[], "a");
     a.wait_ready().await;
+
+    let local = std::process::Command::new(env!("CARGO_BIN_EXE_cecsync"))
+        .args(["backfill", "--local", "--config"])
+        .arg(&a_config)
+        .args([
+            "--pipeline",
+            "rbt_recognition",
+            "--from",
+            &now.to_string(),
+            "--to",
+            &now.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&local.stderr);
+    assert!(!local.status.success(), "a local backfill does not write beside the service");
+    assert!(stderr.contains(&format!("pid {}", a.child.id())), "{stderr}");
 
     let b_config =
         service_config(&h, "b", pb, "lease_ttl_secs = 3\nlease_mode = \"exit\"", &pipeline);
