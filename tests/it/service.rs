@@ -94,7 +94,8 @@ async fn scheduled_ticks_converge_to_the_source() {
 
 /// SIGTERM while a refresh is fetching: the slice in flight is committed within the grace
 /// period, nothing new starts, the process exits 0 and the lake verifies; a restarted
-/// service finishes the job and the lake equals the source.
+/// service finishes the job and the lake equals the source; a second signal exits at once
+/// (130) and leaves every partition whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_tick_then_restart() {
     let previous = current_month().prev();
@@ -141,6 +142,22 @@ async fn sigterm_during_a_tick_then_restart() {
     svc.sigterm();
     assert!(svc.wait_exit(30).await.success(), "{}", svc.log());
     assert_verifies(&config);
+    assert_lake_equals(&h.lake(), &h.truth([previous]));
+
+    // A second signal exits at once, mid-refresh, and the partitions keep whole data.
+    let mut svc = ServiceProcess::start(&config, port, &[], "stop-3");
+    let pages = h.sim.stats().pages_served;
+    let sim_ref = h.sim.clone();
+    svc.wait_until("another page", 20, || {
+        let s = sim_ref.clone();
+        async move { s.stats().pages_served > pages }
+    })
+    .await;
+    svc.sigterm();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    svc.sigterm();
+    let status = svc.wait_exit(10).await;
+    assert_eq!(status.code(), Some(130), "{}", svc.log());
     assert_lake_equals(&h.lake(), &h.truth([previous]));
 }
 
