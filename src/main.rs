@@ -235,7 +235,10 @@ async fn remote_backfill(
     info!(job = id, service = remote.base_url(), "Backfill queued on the running service.");
     let job = remote
         .wait(id, |v| {
-            info!(job = id, state = ?v.state, slices_done = v.slices_done, slices_total = v.slices_total, rows = v.rows, "Backfill progress.");
+            info!(
+                job = id, state = ?v.state, slices_done = v.slices_done,
+                slices_total = v.slices_total, rows = v.rows, "Backfill progress."
+            );
         })
         .await?;
     println!(

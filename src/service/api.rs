@@ -150,6 +150,10 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
+/// What `POST /backfill` expects, for error messages.
+const BACKFILL_SHAPE: &str =
+    r#"{"pipeline": "NAME", "from": "YYYY-MM", "to": "YYYY-MM", "refresh": false}"#;
+
 /// The body of `POST /backfill`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,12 +168,7 @@ struct BackfillBody {
 async fn post_backfill(State(service): State<Arc<Service>>, body: axum::body::Bytes) -> Response {
     let body: BackfillBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("{e}; send {{\"pipeline\": \"NAME\", \"from\": \"YYYY-MM\", \"to\": \"YYYY-MM\", \"refresh\": false}}"),
-            )
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}; send {BACKFILL_SHAPE}")),
     };
     let parsed = body.from.parse::<Month>().map_err(|e| format!("from: {e}")).and_then(|from| {
         body.to.parse::<Month>().map(|to| (from, to)).map_err(|e| format!("to: {e}"))

@@ -118,12 +118,19 @@ impl Service {
         let result = self.execute(&req, &progress).await;
         let state = match &result {
             Ok(report) => {
-                info!(job = id, kind = req.kind.name(), pipeline = %req.pipeline, rows = report.rows(), pages = report.pages(), slices = report.slices.len(), "Job finished.");
+                info!(
+                    job = id, kind = req.kind.name(), pipeline = %req.pipeline,
+                    rows = report.rows(), pages = report.pages(), slices = report.slices.len(),
+                    "Job finished."
+                );
                 JobState::Succeeded
             }
             Err(EngineError::Stopped { .. }) => JobState::Cancelled,
             Err(e) => {
-                warn!(job = id, kind = req.kind.name(), pipeline = %req.pipeline, error = %e, "Job failed.");
+                warn!(
+                    job = id, kind = req.kind.name(), pipeline = %req.pipeline, error = %e,
+                    "Job failed."
+                );
                 JobState::Failed
             }
         };

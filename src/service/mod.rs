@@ -29,5 +29,3 @@ pub mod schedule;
 pub mod scheduler;
 pub mod shutdown;
 pub mod status;
-
-pub use error::ServiceError;

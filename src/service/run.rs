@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  open engine ─> control API up ─> take lease (wait or exit) ─> schedules + renewals
-//!        stop signal / lease lost ─> stop flag ─> jobs drain (grace) ─> release lease ─> exit
+//!  stop signal / lease lost ─> stop flag ─> jobs drain (grace) ─> release lease ─> exit
 //! ```
 
 use std::sync::Arc;
@@ -106,7 +106,10 @@ async fn take_lease(service: &Service, mode: LeaseMode) -> Result<bool, ServiceE
     loop {
         match service.lease.acquire(Utc::now()).await {
             Ok(record) => {
-                info!(term = record.term, expires_at = %record.expires_at, "Lease taken: this service writes the lake.");
+                info!(
+                    term = record.term, expires_at = %record.expires_at,
+                    "Lease taken: this service writes the lake."
+                );
                 service.set_leader(true);
                 return Ok(true);
             }
@@ -166,7 +169,8 @@ async fn drain(service: &Service, grace: Duration) {
         if tokio::time::Instant::now() >= deadline {
             warn!(
                 jobs = service.jobs.active_count(),
-                "Grace period over: abandoning the jobs still running; their partitions keep the data they had."
+                "Grace period over: abandoning the jobs still running; \
+                 their partitions keep the data they had."
             );
             return;
         }

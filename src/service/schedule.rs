@@ -80,8 +80,9 @@ impl Schedule {
 /// # use cecsync::{calendar::{parse_zone, Month}, service::schedule::refresh_months};
 /// let zone = parse_zone("+08:00").unwrap();
 /// let now = "2025-03-02T00:00:00Z".parse().unwrap(); // 08:00 on March 2nd in +08:00
-/// assert_eq!(refresh_months(now, zone, 3), (Month::new(2025, 2).unwrap(), Month::new(2025, 3).unwrap()));
-/// assert_eq!(refresh_months(now, zone, 1), (Month::new(2025, 3).unwrap(), Month::new(2025, 3).unwrap()));
+/// let (feb, mar) = (Month::new(2025, 2).unwrap(), Month::new(2025, 3).unwrap());
+/// assert_eq!(refresh_months(now, zone, 3), (feb, mar));
+/// assert_eq!(refresh_months(now, zone, 1), (mar, mar));
 /// ```
 pub fn refresh_months(now: DateTime<Utc>, zone: FixedOffset, previous_days: u32) -> (Month, Month) {
     let open = Month::containing(now, zone);

@@ -45,7 +45,10 @@ pub async fn run_schedule(
             None
         }
     };
-    info!(%pipeline, kind = kind.name(), schedule = schedule.text(), last_run = ?last, "Schedule started.");
+    info!(
+        %pipeline, kind = kind.name(), schedule = schedule.text(), last_run = ?last,
+        "Schedule started."
+    );
     loop {
         let now = Utc::now();
         let Some(due) = schedule.next_due(last, now) else {
@@ -67,7 +70,10 @@ pub async fn run_schedule(
         match service.submit(req) {
             Ok(_) => {}
             Err(SubmitError::StillRunning { .. }) => {
-                info!(%pipeline, kind = kind.name(), occurrence = %due, "Previous run still going; this occurrence is skipped.");
+                info!(
+                    %pipeline, kind = kind.name(), occurrence = %due,
+                    "Previous run still going; this occurrence is skipped."
+                );
             }
             Err(SubmitError::Stopping) => return,
             Err(e) => {
