@@ -201,3 +201,76 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::engine::Engine;
+    use crate::service::lease::{Backend, Holder, Lease};
+    use crate::service::shutdown::Shutdown;
+
+    fn service(lake: &Path) -> Arc<Service> {
+        let text = format!(
+            "tenant_id = \"t\"\n[destination]\nurl = \"file://{}\"\n\
+             [sources.oifde]\nbase_url = \"http://127.0.0.1:9\"\nauth_token = \"x\"\n",
+            lake.display()
+        );
+        let settings = Settings::parse(Path::new("c.toml"), &text, &|_| None).unwrap();
+        let engine = Arc::new(Engine::open(settings).unwrap());
+        let lease = Lease::new(
+            engine.store(),
+            Backend::Terms,
+            Holder::this_process(),
+            Duration::from_secs(9),
+        );
+        Arc::new(Service::new(engine, lease, Shutdown::new()))
+    }
+
+    fn request(kind: JobKind, range: Option<(Month, Month)>) -> JobRequest {
+        JobRequest {
+            kind,
+            pipeline: "rbt_recognition".into(),
+            range,
+            refresh: false,
+            occurrence: None,
+        }
+    }
+
+    /// A scheduled run is not doubled while the previous one is queued: the occurrence is
+    /// refused and counted; backfills queue behind it. Nothing is queued without the lease,
+    /// during a shutdown, for an unknown pipeline or for months in the future.
+    #[tokio::test]
+    async fn submissions_are_checked_and_overlapping_ticks_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let sync = || request(JobKind::Sync, None);
+        assert!(matches!(svc.submit(sync()), Err(SubmitError::NotLeader)));
+        svc.set_leader(true);
+
+        svc.submit(sync()).unwrap();
+        assert!(matches!(svc.submit(sync()), Err(SubmitError::StillRunning { .. })));
+        let skipped = [("pipeline", "rbt_recognition"), ("kind", "sync")];
+        assert_eq!(svc.telemetry.value(telemetry::TICKS_SKIPPED, &skipped), Some(1.0));
+        let jan = Month::new(2025, 1).unwrap();
+        svc.submit(request(JobKind::Backfill, Some((jan, jan)))).unwrap();
+        svc.submit(request(JobKind::Refresh, None)).unwrap();
+        assert_eq!(svc.jobs.active_count(), 3);
+
+        let future =
+            Month::containing(Utc::now(), crate::calendar::parse_zone("+08:00").unwrap()).next();
+        let err = svc.submit(request(JobKind::Backfill, Some((jan, future)))).unwrap_err();
+        assert!(matches!(err, SubmitError::BadRange(_)), "{err}");
+        let err = svc.submit(request(JobKind::Backfill, Some((future, jan)))).unwrap_err();
+        assert!(matches!(err, SubmitError::BadRange(_)), "{err}");
+        let mut other = request(JobKind::Backfill, Some((jan, jan)));
+        other.pipeline = "nope".into();
+        assert!(matches!(svc.submit(other), Err(SubmitError::UnknownPipeline { .. })));
+
+        svc.shutdown.trigger();
+        assert!(matches!(svc.submit(sync()), Err(SubmitError::Stopping)));
+    }
+}
