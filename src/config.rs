@@ -6,6 +6,7 @@
 //! the fix.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ mod toml_error;
 use crate::calendar::parse_zone;
 use crate::catalog::{Catalog, CatalogError};
 use crate::secret::Secret;
+use crate::service::schedule::parse_cron;
 
 /// A configuration error: which file, which key, what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,28 @@ struct ConfigFile {
     catalog_dir: Option<PathBuf>,
     #[serde(default)]
     spool_dir: Option<PathBuf>,
+    #[serde(default)]
+    service: ServiceConfig,
+}
+
+/// The `[service]` table: how `cecsync run` is reached and behaves.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServiceConfig {
+    #[serde(default)]
+    control_listen: Option<String>,
+    #[serde(default)]
+    control_url: Option<String>,
+    #[serde(default)]
+    control_token: Option<String>,
+    #[serde(default)]
+    grace_period_secs: Option<u64>,
+    #[serde(default)]
+    lease_mode: Option<LeaseMode>,
+    #[serde(default)]
+    lease_ttl_secs: Option<u64>,
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 /// Where the lake is.
@@ -160,7 +184,22 @@ struct PipelineConfig {
     slice_attempts: Option<usize>,
     #[serde(default)]
     lookback_hours: Option<u64>,
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    refresh_schedule: Option<String>,
+    #[serde(default)]
+    refresh_previous_days: Option<u32>,
 }
+
+/// Default incremental schedule: every 15 minutes (seconds field first).
+pub const DEFAULT_SCHEDULE: &str = "0 */15 * * * *";
+/// Default refresh schedule: nightly at 02:30 in the schedule zone.
+pub const DEFAULT_REFRESH_SCHEDULE: &str = "0 30 2 * * *";
+/// Default days after a month ends during which the refresh still rewrites it.
+pub const DEFAULT_REFRESH_PREVIOUS_DAYS: u32 = 3;
+/// Default address of the control API.
+pub const DEFAULT_CONTROL_LISTEN: &str = "127.0.0.1:8087";
 
 /// The lake's location and credentials.
 #[derive(Debug, Clone)]
@@ -243,6 +282,52 @@ pub struct PipelineSettings {
     pub slice_attempts: usize,
     /// How far before the last synced instant an incremental sync re-reads.
     pub lookback: Duration,
+    /// Cron expression (seconds field allowed) of the incremental sync in `cecsync run`.
+    pub schedule: String,
+    /// Cron expression of the full refresh of the open month (and the previous one).
+    pub refresh_schedule: String,
+    /// Days after a month ends during which the refresh also rewrites that month.
+    pub refresh_previous_days: u32,
+}
+
+/// What a second service does when another one holds the lake's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseMode {
+    /// Wait, checking again, until the lease is released or expires.
+    Wait,
+    /// Exit at once with an error naming the holder.
+    Exit,
+}
+
+/// Settings of the long-running service (`cecsync run`).
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Address the control API listens on (loopback by default).
+    pub control_listen: SocketAddr,
+    /// URL of a running service's control API, for `cecsync backfill` (default: derived
+    /// from `control_listen`).
+    pub control_url: Option<String>,
+    /// Bearer token required by every endpoint but `/healthz`; `None` when not set.
+    pub control_token: Option<Secret>,
+    /// How long a stop signal waits for the jobs in flight.
+    pub grace_period: Duration,
+    /// What to do when another service holds the lease.
+    pub lease_mode: LeaseMode,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Zone the cron schedules are read in; `None`: each pipeline's source zone.
+    pub schedule_zone: Option<FixedOffset>,
+}
+
+impl ServiceSettings {
+    /// The base URL of the control API that `cecsync backfill` talks to.
+    pub fn control_base_url(&self) -> String {
+        match &self.control_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.control_listen),
+        }
+    }
 }
 
 /// The validated configuration.
@@ -262,6 +347,8 @@ pub struct Settings {
     pub catalog: Catalog,
     /// Local folder for staging partitions before they are written.
     pub spool_dir: PathBuf,
+    /// The service's settings.
+    pub service: ServiceSettings,
 }
 
 impl Settings {
@@ -337,6 +424,22 @@ impl Settings {
                     "use 1 or more",
                 ));
             }
+            let cron = |field: &str, value: Option<&String>, default: &str| {
+                let text = value.map(String::as_str).unwrap_or(default);
+                parse_cron(text).map(|_| text.to_string()).map_err(|problem| {
+                    v.invalid(
+                        &format!("pipelines.{name}.{field}"),
+                        &problem,
+                        "write six fields, seconds first, e.g. \"0 */15 * * * *\"",
+                    )
+                })
+            };
+            let schedule = cron("schedule", p.and_then(|p| p.schedule.as_ref()), DEFAULT_SCHEDULE)?;
+            let refresh_schedule = cron(
+                "refresh_schedule",
+                p.and_then(|p| p.refresh_schedule.as_ref()),
+                DEFAULT_REFRESH_SCHEDULE,
+            )?;
             pipelines.insert(
                 name.to_string(),
                 PipelineSettings {
@@ -347,10 +450,16 @@ impl Settings {
                     lookback: Duration::from_secs(
                         3600 * p.and_then(|p| p.lookback_hours).unwrap_or(48),
                     ),
+                    schedule,
+                    refresh_schedule,
+                    refresh_previous_days: p
+                        .and_then(|p| p.refresh_previous_days)
+                        .unwrap_or(DEFAULT_REFRESH_PREVIOUS_DAYS),
                 },
             );
         }
         let spool_dir = raw.spool_dir.map(|d| base.join(d)).unwrap_or_else(std::env::temp_dir);
+        let service = v.service(&raw.service)?;
         Ok(Self {
             file: path.to_path_buf(),
             tenant_id,
@@ -359,6 +468,7 @@ impl Settings {
             pipelines,
             catalog,
             spool_dir,
+            service,
         })
     }
 
@@ -454,6 +564,60 @@ impl Validator<'_> {
             ));
         }
         Ok(Destination::Local { path: base.join(url) })
+    }
+
+    fn service(&self, s: &ServiceConfig) -> Result<ServiceSettings, ConfigError> {
+        let listen = s.control_listen.as_deref().unwrap_or(DEFAULT_CONTROL_LISTEN);
+        let listen = self.text("service.control_listen", listen)?;
+        let control_listen = listen.parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                "service.control_listen",
+                &format!("'{listen}' is not an IP address and port"),
+                "write 127.0.0.1:8087 (loopback) or 0.0.0.0:8087 (every interface)",
+            )
+        })?;
+        let control_url =
+            s.control_url.as_deref().map(|u| self.text("service.control_url", u)).transpose()?;
+        if let Some(url) = &control_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(self.invalid(
+                    "service.control_url",
+                    &format!("'{url}' is not an http(s) URL"),
+                    "write http://HOST:PORT of the running service",
+                ));
+            }
+        }
+        // An empty token (an environment variable set to "") means no token.
+        let control_token = self
+            .secret("service.control_token", &s.control_token)?
+            .filter(|t| !t.expose().is_empty());
+        let grace = s.grace_period_secs.unwrap_or(30);
+        let ttl = s.lease_ttl_secs.unwrap_or(60);
+        if ttl < 3 {
+            return Err(self.invalid(
+                "service.lease_ttl_secs",
+                &format!("{ttl} is too short to renew the lease in time"),
+                "use 3 seconds or more, e.g. 60",
+            ));
+        }
+        let schedule_zone = s
+            .timezone
+            .as_deref()
+            .map(|z| {
+                parse_zone(z).map_err(|e| {
+                    self.invalid("service.timezone", &e.to_string(), "e.g. +08:00 or UTC")
+                })
+            })
+            .transpose()?;
+        Ok(ServiceSettings {
+            control_listen,
+            control_url,
+            control_token,
+            grace_period: Duration::from_secs(grace),
+            lease_mode: s.lease_mode.unwrap_or(LeaseMode::Wait),
+            lease_ttl: Duration::from_secs(ttl),
+            schedule_zone,
+        })
     }
 
     fn source(&self, name: &str, s: &SourceConfig, base: &Path) -> Result<Source, ConfigError> {
@@ -638,6 +802,43 @@ mod tests {
             let err = parse(&with(keys)).unwrap_err().to_string();
             assert!(err.contains(&format!("sources.oifde.{bad}")) && err.contains("fix:"), "{err}");
         }
+    }
+
+    /// The service keys have defaults; a bad cron expression, listen address or lease mode
+    /// is refused naming its key; an empty token means none.
+    #[test]
+    fn service_keys_have_defaults_and_are_checked() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.service.control_listen.to_string(), DEFAULT_CONTROL_LISTEN);
+        assert_eq!(s.service.control_base_url(), "http://127.0.0.1:8087");
+        assert_eq!(s.service.lease_mode, LeaseMode::Wait);
+        assert!(s.service.control_token.is_none() && s.service.schedule_zone.is_none());
+        let p = &s.pipelines["rbt_recognition"];
+        assert_eq!((p.schedule.as_str(), p.refresh_previous_days), (DEFAULT_SCHEDULE, 3));
+
+        let custom = format!(
+            "{GOOD}\n[service]\ncontrol_token = \"${{TOKEN}}\"\nlease_mode = \"exit\"\n\
+             timezone = \"UTC\"\n[pipelines.rbt_recognition]\nschedule = \"*/5 * * * * *\"\n"
+        );
+        let s = parse(&custom).unwrap();
+        assert_eq!(s.service.control_token.as_ref().map(Secret::expose), Some("s3cr3t"));
+        assert_eq!(s.service.lease_mode, LeaseMode::Exit);
+        assert_eq!(s.service.schedule_zone.map(|z| z.local_minus_utc()), Some(0));
+        assert_eq!(s.pipelines["rbt_recognition"].schedule, "*/5 * * * * *");
+
+        let cron = format!("{GOOD}\n[pipelines.rbt_recognition]\nrefresh_schedule = \"nightly\"\n");
+        let err = parse(&cron).unwrap_err().to_string();
+        assert!(err.contains("pipelines.rbt_recognition.refresh_schedule"), "{err}");
+        let listen = format!("{GOOD}\n[service]\ncontrol_listen = \"localhost\"\n");
+        let err = parse(&listen).unwrap_err().to_string();
+        assert!(err.contains("service.control_listen"), "{err}");
+        let mode = format!("{GOOD}\n[service]\nlease_mode = \"steal\"\n");
+        assert!(parse(&mode).unwrap_err().to_string().contains("lease_mode"));
+        let empty = |n: &str| (n == "EMPTY").then(String::new);
+        let text =
+            format!("{GOOD}\n[service]\ncontrol_token = \"${{EMPTY}}\"\n").replace("${TOKEN}", "x");
+        let s = Settings::parse(Path::new("c.toml"), &text, &empty).unwrap();
+        assert!(s.service.control_token.is_none());
     }
 
     #[test]

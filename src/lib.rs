@@ -14,6 +14,8 @@
 //!   partition commit.
 //! - [`state`]: checkpoints kept in the lake (`_state/`).
 //! - [`engine`]: backfill and incremental sync of month slices; status and verify.
+//! - [`service`]: `cecsync run`: schedules, control API, status page, lease, shutdown.
+//! - [`telemetry`]: metric names and the registry behind `/metrics`.
 //! - [`sim`]: a simulator of the CEC APIs for the demo and the tests.
 
 pub mod bench;
@@ -24,7 +26,9 @@ pub mod demo;
 pub mod engine;
 pub mod normalize;
 pub mod secret;
+pub mod service;
 pub mod sim;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod telemetry;

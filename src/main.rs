@@ -1,5 +1,6 @@
 //! The `cecsync` command line: parses arguments, sets up logging and calls the library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +13,10 @@ use cecsync::config::Settings;
 use cecsync::engine::progress;
 use cecsync::engine::report::{status, status_table, verify};
 use cecsync::engine::Engine;
+use cecsync::service::jobs::JobState;
+use cecsync::service::lease::{live_lease, tenant_store, Backend};
+use cecsync::service::remote::Remote;
+use tracing::info;
 
 /// Keeps a Parquet data lake in sync with the Huawei Cloud contact-center query APIs.
 #[derive(Parser)]
@@ -49,6 +54,16 @@ enum Command {
         /// Fetch and rewrite months that are already complete.
         #[arg(long)]
         refresh: bool,
+        /// Run here even when a service answers at the control address (by default the
+        /// backfill is queued on the running service).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Run the service: schedules, control API and status page, until SIGTERM or SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
     },
     /// Incremental sync of every enabled pipeline: the current month plus the lookback,
     /// merged by key.
@@ -95,7 +110,10 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -109,16 +127,43 @@ async fn load(config: &std::path::Path) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
+/// Refuses to write the lake while a running service holds its lease.
+async fn refuse_beside_a_service(engine: &Engine) -> anyhow::Result<()> {
+    let backend = Backend::for_destination(&engine.settings().destination);
+    if let Some(lease) = live_lease(
+        tenant_store(engine.store(), &engine.settings().tenant_id),
+        backend,
+        chrono::Utc::now(),
+    )
+    .await?
+    {
+        bail!(
+            "{} writes this lake (its lease runs until {}); queue the run on it (cecsync backfill without --local) or stop it first",
+            lease.holder,
+            lease.expires_at
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Backfill { config, pipeline, from, to, refresh } => {
+        Command::Backfill { config, pipeline, from, to, refresh, local } => {
+            if !local {
+                let settings = Settings::load(&config)?;
+                if let Some(remote) = Remote::find(&settings.service).await {
+                    return remote_backfill(&remote, &pipeline, from, to, refresh).await;
+                }
+            }
             let engine = load(&config).await?;
+            refuse_beside_a_service(&engine).await?;
             let progress = progress::for_stderr();
             let report = engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?;
             println!("{report}");
         }
         Command::Sync { config, pipeline } => {
             let engine = load(&config).await?;
+            refuse_beside_a_service(&engine).await?;
             let names = match pipeline {
                 Some(p) => vec![p],
                 None => engine.enabled_pipelines(),
@@ -171,11 +216,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<20} {:<32} {null}", field.name(), field.data_type().to_string());
             }
         }
+        Command::Run { config } => {
+            let settings = Settings::load(&config)?;
+            cecsync::service::run::run(settings).await?
+        }
         Command::Sim(args) => cecsync::sim::cli::run(args).await?,
         Command::Demo { lake, records_per_month } => {
             cecsync::demo::run(&lake, records_per_month).await?
         }
         Command::Bench(args) => cecsync::bench::run(args).await?,
+    }
+    Ok(())
+}
+
+/// Queues a backfill on the running service and follows it to its end.
+async fn remote_backfill(
+    remote: &Remote,
+    pipeline: &str,
+    from: Month,
+    to: Month,
+    refresh: bool,
+) -> anyhow::Result<()> {
+    let id = remote.backfill(pipeline, from, to, refresh).await?;
+    info!(job = id, service = remote.base_url(), "Backfill queued on the running service.");
+    let job = remote
+        .wait(id, |v| {
+            info!(
+                job = id, state = ?v.state, slices_done = v.slices_done,
+                slices_total = v.slices_total, rows = v.rows, "Backfill progress."
+            );
+        })
+        .await?;
+    println!(
+        "{pipeline}: job {id} {:?}: {} of {} slice(s), {} rows written",
+        job.state, job.slices_done, job.slices_total, job.rows_written
+    );
+    if job.state != JobState::Succeeded {
+        bail!("backfill job {id} ended {:?}: {}", job.state, job.errors.join("; "));
     }
     Ok(())
 }

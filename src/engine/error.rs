@@ -82,4 +82,14 @@ pub enum EngineError {
         /// The first failure's message.
         first: String,
     },
+    /// The run was asked to stop (the service is shutting down) before all its slices.
+    #[error(
+        "stopped before finishing: {done} of {total} slice(s) written; the rest runs next time"
+    )]
+    Stopped {
+        /// Slices written before the stop.
+        done: usize,
+        /// Slices the run had.
+        total: usize,
+    },
 }

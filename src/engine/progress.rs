@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
+use super::slice::SliceOutcome;
 use crate::calendar::Month;
 
 /// Receives the progress of a run.
@@ -18,6 +19,15 @@ pub trait Progress: Send + Sync {
     fn slice_done(&self, dataset: &str, month: Month, note: &str);
     /// The run ended.
     fn finish(&self);
+    /// A slice was committed (called before [`Progress::slice_done`]).
+    fn slice_committed(&self, _dataset: &str, _outcome: &SliceOutcome) {}
+    /// A slice failed with `error` (called before [`Progress::slice_done`]).
+    fn slice_failed(&self, _dataset: &str, _month: Month, _error: &str) {}
+    /// Whether the run should stop before its next slice (a service shutting down); the
+    /// slice in flight always finishes or fails whole.
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// Chooses the bar on a terminal and log lines elsewhere.

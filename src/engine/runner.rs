@@ -262,8 +262,13 @@ impl Engine {
         let mut failures: Vec<EngineError> = Vec::new();
         let total = slices.len();
         for (slice, mode) in slices {
+            if progress.should_stop() {
+                let done = report.slices.len();
+                return Err(EngineError::Stopped { done, total });
+            }
             match run_slice(run, slice, mode, progress).await {
                 Ok(outcome) => {
+                    progress.slice_committed(run.dataset_name(), &outcome);
                     progress.slice_done(
                         run.dataset_name(),
                         slice.month,
@@ -273,6 +278,7 @@ impl Engine {
                 }
                 Err(e) => {
                     error!(dataset = %run.dataset_name(), month = %slice.month, error = %e, "Slice failed.");
+                    progress.slice_failed(run.dataset_name(), slice.month, &e.to_string());
                     progress.slice_done(run.dataset_name(), slice.month, "FAILED");
                     let stop = matches!(
                         &e,

@@ -59,6 +59,8 @@ pub struct SliceOutcome {
     pub pages: u64,
     /// Bytes of the data object.
     pub bytes: u64,
+    /// Time taken by the commit: checkpoints, rejects and data object.
+    pub write_duration: std::time::Duration,
 }
 
 /// Internal failure of one attempt: a mismatch may be retried, the rest may not.
@@ -243,6 +245,7 @@ async fn attempt_slice(
     }
 
     crash::point(crash::FETCHED);
+    let write_started = Instant::now();
     let previous = run.state.partition(&id).await.map_err(EngineError::from)?;
     if let Some(prev) = &previous {
         let mut intent = prev.clone();
@@ -290,5 +293,6 @@ async fn attempt_slice(
         rejects: reject_count,
         pages: summary.pages,
         bytes: written.bytes,
+        write_duration: write_started.elapsed(),
     })
 }

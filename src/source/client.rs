@@ -37,6 +37,15 @@ pub struct ClientStats {
     pub retries: AtomicU64,
     /// Answers with HTTP 429.
     pub throttled: AtomicU64,
+    /// Answers received, by HTTP status.
+    pub statuses: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+impl ClientStats {
+    /// Answers received so far, by HTTP status.
+    pub fn by_status(&self) -> std::collections::BTreeMap<u16, u64> {
+        self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// An HTTP client bound to one configured source. Clones share the connection pool, the
@@ -179,6 +188,13 @@ impl SourceClient {
             .await
             .map_err(transport)?;
         let status = response.status();
+        *self
+            .stats
+            .statuses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(status.as_u16())
+            .or_default() += 1;
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

@@ -474,3 +474,163 @@ pub fn engine_for(h: &Harness, text: &str) -> Engine {
     std::fs::write(&path, text).unwrap();
     Engine::open(Settings::load(&path).unwrap()).unwrap()
 }
+
+/// A free TCP port on loopback (bound, then released for the process under test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The current month in the simulator's zone (+08:00).
+pub fn current_month() -> Month {
+    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    Month::containing(chrono::Utc::now(), zone)
+}
+
+/// A `cecsync run` process with its log captured in a file, and a client for its control API.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub base_url: String,
+    pub token: Option<String>,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl ServiceProcess {
+    /// Starts `cecsync run --config CONFIG` listening on `port`, with `env` added; the log
+    /// goes to `LOG_NAME.log` beside the configuration.
+    pub fn start(config: &Path, port: u16, env: &[(&str, &str)], log_name: &str) -> Self {
+        let log = config.with_file_name(format!("{log_name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cecsync"));
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let token =
+            env.iter().find(|(k, _)| *k == "CECSYNC_CONTROL_TOKEN").map(|(_, v)| v.to_string());
+        Self {
+            child: cmd.spawn().unwrap(),
+            base_url: format!("http://127.0.0.1:{port}"),
+            token,
+            log,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A request to the control API, with the token when `auth`; returns status and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        auth: bool,
+    ) -> (u16, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base_url));
+        if let (true, Some(token)) = (auth, &self.token) {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body.to_string());
+        }
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Polls until `check` holds, at most `secs` seconds; panics with the log otherwise.
+    pub async fn wait_until<F: std::future::Future<Output = bool>>(
+        &mut self,
+        what: &str,
+        secs: u64,
+        mut check: impl FnMut() -> F,
+    ) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the service exited ({status}) before {what}:\n{}", self.log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}:\n{}", self.log());
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let (http, url, token) =
+            (self.http.clone(), format!("{}/readyz", self.base_url), self.token.clone());
+        self.wait_until("readiness", 20, || {
+            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            async move {
+                let mut req = http.get(url);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                req.send().await.is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    /// A series of `/metrics` (exact labels as rendered), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.call("GET", "/metrics", None, true).await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Jobs of `kind` finished with `outcome` for rbt_recognition.
+    pub async fn jobs_done(&self, kind: &str, outcome: &str) -> f64 {
+        self.metric(&format!(
+            "cecsync_jobs_total{{pipeline=\"rbt_recognition\",kind=\"{kind}\",outcome=\"{outcome}\"}}"
+        ))
+        .await
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `secs` seconds.
+    pub async fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the service did not exit within {secs} s:\n{}", self.log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

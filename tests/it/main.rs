@@ -7,4 +7,5 @@ mod core_sync;
 mod crash;
 mod faults;
 mod s3;
+mod service;
 mod tls;
