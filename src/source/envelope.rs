@@ -40,26 +40,27 @@ fn kind(raw: &str) -> &'static str {
     }
 }
 
-/// Finds the value at a dotted path (`result.data`); `None` when a segment is absent.
-fn lookup<'a>(body: &'a str, dotted: &str, url: &str) -> Result<Option<&'a RawValue>, SourceError> {
-    let mut current: Option<&'a RawValue> = None;
-    let mut text = body;
-    let mut walked = String::new();
-    for segment in dotted.split('.') {
-        let obj = object(text, url, if walked.is_empty() { "$" } else { &walked })?;
-        if !walked.is_empty() {
-            walked.push('.');
-        }
+/// Finds the value at a dotted path (`result.data`) below the already parsed top-level
+/// object; `None` when a segment is absent. Only the objects on the path are parsed again.
+fn lookup<'a>(
+    top: &Object<'a>,
+    dotted: &str,
+    url: &str,
+) -> Result<Option<&'a RawValue>, SourceError> {
+    let mut segments = dotted.split('.');
+    let first = segments.next().unwrap_or_default();
+    let Some(mut current) = top.get(first).copied() else { return Ok(None) };
+    let mut walked = first.to_string();
+    for segment in segments {
+        let obj = object(current.get(), url, &walked)?;
+        walked.push('.');
         walked.push_str(segment);
         match obj.get(segment) {
-            Some(v) => {
-                current = Some(*v);
-                text = v.get();
-            }
+            Some(v) => current = v,
             None => return Ok(None),
         }
     }
-    Ok(current)
+    Ok(Some(current))
 }
 
 /// Text of a scalar code or message: strings unquoted, numbers as written.
@@ -67,12 +68,8 @@ fn scalar_text(raw: &RawValue) -> String {
     serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string())
 }
 
-/// Fails when the body carries an error code that is not a success code.
-pub fn check_envelope(body: &str, spec: &EnvelopeSpec, url: &str) -> Result<(), SourceError> {
-    if spec.code_fields.is_empty() {
-        return Ok(());
-    }
-    let Ok(top) = serde_json::from_str::<Object<'_>>(body) else { return Ok(()) };
+/// Fails when the top-level object carries an error code that is not a success code.
+fn check_envelope(top: &Object<'_>, spec: &EnvelopeSpec, url: &str) -> Result<(), SourceError> {
     for field in &spec.code_fields {
         let Some(raw) = top.get(field) else { continue };
         if raw.get() == "null" {
@@ -116,10 +113,10 @@ pub fn parse_page<'a>(
     total_path: Option<&str>,
     url: &str,
 ) -> Result<Page<'a>, SourceError> {
-    object(body, url, "$")?;
-    check_envelope(body, envelope, url)?;
+    let top = object(body, url, "$")?;
+    check_envelope(&top, envelope, url)?;
     let total = match total_path {
-        Some(path) => match lookup(body, path, url)? {
+        Some(path) => match lookup(&top, path, url)? {
             Some(raw) if raw.get() != "null" => Some(count(raw, url, path)?),
             _ => {
                 return Err(SourceError::Shape {
@@ -131,7 +128,7 @@ pub fn parse_page<'a>(
         },
         None => None,
     };
-    let records = match lookup(body, records_path, url)? {
+    let records = match lookup(&top, records_path, url)? {
         Some(raw) if raw.get() != "null" => serde_json::from_str::<Vec<&RawValue>>(raw.get())
             .map_err(|_| SourceError::Shape {
                 url: url.to_string(),
