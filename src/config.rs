@@ -181,6 +181,8 @@ struct PipelineConfig {
     #[serde(default)]
     page_concurrency: Option<usize>,
     #[serde(default)]
+    slice_concurrency: Option<usize>,
+    #[serde(default)]
     slice_attempts: Option<usize>,
     #[serde(default)]
     lookback_hours: Option<u64>,
@@ -278,6 +280,8 @@ pub struct PipelineSettings {
     pub source: String,
     /// Pages fetched at once after the first.
     pub page_concurrency: usize,
+    /// Month slices in progress at once (the next is fetched while one is written).
+    pub slice_concurrency: usize,
     /// Attempts at a slice whose row count does not match the API's total.
     pub slice_attempts: usize,
     /// How far before the last synced instant an incremental sync re-reads.
@@ -424,6 +428,14 @@ impl Settings {
                     "use 1 or more",
                 ));
             }
+            let slice_concurrency = p.and_then(|p| p.slice_concurrency).unwrap_or(2);
+            if slice_concurrency == 0 {
+                return Err(v.invalid(
+                    &format!("pipelines.{name}.slice_concurrency"),
+                    "is 0",
+                    "use 1 (one month at a time) or more",
+                ));
+            }
             let cron = |field: &str, value: Option<&String>, default: &str| {
                 let text = value.map(String::as_str).unwrap_or(default);
                 parse_cron(text).map(|_| text.to_string()).map_err(|problem| {
@@ -446,6 +458,7 @@ impl Settings {
                     enabled: p.and_then(|p| p.enabled).unwrap_or(has_source) && has_source,
                     source,
                     page_concurrency: concurrency,
+                    slice_concurrency,
                     slice_attempts: p.and_then(|p| p.slice_attempts).unwrap_or(3).max(1),
                     lookback: Duration::from_secs(
                         3600 * p.and_then(|p| p.lookback_hours).unwrap_or(48),

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures::stream::{self, StreamExt};
 use object_store::ObjectStore;
 use tracing::{error, info};
 
@@ -261,12 +262,22 @@ impl Engine {
             RunReport { dataset: run.dataset_name().to_string(), ..Default::default() };
         let mut failures: Vec<EngineError> = Vec::new();
         let total = slices.len();
-        for (slice, mode) in slices {
-            if progress.should_stop() {
-                let done = report.slices.len();
-                return Err(EngineError::Stopped { done, total });
-            }
-            match run_slice(run, slice, mode, progress).await {
+        // Up to `slice_concurrency` months at once, results in month order: the next month
+        // is fetched while the one before is written.
+        let jobs = stream::iter(slices)
+            .map(|(slice, mode)| async move {
+                if progress.should_stop() {
+                    return (slice, None);
+                }
+                (slice, Some(run_slice(run, slice, mode, progress).await))
+            })
+            .buffered(run.settings.slice_concurrency.max(1));
+        futures::pin_mut!(jobs);
+        while let Some((slice, result)) = jobs.next().await {
+            let Some(result) = result else {
+                return Err(EngineError::Stopped { done: report.slices.len(), total });
+            };
+            match result {
                 Ok(outcome) => {
                     progress.slice_committed(run.dataset_name(), &outcome);
                     progress.slice_done(

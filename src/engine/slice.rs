@@ -10,6 +10,7 @@
 //! again and its single data object replaced: no duplicates, no gaps. The named crash
 //! points of [`crate::sink::crash`] mark each step for the crash-safety tests.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -26,7 +27,9 @@ use crate::normalize::Normalizer;
 use crate::sink::crash;
 use crate::sink::layout::PartitionId;
 use crate::sink::stage::PartitionStage;
-use crate::sink::writer::{stage_existing, write_partition, write_rejects};
+use crate::sink::writer::{
+    read_rejects, reject_record_text, stage_existing, write_partition, write_rejects,
+};
 use crate::sink::SinkError;
 use crate::source::paging::fetch_pages;
 use crate::source::SourceError;
@@ -105,6 +108,7 @@ pub async fn run_slice(
                     dataset = %run.dataset_name(), month = %slice.month, rows = outcome.rows,
                     api_total = outcome.api_total, rejects = outcome.rejects, pages = outcome.pages,
                     bytes = outcome.bytes, duration_ms = started.elapsed().as_millis() as u64,
+                    write_ms = outcome.write_duration.as_millis() as u64,
                     mode = ?mode, "Slice committed."
                 );
                 return Ok(outcome);
@@ -194,7 +198,9 @@ async fn attempt_slice(
     }
     stage.mark_fetch_start();
 
+    // Rejected records, each once (a record seen on two pages is one record).
     let mut rejects: Vec<RejectedRecord> = Vec::new();
+    let mut rejected_texts: HashSet<String> = HashSet::new();
     let summary = fetch_pages::<PageError, _>(
         run.client,
         &run.auth,
@@ -205,11 +211,9 @@ async fn attempt_slice(
             let rows = page.records.len() as u64;
             for record in page.records {
                 if let Err(reason) = normalizer.push(record) {
-                    rejects.push(RejectedRecord {
-                        reason: reason.0,
-                        record: record.to_owned(),
-                        page: page_no,
-                    });
+                    if rejected_texts.insert(record.get().to_string()) {
+                        rejects.push(RejectedRecord::new(reason, record, page_no));
+                    }
                 }
                 if normalizer.len() >= BATCH_ROWS {
                     stage.append(&normalizer.finish()).map_err(PageError::Sink)?;
@@ -234,11 +238,11 @@ async fn attempt_slice(
     }
 
     let distinct = stage.distinct_fetched();
-    let reject_count = rejects.len() as u64;
-    if summary.total_changed || distinct + reject_count != summary.total {
+    let fetched_rejects = rejects.len() as u64;
+    if summary.total_changed || distinct + fetched_rejects != summary.total {
         return Err(AttemptError::Mismatch {
             distinct,
-            rejects: reject_count,
+            rejects: fetched_rejects,
             total: summary.total,
             pages: summary.pages,
         });
@@ -246,22 +250,45 @@ async fn attempt_slice(
 
     crash::point(crash::FETCHED);
     let write_started = Instant::now();
+    // The intent: until the final checkpoint, the partition reads as being written, so a
+    // crash in between is fetched again and shows in `status` and `verify`.
     let previous = run.state.partition(&id).await.map_err(EngineError::from)?;
-    if let Some(prev) = &previous {
-        let mut intent = prev.clone();
-        intent.state = SliceState::Writing;
-        run.state.put_partition(&intent).await.map_err(EngineError::from)?;
-    }
+    let mut intent = previous.unwrap_or_else(|| PartitionCheckpoint {
+        dataset: dataset.to_string(),
+        tenant_id: run.tenant_id.clone(),
+        month: slice.month.to_string(),
+        state: SliceState::Writing,
+        rows: 0,
+        api_total: summary.total,
+        rejects: 0,
+        pages: 0,
+        max_update_time_ms: None,
+        window_begin_ms: slice.begin_ms,
+        window_end_ms: slice.end_ms,
+        object_path: id.data_path().to_string(),
+        object_bytes: 0,
+        content_sha256: String::new(),
+        synced_at,
+    });
+    intent.state = SliceState::Writing;
+    run.state.put_partition(&intent).await.map_err(EngineError::from)?;
     crash::point(crash::BEFORE_REJECTS);
-    let lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
-    if mode == WriteMode::Replace || !lines.is_empty() {
-        write_rejects(&run.store, &id, &lines).await.map_err(sink_err)?;
+    let mut lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
+    if mode == WriteMode::Merge {
+        // Rejects of the rest of the month stay; a record rejected again is kept once.
+        let kept = read_rejects(&run.store, &id).await.map_err(sink_err)?;
+        lines.extend(kept.into_iter().filter(|line| {
+            reject_record_text(line).is_none_or(|text| !rejected_texts.contains(text))
+        }));
     }
+    let reject_count = lines.len() as u64;
+    write_rejects(&run.store, &id, &lines).await.map_err(sink_err)?;
     crash::point(crash::AFTER_REJECTS);
     let max_update = stage.max_update_ms();
     let written = write_partition(&run.store, &id, stage).await.map_err(sink_err)?;
     crash::point(crash::AFTER_DATA);
-    let closed = Utc::now() > month.end();
+    // Complete only if the month had ended before the fetch began.
+    let closed = synced_at > month.end();
     let state = match (mode, closed) {
         (WriteMode::Replace, true) => SliceState::Complete,
         (WriteMode::Replace, false) => SliceState::Open,

@@ -324,6 +324,39 @@ pub async fn write_rejects(
     Ok(())
 }
 
+/// The lines of the partition's rejects object (none when it does not exist).
+pub async fn read_rejects(
+    store: &Arc<dyn ObjectStore>,
+    id: &PartitionId,
+) -> Result<Vec<String>, SinkError> {
+    let path = id.rejects_path();
+    let failed = |source| SinkError::Store {
+        action: "read",
+        path: path.to_string(),
+        source: Box::new(source),
+    };
+    let bytes = match store.get(&path).await {
+        Ok(got) => got.bytes().await.map_err(failed)?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(failed(e)),
+    };
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// The raw JSON of the record that a rejects line holds, as it was received.
+pub fn reject_record_text(line: &str) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow)]
+        record: &'a serde_json::value::RawValue,
+    }
+    serde_json::from_str::<Line<'_>>(line).ok().map(|l| l.record.get())
+}
+
 /// Reads a partition back for verification: row count, SHA-256 of the object bytes, and
 /// whether the primary key is unique (reading the key columns only, streaming).
 pub async fn inspect_partition(

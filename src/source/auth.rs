@@ -160,6 +160,23 @@ impl Authenticator {
         Ok(Self { field: field.clone(), tokens: Arc::new(tokens) })
     }
 
+    /// The same error without any secret this strategy knows (the fixed token, or the
+    /// current login token and the app secret): for errors built from a response body after
+    /// [`Self::post`] returned it.
+    pub async fn redact(&self, error: SourceError) -> SourceError {
+        match &*self.tokens {
+            TokenSource::Fixed(t) => error.redacted(t.expose()),
+            TokenSource::Login(cache) => {
+                let current = cache.current.lock().await.as_ref().map(|(t, _)| t.clone());
+                let error = error.redacted(cache.app_secret.expose());
+                match current {
+                    Some(token) => error.redacted(token.expose()),
+                    None => error,
+                }
+            }
+        }
+    }
+
     async fn token(&self, client: &SourceClient) -> Result<Secret, SourceError> {
         match &*self.tokens {
             TokenSource::Fixed(t) => Ok(t.clone()),

@@ -83,12 +83,13 @@ pub enum SourceError {
 
 impl SourceError {
     /// The same error with every occurrence of `secret` in its texts replaced by
-    /// `**REDACTED**`: a server may echo the request, token and all, in its answer.
+    /// `**REDACTED**`: a server may echo the request, token and all, in its answer. A text
+    /// that ends with the start of the secret (an excerpt cut inside it) loses that tail too.
     pub fn redacted(self, secret: &str) -> Self {
         if secret.is_empty() {
             return self;
         }
-        let r = |text: String| text.replace(secret, "**REDACTED**");
+        let r = |text: String| redact_text(text, secret);
         match self {
             Self::Http { url, status, body, attempts } => {
                 Self::Http { url: r(url), status, body: r(body), attempts }
@@ -141,6 +142,21 @@ impl SourceError {
     }
 }
 
+/// Replaces `secret` in `text`, and a trailing start of it of 4 or more bytes.
+fn redact_text(text: String, secret: &str) -> String {
+    const MARK: &str = "**REDACTED**";
+    let mut text = text.replace(secret, MARK);
+    let longest = (4..secret.len())
+        .rev()
+        .filter(|&k| secret.is_char_boundary(k))
+        .find(|&k| text.ends_with(&secret[..k]));
+    if let Some(k) = longest {
+        text.truncate(text.len() - k);
+        text.push_str(MARK);
+    }
+    text
+}
+
 /// Cuts a response body to a readable excerpt for an error message.
 pub fn excerpt(body: &[u8]) -> String {
     const MAX: usize = 300;
@@ -168,5 +184,19 @@ mod tests {
         };
         let text = err.redacted("t0k3n").to_string();
         assert!(!text.contains("t0k3n") && text.contains("**REDACTED**"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    /// A secret is removed whole, and also when an excerpt cut it after its first bytes.
+    #[test]
+    fn whole_and_cut_secrets_are_removed() {
+        let secret = "tok-0123456789";
+        assert_eq!(redact_text(format!("a {secret} b"), secret), "a **REDACTED** b");
+        assert_eq!(redact_text("echo: tok-0123".into(), secret), "echo: **REDACTED**");
+        assert_eq!(redact_text("no secret, tok".into(), secret), "no secret, tok");
     }
 }

@@ -266,3 +266,49 @@ async fn odd_records_are_rejected_and_a_huge_field_is_kept() {
         assert!(reason.contains(field) && reason.len() < 1_000, "{field}: {reason}");
     }
 }
+
+/// An incremental sync keeps the month's earlier rejects: a record rejected again is
+/// kept once, a new reject is added, and the checkpoint counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_keeps_the_months_earlier_rejects() {
+    let record = |id: u64, agent: Value| {
+        json!({"rbtRecognitionId": id, "callId": "c", "fileName": "f", "callerNo": "1",
+               "calleeNo": "2", "agentId": agent, "recordBeginTime": 1736640000000u64,
+               "recordEndTime": 1736640001000u64, "callType": 7, "mediaType": 5, "vdnId": 1,
+               "tenantId": "t", "callCenterId": 1, "releaseCause": 0,
+               "beginTime": 1736640000000u64, "confirmStatus": 0, "locationId": 0})
+    };
+    let (r1, r2, r3) = (record(11, json!("x")), record(12, json!("y")), record(13, json!("z")));
+    let api =
+        ScriptedApi::start(Canned::json(page_of(&[record(1, json!(1)), r1, r2.clone()]))).await;
+    let h = Harness::start(SimOptions::default()).await;
+    let engine = h.engine_at(&api.base_url, "");
+    let jan = month("2025-01");
+    engine.backfill("rbt_recognition", jan, jan, false, &LogProgress).await.unwrap();
+
+    // A window of January: R2 again (on two pages' worth of answers: once), and a new R3.
+    api.set(Canned::json(page_of(&[record(2, json!(2)), r2, r3])));
+    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    let begin = jan.start(zone).timestamp_millis() + 86_400_000;
+    let report = engine.fetch_range("rbt_recognition", begin, begin + 86_400_000, &LogProgress);
+    let report = report.await.unwrap();
+    assert_eq!(report.rejects(), 3, "the checkpoint counts the month's rejects");
+
+    let rejects = std::fs::read_to_string(
+        h.lake()
+            .join("_rejects/rbt_recognition/tenant_id=202401150001/month=2025-01/rejects.jsonl"),
+    )
+    .unwrap();
+    let mut ids: Vec<u64> = rejects
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["record"]["rbtRecognitionId"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [11, 12, 13]);
+    let rows = lake_rows(&h.lake(), "rbt_recognition");
+    assert_eq!(rows.len(), 2, "both good rows are in the partition");
+}
