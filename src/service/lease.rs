@@ -125,6 +125,15 @@ pub enum LeaseError {
         /// The new holder, as far as known.
         holder: String,
     },
+    /// Renewals failed until a third of the TTL before the lease expires: the holder
+    /// gives it up while it is still its own, before another service may take it over.
+    #[error("the lake's lease could not be renewed (last error: {detail}); this service stops writing before it expires at {until}")]
+    Unrenewed {
+        /// When the lease expires.
+        until: DateTime<Utc>,
+        /// Why the last renewal failed.
+        detail: String,
+    },
     /// This service holds no lease to renew.
     #[error("no lease is held by this service")]
     NotHeld,
@@ -387,6 +396,53 @@ impl Lease {
             if meta.location.filename().and_then(term_of).is_some_and(|t| t < term) {
                 let _ = self.store.delete(&meta.location).await;
             }
+        }
+    }
+}
+
+/// How often a holder renews its lease (and a waiting service checks it).
+pub fn renewal_interval(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_millis(250), Duration::from_secs(10))
+}
+
+/// Renews `lease`, held until `valid_until`, every [`renewal_interval`] until `stop`
+/// resolves (`Ok`). Fails as soon as the lease is lost, or when no renewal has succeeded
+/// by a third of the TTL before the lease expires: the holder must stop writing while the
+/// lease is still its own, since a standby may take it over at the expiry.
+pub async fn keep(
+    lease: &Lease,
+    mut valid_until: DateTime<Utc>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), LeaseError> {
+    let ttl = lease.ttl();
+    let every = renewal_interval(ttl);
+    let mut last_error = String::from("no renewal yet");
+    tokio::pin!(stop);
+    loop {
+        let give_up_at = valid_until - ttl / 3;
+        let unrenewed = |detail: String| LeaseError::Unrenewed { until: valid_until, detail };
+        let left = (give_up_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            biased;
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(every.min(left)) => {}
+        }
+        let now = Utc::now();
+        let Ok(left) = (give_up_at - now).to_std() else {
+            return Err(unrenewed(last_error));
+        };
+        if left.is_zero() {
+            return Err(unrenewed(last_error));
+        }
+        // A renewal that hangs must not keep the holder writing past the deadline.
+        match tokio::time::timeout(left, lease.renew(now)).await {
+            Ok(Ok(record)) => valid_until = record.expires_at,
+            Ok(Err(e @ (LeaseError::Lost { .. } | LeaseError::NotHeld))) => return Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Could not renew the lease; trying again.");
+                last_error = e.to_string();
+            }
+            Err(_) => return Err(unrenewed("the renewal did not answer in time".into())),
         }
     }
 }
