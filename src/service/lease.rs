@@ -447,8 +447,8 @@ pub async fn keep(
     }
 }
 
-/// The lease of the lake if a service holds it at `now`; for the commands that write
-/// without a lease (`backfill --local`, `sync`), so that they do not write beside a service.
+/// The lease of the lake if someone holds it at `now` (a read only: the commands that
+/// write take the lease itself).
 pub async fn live_lease(
     store: Arc<dyn ObjectStore>,
     backend: Backend,
