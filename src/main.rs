@@ -1,10 +1,12 @@
 //! The `cecsync` command line: parses arguments, sets up logging and calls the library.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -14,9 +16,10 @@ use cecsync::engine::progress;
 use cecsync::engine::report::{status, status_table, verify};
 use cecsync::engine::Engine;
 use cecsync::service::jobs::JobState;
-use cecsync::service::lease::{live_lease, tenant_store, Backend};
+use cecsync::service::lease::{keep, tenant_store, Backend, Holder, Lease, LeaseError};
 use cecsync::service::remote::Remote;
-use tracing::info;
+use cecsync::service::shutdown::Shutdown;
+use tracing::{info, warn};
 
 /// Keeps a Parquet data lake in sync with the Huawei Cloud contact-center query APIs.
 #[derive(Parser)]
@@ -127,23 +130,56 @@ async fn load(config: &std::path::Path) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-/// Refuses to write the lake while a running service holds its lease.
-async fn refuse_beside_a_service(engine: &Engine) -> anyhow::Result<()> {
-    let backend = Backend::for_destination(&engine.settings().destination);
-    if let Some(lease) = live_lease(
-        tenant_store(engine.store(), &engine.settings().tenant_id),
-        backend,
-        chrono::Utc::now(),
-    )
-    .await?
-    {
-        bail!(
-            "{} writes this lake (its lease runs until {}); queue the run on it (cecsync backfill without --local) or stop it first",
-            lease.holder,
-            lease.expires_at
-        );
+/// Runs `work` holding the tenant's lease, renewed all along, so that no service (nor
+/// another run of the command line) writes the tenant's partitions meanwhile. Fails at once
+/// when another holder has the lease. The lease is released at the end, also when `work`
+/// fails or the run is interrupted (Ctrl-C); when the lease is lost, or cannot be renewed
+/// in time, `work` is stopped (a slice cut short leaves its partition as it was).
+async fn with_lease<T>(
+    engine: &Engine,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let settings = engine.settings();
+    let lease = Lease::new(
+        tenant_store(engine.store(), &settings.tenant_id),
+        Backend::for_destination(&settings.destination),
+        Holder::this_process(),
+        settings.service.lease_ttl,
+    );
+    let record = match lease.acquire(Utc::now()).await {
+        Ok(record) => record,
+        Err(LeaseError::Held { holder, until, .. }) => bail!(
+            "{holder} writes this lake (its lease runs until {until}); queue the run on it (cecsync backfill without --local) or stop it first"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    info!(term = record.term, expires_at = %record.expires_at, "Lease taken for this run.");
+    let (done, lost) = (Shutdown::new(), Shutdown::new());
+    let keeper = async {
+        let kept = keep(&lease, record.expires_at, done.wait()).await;
+        if kept.is_err() {
+            lost.trigger();
+        }
+        kept
+    };
+    let runner = async {
+        let result = tokio::select! {
+            result = work => Some(result),
+            _ = lost.wait() => None,
+            _ = tokio::signal::ctrl_c() => Some(Err(anyhow!("interrupted"))),
+        };
+        done.trigger();
+        result
+    };
+    let (kept, result) = tokio::join!(keeper, runner);
+    if let Err(e) = lease.release(Utc::now()).await {
+        warn!(error = %e, "Could not release the lease; it expires by itself.");
     }
-    Ok(())
+    match (result, kept) {
+        (Some(result), _) => result,
+        (None, Err(e)) => Err(anyhow!(e).context("the run was stopped")),
+        (None, Ok(())) => bail!("the run was stopped: the lease was lost"),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -156,14 +192,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let engine = load(&config).await?;
-            refuse_beside_a_service(&engine).await?;
             let progress = progress::for_stderr();
-            let report = engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?;
+            let report = with_lease(&engine, async {
+                Ok(engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?)
+            })
+            .await?;
             println!("{report}");
         }
         Command::Sync { config, pipeline } => {
             let engine = load(&config).await?;
-            refuse_beside_a_service(&engine).await?;
             let names = match pipeline {
                 Some(p) => vec![p],
                 None => engine.enabled_pipelines(),
@@ -172,16 +209,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("{}: no pipeline is enabled; configure a source for one", config.display());
             }
             let progress = progress::for_stderr();
-            let mut failed = Vec::new();
-            for name in names {
-                match engine.sync(&name, progress.as_ref()).await {
-                    Ok(report) => println!("{report}"),
-                    Err(e) => failed.push(format!("{name}: {e}")),
+            with_lease(&engine, async {
+                let mut failed = Vec::new();
+                for name in names {
+                    match engine.sync(&name, progress.as_ref()).await {
+                        Ok(report) => println!("{report}"),
+                        Err(e) => failed.push(format!("{name}: {e}")),
+                    }
                 }
-            }
-            if !failed.is_empty() {
-                bail!("{}", failed.join("; "));
-            }
+                if !failed.is_empty() {
+                    bail!("{}", failed.join("; "));
+                }
+                Ok(())
+            })
+            .await?;
         }
         Command::Status { config } => {
             let engine = load(&config).await?;

@@ -2,7 +2,7 @@
 //! of limits, per source), the jobs, the metrics, the stop flag and the lease.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset, Utc};
 
@@ -27,6 +27,15 @@ pub struct Service {
     /// When the service started.
     pub started_at: DateTime<Utc>,
     leader: AtomicBool,
+    /// The tasks of the jobs submitted, so that they can be aborted and awaited.
+    pub(crate) tasks: Mutex<JobTasks>,
+}
+
+/// The job tasks; once closed, no job is started any more.
+#[derive(Default)]
+pub(crate) struct JobTasks {
+    pub(crate) closed: bool,
+    pub(crate) set: tokio::task::JoinSet<()>,
 }
 
 impl Service {
@@ -40,6 +49,7 @@ impl Service {
             lease,
             started_at: Utc::now(),
             leader: AtomicBool::new(false),
+            tasks: Mutex::new(JobTasks::default()),
         }
     }
 

@@ -2,7 +2,7 @@
 //! waits for its pipeline's lock, runs on the shared engine, and records its outcome, its
 //! metrics and (for a scheduled run) the schedule's mark.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use chrono::Utc;
 use tracing::{info, warn};
@@ -87,10 +87,36 @@ impl Service {
                 kind: req.kind.name(),
             });
         }
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        if tasks.closed {
+            return Err(SubmitError::Stopping);
+        }
+        while tasks.set.try_join_next().is_some() {}
         let id = self.jobs.queue(&req, Utc::now());
         let service = self.clone();
-        tokio::spawn(async move { service.run_job(id, req).await });
+        tasks.set.spawn(async move { service.run_job(id, req).await });
         Ok(id)
+    }
+
+    /// Starts no job any more, aborts the job tasks still running and waits until they
+    /// have stopped, so that nothing of this service writes the lake after it returns.
+    /// The jobs aborted are marked cancelled. A slice cut short leaves its partition as it
+    /// was (the commit protocol) and is fetched again by the next run.
+    pub async fn stop_jobs(&self, reason: &str) {
+        let mut set = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            tasks.closed = true;
+            std::mem::take(&mut tasks.set)
+        };
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+        for (pipeline, kind) in self.jobs.cancel_active(Utc::now(), reason) {
+            self.telemetry.add(
+                telemetry::JOBS,
+                &[("pipeline", &pipeline), ("kind", kind.name()), ("outcome", "cancelled")],
+                1.0,
+            );
+        }
     }
 
     async fn run_job(self: Arc<Self>, id: u64, req: JobRequest) {

@@ -202,6 +202,21 @@ impl Jobs {
         }
     }
 
+    /// Marks every queued or running job cancelled with `reason` (their tasks were
+    /// aborted); returns their pipelines and kinds.
+    pub fn cancel_active(&self, now: DateTime<Utc>, reason: &str) -> Vec<(String, JobKind)> {
+        let mut cancelled = Vec::new();
+        for v in lock(&self.views).values_mut().filter(|v| v.state.is_active()) {
+            v.state = JobState::Cancelled;
+            v.finished_at = Some(now);
+            if v.errors.len() < MAX_ERRORS {
+                v.errors.push(reason.to_string());
+            }
+            cancelled.push((v.pipeline.clone(), v.kind));
+        }
+        cancelled
+    }
+
     /// The lock that keeps a pipeline's jobs one at a time.
     pub fn pipeline_lock(&self, pipeline: &str) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.locks).entry(pipeline.to_string()).or_default().clone()

@@ -18,7 +18,9 @@
 //!   take-over and renewal creates the next term's object, `terms/term-N.json`, with
 //!   an exclusive create (a hard link that fails if the name exists). The current lease is
 //!   the highest term; whoever creates term N+1 first wins, the other gets `AlreadyExists`.
-//!   Terms older than the current one are deleted after each write.
+//!   Terms older than the current one are deleted after each write, so a free name does
+//!   not mean a free term: a writer checks that the term it builds on is still the highest
+//!   before it creates the next one, and that its new term is the highest after.
 
 use std::fmt;
 use std::sync::Arc;
@@ -122,6 +124,15 @@ pub enum LeaseError {
     Lost {
         /// The new holder, as far as known.
         holder: String,
+    },
+    /// Renewals failed until a third of the TTL before the lease expires: the holder
+    /// gives it up while it is still its own, before another service may take it over.
+    #[error("the lake's lease could not be renewed (last error: {detail}); this service stops writing before it expires at {until}")]
+    Unrenewed {
+        /// When the lease expires.
+        until: DateTime<Utc>,
+        /// Why the last renewal failed.
+        detail: String,
     },
     /// This service holds no lease to renew.
     #[error("no lease is held by this service")]
@@ -306,6 +317,11 @@ impl Lease {
 
     /// The newest term object, if any.
     async fn highest_term(&self) -> Result<Option<Path>, LeaseError> {
+        Ok(self.newest_term().await?.map(|(_, path)| path))
+    }
+
+    /// The newest term object and its term, if any.
+    async fn newest_term(&self) -> Result<Option<(u64, Path)>, LeaseError> {
         let folder = Path::from(TERMS_DIR);
         let listed: Vec<_> = self.store.list(Some(&folder)).try_collect().await.map_err(|e| {
             LeaseError::Store { path: folder.to_string(), action: "list", detail: e.to_string() }
@@ -313,8 +329,12 @@ impl Lease {
         Ok(listed
             .into_iter()
             .filter_map(|meta| Some((term_of(meta.location.filename()?)?, meta.location)))
-            .max_by_key(|(term, _)| *term)
-            .map(|(_, path)| path))
+            .max_by_key(|(term, _)| *term))
+    }
+
+    /// The highest term stored, if any.
+    async fn highest_term_number(&self) -> Result<Option<u64>, LeaseError> {
+        Ok(self.newest_term().await?.map(|(term, _)| term))
     }
 
     /// Writes `record` over `previous` as one compare-and-swap; `None` when another
@@ -331,12 +351,27 @@ impl Lease {
             }
             (Backend::Terms, _) => (term_path(record.term), PutMode::Create),
         };
+        // Terms: the term we build on must still be the highest. A term below the highest
+        // may have been pruned, so creating the next one can succeed although the lease
+        // moved on (a holder that stalled past its TTL would recreate a pruned term).
+        if self.backend == Backend::Terms
+            && self.highest_term_number().await? != previous.map(|p| p.record.term)
+        {
+            return Ok(None);
+        }
         let body = serde_json::to_vec_pretty(&LeaseFile::V1(record.clone()))
             .map_err(|e| LeaseError::Corrupt { path: path.to_string(), detail: e.to_string() })?;
         let options = PutOptions { mode, ..PutOptions::default() };
         match self.store.put_opts(&path, PutPayload::from(body), options).await {
             Ok(result) => {
                 if self.backend == Backend::Terms {
+                    // Another service may have written a higher term between the check
+                    // above and our create (and pruned the one we created again): the
+                    // lease is ours only if our term is the highest. Terms are deleted
+                    // only below a newer one, so the highest term ever written is listed.
+                    if self.highest_term_number().await? != Some(record.term) {
+                        return Ok(None);
+                    }
                     self.prune_before(record.term).await;
                 }
                 Ok(Some(UpdateVersion { e_tag: result.e_tag, version: result.version }))
@@ -365,8 +400,55 @@ impl Lease {
     }
 }
 
-/// The lease of the lake if a service holds it at `now`; for the commands that write
-/// without a lease (`backfill --local`, `sync`), so that they do not write beside a service.
+/// How often a holder renews its lease (and a waiting service checks it).
+pub fn renewal_interval(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_millis(250), Duration::from_secs(10))
+}
+
+/// Renews `lease`, held until `valid_until`, every [`renewal_interval`] until `stop`
+/// resolves (`Ok`). Fails as soon as the lease is lost, or when no renewal has succeeded
+/// by a third of the TTL before the lease expires: the holder must stop writing while the
+/// lease is still its own, since a standby may take it over at the expiry.
+pub async fn keep(
+    lease: &Lease,
+    mut valid_until: DateTime<Utc>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), LeaseError> {
+    let ttl = lease.ttl();
+    let every = renewal_interval(ttl);
+    let mut last_error = String::from("no renewal yet");
+    tokio::pin!(stop);
+    loop {
+        let give_up_at = valid_until - ttl / 3;
+        let unrenewed = |detail: String| LeaseError::Unrenewed { until: valid_until, detail };
+        let left = (give_up_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            biased;
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(every.min(left)) => {}
+        }
+        let now = Utc::now();
+        let Ok(left) = (give_up_at - now).to_std() else {
+            return Err(unrenewed(last_error));
+        };
+        if left.is_zero() {
+            return Err(unrenewed(last_error));
+        }
+        // A renewal that hangs must not keep the holder writing past the deadline.
+        match tokio::time::timeout(left, lease.renew(now)).await {
+            Ok(Ok(record)) => valid_until = record.expires_at,
+            Ok(Err(e @ (LeaseError::Lost { .. } | LeaseError::NotHeld))) => return Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Could not renew the lease; trying again.");
+                last_error = e.to_string();
+            }
+            Err(_) => return Err(unrenewed("the renewal did not answer in time".into())),
+        }
+    }
+}
+
+/// The lease of the lake if someone holds it at `now` (a read only: the commands that
+/// write take the lease itself).
 pub async fn live_lease(
     store: Arc<dyn ObjectStore>,
     backend: Backend,
@@ -475,6 +557,31 @@ mod tests {
             let winners = results.iter().filter(|r| r.is_ok()).count();
             assert_eq!(winners, 1, "{backend:?}: {results:?}");
         }
+    }
+
+    /// A holder that stalled past its TTL cannot come back by recreating a pruned term:
+    /// A held term 1; B took it over (term 2), renewed (term 3) and pruned terms 1 and 2;
+    /// A's renewal, which would create term 2 again, finds the lease lost.
+    #[tokio::test]
+    async fn a_stale_holder_cannot_recreate_a_pruned_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let ttl = Duration::from_secs(30);
+        let a = Lease::new(store.clone(), Backend::Terms, holder("a"), ttl);
+        let b = Lease::new(store.clone(), Backend::Terms, holder("b"), ttl);
+        a.acquire(t(0)).await.unwrap();
+        assert_eq!(b.acquire(t(31)).await.unwrap().term, 2);
+        assert_eq!(b.renew(t(32)).await.unwrap().term, 3);
+        let lost = a.renew(t(33)).await.unwrap_err();
+        assert!(
+            matches!(&lost, LeaseError::Lost { holder } if holder.contains("service b")),
+            "{lost}"
+        );
+        assert!(matches!(a.renew(t(34)).await, Err(LeaseError::NotHeld)));
+        let current = a.current().await.unwrap().unwrap();
+        assert_eq!((current.holder.service_id.as_str(), current.term), ("b", 3));
+        assert_eq!(b.renew(t(35)).await.unwrap().term, 4, "the holder keeps its lease");
     }
 
     /// The terms backend keeps only the newest term objects.

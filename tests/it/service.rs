@@ -229,6 +229,68 @@ async fn two_services_one_writer() {
     assert_verifies(&a_config);
 }
 
+/// A local backfill holds the tenant's lease for its whole run, renewed past its TTL: a
+/// service starting meanwhile (exit mode) and a second command-line run are refused,
+/// naming the backfill's process; the lease is released when the backfill ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_backfill_holds_the_lease() {
+    let now = current_month();
+    let first = now.prev().prev().prev();
+    let mut opts = sim(first, now, 2500);
+    let delay = Duration::from_millis(800);
+    opts.faults = FaultOptions { delay_rate: 1.0, delay, ..FaultOptions::default() };
+    let h = Harness::start(opts.clone()).await;
+    let port = free_port();
+    let service = "lease_ttl_secs = 3\nlease_mode = \"exit\"";
+    let config = service_config(&h, "b", port, service, "page_concurrency = 1");
+    let mut local = std::process::Command::new(env!("CARGO_BIN_EXE_cecsync"))
+        .args(["backfill", "--local", "--config"])
+        .arg(&config)
+        .args(["--pipeline", "rbt_recognition", "--from", &first.to_string(), "--to"])
+        .arg(now.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = format!("pid {}", local.id());
+    let terms = h.lake().join(format!("_state/leases/tenant_id={}/terms", opts.tenant_id));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&terms).map_or(true, |mut d| d.next().is_none()) {
+        if local.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            let _ = local.kill();
+            let out = local.wait_with_output().unwrap();
+            panic!("the backfill takes the lease: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the lease's TTL: the backfill renews it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let mut service = ServiceProcess::start(&config, port, &[], "b");
+    let status = service.wait_exit(20).await;
+    assert!(!status.success(), "a service does not write beside a local backfill");
+    let log = service.log();
+    assert!(log.contains(&pid), "{log}");
+
+    let sync = std::process::Command::new(env!("CARGO_BIN_EXE_cecsync"))
+        .args(["sync", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&sync.stderr);
+    assert!(!sync.status.success(), "two command-line runs do not write at once");
+    assert!(stderr.contains(&pid) && stderr.contains("writes this lake"), "{stderr}");
+
+    assert!(local.try_wait().unwrap().is_none(), "the backfill was still running");
+    let out = local.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = cecsync::service::lease::tenant_store(h.lake_store(), &opts.tenant_id);
+    let backend = cecsync::service::lease::Backend::Terms;
+    let lease = cecsync::service::lease::live_lease(store, backend, chrono::Utc::now());
+    assert_eq!(lease.await.unwrap(), None, "the backfill released the lease");
+    assert_verifies(&config);
+}
+
 fn c_log(config: &std::path::Path) -> String {
     std::fs::read_to_string(config.with_file_name("c.log")).unwrap_or_default()
 }
