@@ -63,6 +63,16 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// Whether this holder was a process of the same host as `me` that no longer runs
+    /// (killed without releasing its lease): its lease can be taken at once instead of
+    /// after it expires.
+    pub fn is_dead_here(&self, me: &Holder) -> bool {
+        self.host == me.host
+            && self.pid != me.pid
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+            && std::path::Path::new("/proc/self").exists()
+    }
+
     /// This process, with a fresh service id.
     pub fn this_process() -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -222,7 +232,8 @@ impl Lease {
     pub async fn acquire(&self, now: DateTime<Utc>) -> Result<LeaseRecord, LeaseError> {
         let current = self.read().await?;
         if let Some(c) = &current {
-            if c.record.holder != self.holder && c.record.expires_at > now {
+            let live = c.record.expires_at > now && !c.record.holder.is_dead_here(&self.holder);
+            if c.record.holder != self.holder && live {
                 return Err(held(&c.record));
             }
         }
@@ -454,8 +465,12 @@ pub async fn live_lease(
     backend: Backend,
     now: DateTime<Utc>,
 ) -> Result<Option<LeaseRecord>, LeaseError> {
-    let reader = Lease::new(store, backend, Holder::this_process(), Duration::ZERO);
-    Ok(reader.current().await?.filter(|lease| lease.expires_at > now))
+    let me = Holder::this_process();
+    let reader = Lease::new(store, backend, me.clone(), Duration::ZERO);
+    Ok(reader
+        .current()
+        .await?
+        .filter(|lease| lease.expires_at > now && !lease.holder.is_dead_here(&me)))
 }
 
 fn held(record: &LeaseRecord) -> LeaseError {
@@ -497,6 +512,30 @@ mod tests {
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
+    }
+
+    /// A lease whose holder was a process of this host that no longer runs (killed
+    /// without releasing it) is taken at once; a live holder's is not.
+    #[tokio::test]
+    async fn a_dead_local_holder_is_taken_over_at_once() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let me = Holder::this_process();
+        for (backend, store, _dir) in cases() {
+            let ttl = Duration::from_secs(30);
+            let dead = Holder { service_id: "dead".into(), pid: dead_pid, ..me.clone() };
+            Lease::new(store.clone(), backend, dead, ttl).acquire(t(0)).await.unwrap();
+            let taker = Lease::new(store.clone(), backend, me.clone(), ttl);
+            let taken = taker.acquire(t(1)).await.unwrap();
+            assert_eq!(taken.holder, me, "{backend:?}");
+
+            let alive = Holder { service_id: "alive".into(), pid: 1, ..me.clone() };
+            let other = Lease::new(store.clone(), backend, alive, ttl);
+            taker.release(t(2)).await.unwrap();
+            other.acquire(t(3)).await.unwrap();
+            assert!(taker.acquire(t(4)).await.is_err(), "{backend:?}: pid 1 runs");
+        }
     }
 
     /// One service takes the lease; a second is refused with the holder and expiry; the
