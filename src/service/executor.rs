@@ -234,19 +234,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::Settings;
-    use crate::engine::Engine;
     use crate::service::lease::{tenant_store, Backend, Holder, Lease};
     use crate::service::shutdown::Shutdown;
 
     fn service(lake: &Path) -> Arc<Service> {
-        let text = format!(
-            "tenant_id = \"t\"\n[destination]\nurl = \"file://{}\"\n\
-             [sources.oifde]\nbase_url = \"http://127.0.0.1:9\"\nauth_token = \"x\"\n",
-            lake.display()
-        );
-        let settings = Settings::parse(Path::new("c.toml"), &text, &|_| None).unwrap();
-        let engine = Arc::new(Engine::open(settings).unwrap());
+        let engine = crate::service::test_support::engine_on(lake);
         let lease = Lease::new(
             tenant_store(engine.store(), &engine.settings().tenant_id),
             Backend::Terms,

@@ -29,3 +29,5 @@ pub mod schedule;
 pub mod scheduler;
 pub mod shutdown;
 pub mod status;
+#[cfg(test)]
+mod test_support;

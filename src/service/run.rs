@@ -301,13 +301,7 @@ mod tests {
 
     /// A service on a local lake whose lease lives in a store that fails on demand.
     fn service(lake: &Path, ttl: Duration) -> (Arc<Service>, Arc<AtomicBool>) {
-        let text = format!(
-            "tenant_id = \"t\"\n[destination]\nurl = \"file://{}\"\n\
-             [sources.oifde]\nbase_url = \"http://127.0.0.1:9\"\nauth_token = \"x\"\n",
-            lake.display()
-        );
-        let settings = Settings::parse(Path::new("c.toml"), &text, &|_| None).unwrap();
-        let engine = Arc::new(Engine::open(settings).unwrap());
+        let engine = crate::service::test_support::engine_on(lake);
         let refuse = Arc::new(AtomicBool::new(false));
         let store = FlakyStore { inner: InMemory::new(), refuse: refuse.clone() };
         let lease = Lease::new(Arc::new(store), Backend::Terms, Holder::this_process(), ttl);
