@@ -26,6 +26,7 @@ const MONTHS: u64 = 6;
 const SLICES_IN_FLIGHT: u64 = 2;
 /// Pages a run has in flight at once (`page_concurrency` per month in progress): answers the
 /// simulator may still count after the run before was killed.
+#[cfg(feature = "failpoints")]
 const PAGES_IN_FLIGHT: u64 = SLICES_IN_FLIGHT * 2;
 
 fn opts() -> SimOptions {
