@@ -32,6 +32,52 @@ pub struct BenchArgs {
     pub lake: Option<PathBuf>,
 }
 
+/// The simulator on a runtime and thread of its own, as a remote API would be: the sync's
+/// CPU-bound work then never delays the simulator's answers through shared workers.
+struct SimServer {
+    base_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimServer {
+    fn start(sim: Arc<Simulator>) -> std::io::Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready_tx.send(Err(e))),
+            };
+            runtime.block_on(async move {
+                match serve(sim, "127.0.0.1:0".parse().expect("static address")).await {
+                    Ok(running) => {
+                        let _ = ready_tx.send(Ok(running.base_url.clone()));
+                        let _ = stop_rx.await;
+                        running.shutdown().await;
+                    }
+                    Err(e) => drop(ready_tx.send(Err(e))),
+                }
+            });
+        });
+        let base_url = ready_rx.recv().map_err(std::io::Error::other)??;
+        Ok(Self { base_url, stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Peak resident set size of this process so far, in bytes (Linux).
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -63,7 +109,8 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
         ..SimOptions::default()
     };
     let sim = Arc::new(Simulator::new(opts.clone()));
-    let running = serve(sim, "127.0.0.1:0".parse().expect("static address")).await?;
+    let server = SimServer::start(sim)?;
+    let base_url = server.base_url.clone();
     let rows = args.records_per_month * u64::from(args.months.max(1));
     println!(
         "bench: {} months x {} records = {rows} rows, concurrency {}",
@@ -73,7 +120,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
     // Phase 1: the same pages, bodies read and discarded.
     reset_peak_rss();
     let http = reqwest::Client::new();
-    let url = format!("{}/oifde/rest/api/queryRbtRecognitionResult", running.base_url);
+    let url = format!("{base_url}/oifde/rest/api/queryRbtRecognitionResult");
     let zone = opts.zone;
     let started = Instant::now();
     let mut bytes = 0u64;
@@ -105,7 +152,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
     let temp = tempfile::tempdir()?;
     let lake = args.lake.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&lake)?;
-    let mut text = demo_config(&running.base_url, &lake.canonicalize()?, &opts);
+    let mut text = demo_config(&base_url, &lake.canonicalize()?, &opts);
     text.push_str(&format!(
         "[pipelines.rbt_recognition]\npage_concurrency = {}\n",
         args.concurrency
@@ -129,6 +176,6 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
         "sync / plain fetch rate: {:.2}",
         (report.rows() as f64 / sync_secs) / (rows as f64 / fetch_secs)
     );
-    running.shutdown().await;
+    server.stop();
     Ok(())
 }
