@@ -98,17 +98,17 @@ where
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
         PageTask(tokio::spawn(async move { auth.post(&client, &path, b).await }))
     };
-    let text = |bytes: &'_ [u8]| -> Result<String, SourceError> {
-        String::from_utf8(bytes.to_vec()).map_err(|_| SourceError::Shape {
-            url: url.clone(),
+    fn text<'b>(bytes: &'b [u8], url: &str) -> Result<&'b str, SourceError> {
+        std::str::from_utf8(bytes).map_err(|_| SourceError::Shape {
+            url: url.to_string(),
             path: "$".into(),
             problem: "the body is not UTF-8".into(),
         })
-    };
+    }
 
-    let first = text(&request(*first_page).await?)?;
-    let page = match parse_page(&first, &spec.envelope, &spec.records.path, Some(total_path), &url)
-    {
+    let first_bytes = request(*first_page).await?;
+    let first = text(&first_bytes, &url)?;
+    let page = match parse_page(first, &spec.envelope, &spec.records.path, Some(total_path), &url) {
         Ok(page) => page,
         Err(e) => return Err(auth.redact(e).await.into()),
     };
@@ -134,7 +134,7 @@ where
     }
     let mut summary = PagingSummary { pages: 1, records: first_len, total, total_changed: false };
     on_page(*first_page, page)?;
-    drop(first);
+    drop(first_bytes);
 
     let last_page = first_page + pages - 1;
     let mut bodies = stream::iter((first_page + 1)..=last_page)
@@ -145,9 +145,9 @@ where
         .buffered(concurrency.max(1))
         .map_err(E::from);
     while let Some((n, bytes)) = bodies.try_next().await? {
-        let body = text(&bytes)?;
+        let body = text(&bytes, &url)?;
         let page =
-            match parse_page(&body, &spec.envelope, &spec.records.path, Some(total_path), &url) {
+            match parse_page(body, &spec.envelope, &spec.records.path, Some(total_path), &url) {
                 Ok(page) => page,
                 Err(e) => return Err(auth.redact(e).await.into()),
             };

@@ -286,7 +286,7 @@ async fn a_sync_keeps_the_months_earlier_rejects() {
     let jan = month("2025-01");
     engine.backfill("rbt_recognition", jan, jan, false, &LogProgress).await.unwrap();
 
-    // A window of January: R2 again (on two pages' worth of answers: once), and a new R3.
+    // A window of January: R2 rejected again (kept once) and a new R3.
     api.set(Canned::json(page_of(&[record(2, json!(2)), r2, r3])));
     let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
     let begin = jan.start(zone).timestamp_millis() + 86_400_000;
