@@ -70,7 +70,12 @@ on_every_store!(a_range_across_months_reads_every_month_table);
 
 /// A month of more than 25 pages arrives complete, with pages fetched concurrently.
 async fn a_large_month_arrives_complete_with_concurrent_pages(kind: StoreKind) {
-    let Some(h) = Harness::start_on(kind, opts("2025-02", "2025-02", 25_500)).await else { return };
+    // Every answer is held back a little, so that requests sent together overlap at the
+    // server however busy the machine is.
+    let mut options = opts("2025-02", "2025-02", 25_500);
+    options.faults.delay_rate = 1.0;
+    options.faults.delay = std::time::Duration::from_millis(40);
+    let Some(h) = Harness::start_on(kind, options).await else { return };
     let engine = h.engine("[pipelines.rbt_recognition]\npage_concurrency = 4\n");
     let report = engine
         .backfill("rbt_recognition", month("2025-02"), month("2025-02"), false, &LogProgress)
