@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod core_sync;
 mod crash;
+mod fabric_sim;
 mod faults;
 mod s3;
 mod service;
