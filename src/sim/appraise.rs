@@ -203,11 +203,12 @@ mod tests {
 
     use super::*;
     use crate::calendar::Month;
-    use crate::sim::appraise_data::ALL_STATUSES;
     use crate::sim::test_support::{fabric_post, fabric_token, start};
     use crate::sim::SimOptions;
 
     const DETAILS: &str = "/apiaccess/CCSQM/rest/ccisqm/v1/appraisecall/details";
+    /// Every inspection status of table 4.2.
+    const ALL_STATUSES: [i64; 15] = [0, 1, 2, 3, 9, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40];
     const DETAIL: &str = "/apiaccess/CCISQM/rest/ccisqm/v1/appraisecall/detail";
 
     fn month(text: &str) -> Month {

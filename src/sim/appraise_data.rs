@@ -22,8 +22,6 @@ use serde_json::{json, Value};
 use super::seeding::{mix, ordinal, round, uuid};
 use crate::calendar::Month;
 
-/// Every inspection status of table 4.2.
-pub(crate) const ALL_STATUSES: [i64; 15] = [0, 1, 2, 3, 9, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40];
 /// Statuses of calls whose inspection has not finished yet.
 const IN_PROGRESS: [i64; 3] = [0, 1, 3];
 /// Statuses of calls whose inspection failed.
