@@ -60,6 +60,10 @@ pub enum AuthSpec {
         /// Name of the body field, `authToken`.
         field: String,
     },
+    /// The API Fabric token (C1): obtained with `tokenByAkSk` from the source's app key and
+    /// app secret (see the source's `token_url`, `token_lifetime_secs` and `user_id`), sent
+    /// as `Authorization: Bearer` with `x-app-key` and `X-UserId` headers.
+    FabricToken,
 }
 
 /// Paging styles.

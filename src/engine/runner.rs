@@ -124,7 +124,7 @@ impl Engine {
         };
         let source = self.settings.sources.get(&settings.source).ok_or_else(missing)?;
         let client = self.clients.get(&settings.source).ok_or_else(missing)?;
-        let auth = Authenticator::new(&dataset.spec.auth, &source.name, &source.auth)
+        let auth = Authenticator::new(&dataset.spec.auth, source)
             .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
         Ok(PipelineRun {
             dataset,
