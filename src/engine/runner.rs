@@ -207,7 +207,8 @@ impl Engine {
     }
 
     /// Re-reads the window from the pipeline's watermark (or the start of the current month)
-    /// minus the lookback, up to now, merging by key into the partitions.
+    /// minus the lookback, or from the oldest record still open when last read if that is
+    /// earlier, up to now, merging by key into the partitions.
     pub async fn sync(
         &self,
         name: &str,
