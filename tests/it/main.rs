@@ -2,6 +2,7 @@
 //! HTTP on loopback, with the Parquet lake read back and compared row by row.
 
 mod bad_input;
+mod call_detail_records;
 mod common;
 mod core_sync;
 mod crash;
