@@ -580,7 +580,7 @@ fn inspect(rng: &mut SmallRng, call: &Call) -> Inspection {
             speaker,
             start_time: at,
             end_time: end,
-            asr_text: *lines.choose(rng).unwrap_or(&"好的"),
+            asr_text: lines.choose(rng).unwrap_or(&"好的"),
             status: INSPECTED,
         });
         at = round(end + rng.random_range(0.2..3.0), 2);

@@ -307,7 +307,7 @@ fn generate(rng: &mut SmallRng, serial: i64, start: i64) -> Cdr {
         called: number(rng),
         caller_present: format!("6400{:02}", rng.random_range(0..100)),
         agent_present: format!("6400{:02}", rng.random_range(0..100)),
-        call_data: *CALL_DATA.choose(rng).unwrap_or(&""),
+        call_data: CALL_DATA.choose(rng).unwrap_or(&""),
         task_type: *[1, 1, 1, 2, 3].choose(rng).unwrap_or(&1),
         typing,
         state: 3,
