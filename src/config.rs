@@ -118,6 +118,8 @@ struct SourceConfig {
     insecure_skip_verify: bool,
     #[serde(default)]
     retry: RetryConfig,
+    #[serde(default)]
+    path_params: BTreeMap<String, String>,
 }
 
 fn default_zone() -> String {
@@ -269,6 +271,9 @@ pub struct Source {
     pub insecure_skip_verify: bool,
     /// Retry limits.
     pub retry: RetryConfig,
+    /// Values of `{name}` placeholders in the request paths of its pipelines (they win over
+    /// the pipelines' defaults), e.g. `inspection_service = "CCISQM"`.
+    pub path_params: BTreeMap<String, String>,
 }
 
 /// Per-pipeline settings.
@@ -720,6 +725,7 @@ impl Validator<'_> {
             ca_bundle: s.ca_bundle.as_ref().map(|p| base.join(p)),
             insecure_skip_verify: s.insecure_skip_verify,
             retry: s.retry.clone(),
+            path_params: s.path_params.clone(),
         })
     }
 }

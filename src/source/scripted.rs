@@ -129,6 +129,7 @@ pub(crate) fn client(base_url: &str, timeout: Duration, max_attempts: usize) -> 
             initial_backoff_ms: 10,
             max_backoff_ms: 100,
         },
+        path_params: Default::default(),
     };
     SourceClient::new(&source).unwrap().with_jitter(Jitter::from_fn(|| 0.0))
 }
