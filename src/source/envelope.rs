@@ -135,6 +135,10 @@ fn group_identity(group: &Object<'_>, raw: &RawValue, parent_fields: &[String]) 
     }
 }
 
+/// An element still to flatten: the element, the parent fields inherited by it, the path
+/// walked to it, and its depth (1 for a group).
+type Pending<'a, 'p> = (&'a RawValue, Vec<(&'p str, &'a RawValue)>, String, usize);
+
 /// Flattens the elements of `outer` (the groups at `levels[0]`) down to the innermost
 /// records, copying `parent_fields` from every enclosing object (the nearest one wins, and a
 /// field the record has itself is kept).
@@ -147,7 +151,7 @@ fn flatten<'a, 'p>(
     let mut records = Vec::new();
     let mut groups = Vec::with_capacity(outer.len());
     // (element, inherited fields, path walked so far)
-    let mut pending: Vec<(&'a RawValue, Vec<(&'p str, &'a RawValue)>, String, usize)> = outer
+    let mut pending: Vec<Pending<'a, 'p>> = outer
         .into_iter()
         .enumerate()
         .map(|(i, g)| (g, Vec::new(), format!("{}[{i}]", levels[0]), 1))

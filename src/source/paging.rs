@@ -258,7 +258,7 @@ mod tests {
         Arc::new(move |r: &Received| {
             let page = r.body["page"].as_u64().unwrap_or(0);
             let groups: Vec<String> = (1..=5u64)
-                .filter(|g| (g + 1) / 2 == page)
+                .filter(|g| g.div_ceil(2) == page)
                 .map(|g| {
                     let calls: Vec<String> = (0..(1 + g % 2))
                         .map(|c| format!(r#"{{"id":"c{g}-{c}","t":1700000000}}"#))
