@@ -121,6 +121,7 @@ async fn attempt_window(
             closed: false,
             summary: fetched.summary,
             synced_at,
+            oldest_open_ms: None,
         };
         let outcome = commit_partition(run, commit).await?;
         info!(

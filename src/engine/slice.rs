@@ -1,5 +1,7 @@
 //! One month slice, end to end: fetch every page, normalize, stage with de-duplication,
-//! reconcile with the API's total, then commit: rejects, data object, checkpoint.
+//! reconcile with the API's total, then commit: rejects, data object, checkpoint. A
+//! pipeline with `max_window_days` asks for the slice as consecutive windows, each paged
+//! and reconciled with its own total, all staged into the month's partition.
 //!
 //! ```text
 //!  pages ──> normalizer ──> stage (local spool + key index) ──> reconcile rows == total
@@ -13,6 +15,9 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -22,7 +27,9 @@ use super::error::EngineError;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use crate::calendar::{Month, MonthSlice};
-use crate::catalog::pipeline::{PagingSpec, PipelineSpec, SlicingSpec, TimeFormat, TotalCounts};
+use crate::catalog::pipeline::{
+    OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TimeFormat, TotalCounts,
+};
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
 use crate::sink::crash;
@@ -65,6 +72,9 @@ pub struct SliceOutcome {
     pub bytes: u64,
     /// Time taken by the commit: checkpoints, rejects and data object.
     pub write_duration: std::time::Duration,
+    /// The oldest event time (epoch ms) of the fetched records that are still open (see
+    /// the pipeline's `records.open_while`), if any.
+    pub oldest_open_ms: Option<i64>,
 }
 
 /// Internal failure of one attempt: a mismatch may be retried, the rest may not.
@@ -167,16 +177,43 @@ pub(super) fn range_body(
     for (k, v) in &run.dataset.spec.request.body {
         body.insert(k.clone(), toml_to_json(v, &run.tenant_id));
     }
-    body.insert(begin_field.to_string(), time_format.value(begin_ms));
-    body.insert(end_field.to_string(), time_format.value(end_ms));
+    body.insert(begin_field.to_string(), time_format.write(begin_ms));
+    body.insert(end_field.to_string(), time_format.write(end_ms));
     body
 }
 
-/// The request body of a slice: the fixed fields plus the range.
-fn slice_body(run: &PipelineRun<'_>, slice: MonthSlice) -> Map<String, Value> {
+/// The request body of one window of a slice: the fixed fields plus the range.
+fn window_body(run: &PipelineRun<'_>, begin_ms: i64, end_ms: i64) -> Map<String, Value> {
     let SlicingSpec::CalendarMonth { begin_field, end_field, time_format, .. } =
         &run.dataset.spec.slicing;
-    range_body(run, (begin_field, end_field), *time_format, slice.begin_ms, slice.end_ms)
+    range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms)
+}
+
+/// The oldest event time (epoch ms) among the rows of `batch` that are still open, if any.
+/// The catalog has checked that both columns exist and are numeric or timestamps.
+fn oldest_open(batch: &RecordBatch, open: &OpenWhile, event_time: &str) -> Option<i64> {
+    let int64 = |name: &str| cast(batch.column_by_name(name)?, &DataType::Int64).ok();
+    let (state, time) = (int64(&open.field)?, int64(event_time)?);
+    let (state, time) = (state.as_primitive::<Int64Type>(), time.as_primitive::<Int64Type>());
+    (0..batch.num_rows())
+        .filter(|&i| state.is_valid(i) && state.value(i) < open.below && time.is_valid(i))
+        .map(|i| time.value(i))
+        .min()
+}
+
+/// Appends a normalized batch to the stage, noting the oldest open event time it holds.
+fn stage_batch(
+    stage: &mut PartitionStage,
+    batch: &RecordBatch,
+    records: &RecordsSpec,
+    oldest: &mut Option<i64>,
+) -> Result<(), SinkError> {
+    if let Some(open) = &records.open_while {
+        if let Some(t) = oldest_open(batch, open, &records.event_time) {
+            *oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+    }
+    stage.append(batch)
 }
 
 fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
@@ -211,8 +248,11 @@ impl Fetched {
     /// Checks `distinct` fetched rows (+ rejects) against the API's total; with
     /// `total_counts = "either"` the distinct groups may match instead.
     pub(super) fn reconcile(&self, spec: &PipelineSpec, distinct: u64) -> Result<(), AttemptError> {
-        let PagingSpec::PageNumber { total_counts, .. } = &spec.paging;
-        let groups = (*total_counts == TotalCounts::Either).then_some(self.groups.len() as u64);
+        let either = matches!(
+            &spec.paging,
+            PagingSpec::PageNumber { total_counts: TotalCounts::Either, .. }
+        );
+        let groups = either.then_some(self.groups.len() as u64);
         let rejects = self.rejects.len() as u64;
         let total = self.summary.total;
         if self.summary.total_changed || !(distinct + rejects == total || groups == Some(total)) {
@@ -307,6 +347,8 @@ pub(super) struct Commit<'f> {
     pub(super) summary: PagingSummary,
     /// When the fetch began.
     pub(super) synced_at: DateTime<Utc>,
+    /// The oldest event time of the fetched records still open, if any.
+    pub(super) oldest_open_ms: Option<i64>,
 }
 
 /// Commits one staged partition: checkpoint "writing", rejects, the data object, then
@@ -315,8 +357,18 @@ pub(super) async fn commit_partition(
     run: &PipelineRun<'_>,
     commit: Commit<'_>,
 ) -> Result<SliceOutcome, EngineError> {
-    let Commit { id, stage, rejects, rejected_texts, mode, window, closed, summary, synced_at } =
-        commit;
+    let Commit {
+        id,
+        stage,
+        rejects,
+        rejected_texts,
+        mode,
+        window,
+        closed,
+        summary,
+        synced_at,
+        oldest_open_ms,
+    } = commit;
     let dataset = run.dataset_name();
     let month = id.month;
     let sink_err = |source| EngineError::Sink { dataset: dataset.to_string(), month, source };
@@ -391,6 +443,7 @@ pub(super) async fn commit_partition(
         pages: summary.pages,
         bytes: written.bytes,
         write_duration: write_started.elapsed(),
+        oldest_open_ms,
     })
 }
 
@@ -429,27 +482,47 @@ async fn attempt_slice(
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }
     stage.mark_fetch_start();
-    let fetched = fetch_normalized(
-        run,
-        slice.month,
-        slice_body(run, slice),
-        &mut normalizer,
-        progress,
-        |batch| stage.append(&batch),
-    )
-    .await?;
-    fetched.reconcile(spec, stage.distinct_fetched())?;
+    let mut oldest_open_ms = None;
+    let mut rejects: Vec<RejectedRecord> = Vec::new();
+    let mut rejected_texts: HashSet<String> = HashSet::new();
+    let mut summary = PagingSummary::default();
+    let SlicingSpec::CalendarMonth { max_window_days, .. } = &spec.slicing;
+    // Each window is paged on its own and its rows must add up to its own total.
+    for (begin_ms, end_ms) in slice.windows(*max_window_days) {
+        let distinct_before = stage.distinct_fetched();
+        let fetched = fetch_normalized(
+            run,
+            slice.month,
+            window_body(run, begin_ms, end_ms),
+            &mut normalizer,
+            progress,
+            |batch| stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms),
+        )
+        .await?;
+        summary.pages += fetched.summary.pages;
+        summary.records += fetched.summary.records;
+        summary.total += fetched.summary.total;
+        if let Err(AttemptError::Mismatch { distinct, rejects, groups, total, .. }) =
+            fetched.reconcile(spec, stage.distinct_fetched() - distinct_before)
+        {
+            let pages = summary.pages;
+            return Err(AttemptError::Mismatch { distinct, rejects, groups, total, pages });
+        }
+        rejects.extend(fetched.rejects);
+        rejected_texts.extend(fetched.rejected_texts);
+    }
     let commit = Commit {
         id,
         stage,
-        rejects: fetched.rejects.iter().collect(),
-        rejected_texts: &fetched.rejected_texts,
+        rejects: rejects.iter().collect(),
+        rejected_texts: &rejected_texts,
         mode,
         window: (slice.begin_ms, slice.end_ms),
         // Complete only if the month had ended before the fetch began.
         closed: synced_at > month.end(),
-        summary: fetched.summary,
+        summary,
         synced_at,
+        oldest_open_ms,
     };
     Ok(commit_partition(run, commit).await?)
 }

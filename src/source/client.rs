@@ -138,12 +138,22 @@ impl SourceClient {
     /// 401 and 403 come back as [`SourceError::Unauthorized`] at once, so that the auth
     /// layer can refresh a token; other permanent failures come back at once too.
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Result<Bytes, SourceError> {
-        let url = self.url(path);
+        self.post_json_to(&self.url(path), &[], body).await
+    }
+
+    /// [`Self::post_json`] to a full URL (which may be on another host of the platform, such
+    /// as a token endpoint), with extra request headers.
+    pub async fn post_json_to(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Bytes, SourceError> {
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let failure = match self.attempt(&url, body).await {
+            let failure = match self.attempt(url, headers, body).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(failure) => failure,
             };
@@ -151,16 +161,21 @@ impl SourceClient {
                 return Err(failure.error.with_attempts(attempts));
             };
             let Some(wait) = backoff.next_wait(after) else {
-                warn!(source = %self.name, %url, attempts, %reason, "Giving up on a request: the retry limits are reached.");
+                warn!(source = %self.name, url, attempts, %reason, "Giving up on a request: the retry limits are reached.");
                 return Err(failure.error.with_attempts(attempts));
             };
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            warn!(source = %self.name, %url, attempt = attempts, %reason, wait_ms = wait.as_millis() as u64, "Retrying request after a transient failure.");
+            warn!(source = %self.name, url, attempt = attempts, %reason, wait_ms = wait.as_millis() as u64, "Retrying request after a transient failure.");
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn attempt(&self, url: &str, body: &[u8]) -> Result<Bytes, Failure> {
+    async fn attempt(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Bytes, Failure> {
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
@@ -179,14 +194,12 @@ impl SourceClient {
                 attempts: 0,
             },
         };
-        let response = self
-            .http
-            .post(url)
-            .header(CONTENT_TYPE, "application/json; charset=UTF-8")
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(transport)?;
+        let mut request =
+            self.http.post(url).header(CONTENT_TYPE, "application/json; charset=UTF-8");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body.to_vec()).send().await.map_err(transport)?;
         let status = response.status();
         *self
             .stats

@@ -5,7 +5,8 @@
 //! `call_time` — read back from Parquet and compared with the served calls.
 //!
 //! The API here is a small stand-in served by axum that keeps its calls in memory; the
-//! pipeline is the built-in one with the OIFDE body token in place of the API Fabric token.
+//! pipeline is the built-in one with the OIFDE body token in place of the API Fabric token
+//! (a catalog_dir pipeline of the same name).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -132,7 +133,7 @@ fn assert_lake_equals(h: &Harness, shared: &Shared) {
 fn catalog_dir(h: &Harness) -> std::path::PathBuf {
     let dir = h.dir.path().join("catalog");
     std::fs::create_dir_all(dir.join("pipelines")).unwrap();
-    let builtin = include_str!("appraise_calls.toml")
+    let builtin = include_str!("../../pipelines/appraise_calls.toml")
         .replace("source = \"fabric\"", "source = \"oifde\"")
         .replace("style = \"fabric_token\"", "style = \"body_token\"\nfield = \"authToken\"");
     std::fs::write(dir.join("pipelines/appraise_calls.toml"), builtin).unwrap();

@@ -3,6 +3,7 @@
 
 mod appraise;
 mod bad_input;
+mod call_detail_records;
 mod common;
 mod core_sync;
 mod crash;
