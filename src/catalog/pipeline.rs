@@ -40,11 +40,58 @@ pub struct RequestSpec {
     /// HTTP method; only `POST` with a JSON body is supported so far.
     #[serde(default = "default_method")]
     pub method: String,
-    /// Path appended to the source's base URL.
+    /// Path appended to the source's base URL; `{name}` placeholders are filled by
+    /// [`RequestSpec::resolve_path`].
     pub path: String,
+    /// Default values of the path's `{name}` placeholders; a source's `path_params` wins.
+    #[serde(default)]
+    pub path_params: BTreeMap<String, String>,
     /// Fixed body fields. String values may use `{tenant_id}`.
     #[serde(default)]
     pub body: BTreeMap<String, toml::Value>,
+}
+
+impl RequestSpec {
+    /// The path with every `{name}` placeholder replaced: from `overrides` (the source's
+    /// `path_params`) first, then from the pipeline's own `[request.path_params]`.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use cecsync::catalog::pipeline::RequestSpec;
+    /// let spec: RequestSpec = toml::from_str(r#"
+    ///     path = "/{svc}/rest/v1/x"
+    ///     path_params = { svc = "CCSQM" }
+    /// "#).unwrap();
+    /// assert_eq!(spec.resolve_path(&BTreeMap::new()).unwrap(), "/CCSQM/rest/v1/x");
+    /// let source = BTreeMap::from([("svc".to_string(), "CCISQM".to_string())]);
+    /// assert_eq!(spec.resolve_path(&source).unwrap(), "/CCISQM/rest/v1/x");
+    /// ```
+    pub fn resolve_path(&self, overrides: &BTreeMap<String, String>) -> Result<String, String> {
+        let mut out = String::with_capacity(self.path.len());
+        let mut rest = self.path.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("'{}' has a '{{' without its '}}'", self.path))?;
+            let name = &after[..close];
+            let value =
+                overrides.get(name).or_else(|| self.path_params.get(name)).ok_or_else(|| {
+                    format!(
+                        "placeholder {{{name}}} has no value: set it in the source's \
+                         path_params or in [request.path_params]"
+                    )
+                })?;
+            if value.is_empty() || value.contains(['/', '?', '#', '{', '}']) {
+                return Err(format!("placeholder {{{name}}} = '{value}' is not one path segment"));
+            }
+            out.push_str(value);
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
 }
 
 fn default_method() -> String {
@@ -83,6 +130,10 @@ pub enum PagingSpec {
         page_size: u64,
         /// Dotted path of the total row count in the response (`total`).
         total_path: String,
+        /// What the total counts: the records, or (for nested records) either the records
+        /// or the groups holding them.
+        #[serde(default)]
+        total_counts: TotalCounts,
     },
     /// Row offset and row limit in the body, the row count in the response. The first page
     /// is at offset 0; page `i` is at `i` times the rows a page holds.
@@ -149,6 +200,20 @@ impl PagingSpec {
     }
 }
 
+/// What an API's total counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalCounts {
+    /// The records: a slice is complete when its distinct records (+ rejects) equal the
+    /// total, and a page short of rows before the last means the data moved.
+    #[default]
+    Records,
+    /// Either the records or the groups of a nested records path (the API does not say
+    /// which): a slice is complete when either count equals the total. The page count
+    /// derived from the total is then an upper bound, so an empty page ends the result.
+    Either,
+}
+
 fn one() -> u64 {
     1
 }
@@ -165,6 +230,11 @@ pub enum SlicingSpec {
         end_field: String,
         /// How the instants are written.
         time_format: TimeFormat,
+        /// When set, incremental syncs send their window in these fields instead (an
+        /// arrival-time cursor such as `upload_from`/`upload_to`), and each row goes to the
+        /// month partition of its event time.
+        #[serde(default)]
+        cursor: Option<CursorSpec>,
         /// The longest range one request may cover, in days: a month slice is then asked for
         /// as consecutive windows of at most this many days, each paged and reconciled with
         /// its own total (interfaces that refuse longer ranges). None: one request range per
@@ -172,6 +242,18 @@ pub enum SlicingSpec {
         #[serde(default)]
         max_window_days: Option<u32>,
     },
+}
+
+/// The request fields of an incremental sync's window on an arrival-time cursor: the
+/// window runs from the last sync (minus the pipeline's lookback) to now, in the slicing's
+/// time format, whatever months the rows belong to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CursorSpec {
+    /// Body field of the window start (`upload_from`).
+    pub begin_field: String,
+    /// Body field of the window end, inclusive (`upload_to`).
+    pub end_field: String,
 }
 
 /// How a request writes an instant.
@@ -209,8 +291,13 @@ impl TimeFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordsSpec {
-    /// Dotted path of the record array in the response (`rbtRecognitions`).
-    pub path: String,
+    /// Path of the record array in the response (`rbtRecognitions`), or of nested arrays
+    /// (`data[].calls[]`): see [`RecordsPath`].
+    pub path: RecordsPath,
+    /// Fields of the enclosing objects of a nested path copied into each record
+    /// (`call_group_id`); a field the record has itself is kept as the record sends it.
+    #[serde(default)]
+    pub parent_fields: Vec<String>,
     /// Fields that identify a record; a later version replaces an earlier one.
     pub primary_key: Vec<String>,
     /// Field that orders versions of a record (newest wins); optional.
@@ -234,6 +321,58 @@ pub struct OpenWhile {
     pub field: String,
     /// The first value at which a record is closed.
     pub below: i64,
+}
+
+/// Where the records are: a dotted path to an array of the response, then, for nested
+/// records, the dotted path of an array inside each element, and so on. Levels are
+/// separated by `[].`: with `data[].calls[]` every element of `data` is a group holding an
+/// array `calls`, and every element of every `calls` is a record. A trailing `[]` is
+/// optional.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RecordsPath {
+    levels: Vec<String>,
+}
+
+impl RecordsPath {
+    /// The dotted paths of the arrays, outermost first.
+    pub fn levels(&self) -> &[String] {
+        &self.levels
+    }
+
+    /// Whether records are nested in groups.
+    pub fn is_nested(&self) -> bool {
+        self.levels.len() > 1
+    }
+}
+
+impl TryFrom<String> for RecordsPath {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let trimmed = text.strip_suffix("[]").unwrap_or(&text);
+        let levels: Vec<String> = trimmed.split("[].").map(String::from).collect();
+        let bad = levels.iter().any(|l| {
+            l.is_empty() || l.contains('[') || l.contains(']') || l.split('.').any(str::is_empty)
+        });
+        if bad {
+            return Err(format!(
+                "records path '{text}' is not of the form a.b or a[].b[] (dotted names, levels \
+                 separated by '[].')"
+            ));
+        }
+        Ok(Self { levels })
+    }
+}
+
+impl std::fmt::Display for RecordsPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.levels.join("[]."))?;
+        if self.is_nested() {
+            f.write_str("[]")?;
+        }
+        Ok(())
+    }
 }
 
 /// How an API error is recognised inside a response body.
@@ -316,17 +455,41 @@ impl PipelineSpec {
                 ));
             }
         }
+        let either = matches!(
+            &spec.paging,
+            PagingSpec::PageNumber { total_counts: TotalCounts::Either, .. }
+        );
+        if either && !spec.records.path.is_nested() {
+            return Err(invalid(
+                "paging.total_counts",
+                format!(
+                    "'either' needs nested records (a path like a[].b[]), but records.path is \
+                     '{}'",
+                    spec.records.path
+                ),
+            ));
+        }
+        if !spec.records.parent_fields.is_empty() && !spec.records.path.is_nested() {
+            return Err(invalid(
+                "records.parent_fields",
+                "needs nested records (a path like a[].b[]) to copy fields from".into(),
+            ));
+        }
+        spec.request.resolve_path(&BTreeMap::new()).map_err(|p| invalid("request.path", p))?;
         Ok(spec)
     }
 
-    /// Every field the pipeline reads from a record: keys, update time, event time and the
-    /// open condition's field.
+    /// Every field the pipeline reads from a record: keys, copied parent fields, update
+    /// time, event time and the open condition's field.
     pub fn referenced_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
         let keys = self.records.primary_key.iter().map(|k| ("records.primary_key", k.as_str()));
+        let parents =
+            self.records.parent_fields.iter().map(|p| ("records.parent_fields", p.as_str()));
         let update = self.records.update_time.iter().map(|u| ("records.update_time", u.as_str()));
         let open =
             self.records.open_while.iter().map(|o| ("records.open_while.field", o.field.as_str()));
-        keys.chain(update)
+        keys.chain(parents)
+            .chain(update)
             .chain(std::iter::once(("records.event_time", self.records.event_time.as_str())))
             .chain(open)
     }
@@ -366,6 +529,21 @@ mod tests {
     #[test]
     fn a_minimal_pipeline_parses_with_defaults() {
         let p = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
+        let SlicingSpec::CalendarMonth { cursor, .. } = &p.slicing;
+        assert!(cursor.is_none());
+        let with_cursor = MINIMAL.replace(
+            "time_format = \"epoch_ms\"",
+            "time_format = \"epoch_s\"\ncursor = { begin_field = \"upload_from\", end_field = \"upload_to\" }",
+        );
+        let c = PipelineSpec::parse("d.toml", &with_cursor).unwrap();
+        let SlicingSpec::CalendarMonth { cursor: Some(cursor), time_format, .. } = &c.slicing
+        else {
+            panic!("the cursor is read")
+        };
+        assert_eq!(
+            (cursor.begin_field.as_str(), *time_format),
+            ("upload_from", TimeFormat::EpochS)
+        );
         let PagingSpec::PageNumber { first_page, .. } = p.paging else { panic!("{:?}", p.paging) };
         assert_eq!(first_page, 1);
         assert!(p.envelope.empty_codes.is_empty() && p.records.open_while.is_none());
@@ -388,6 +566,48 @@ mod tests {
         ));
     }
 
+    /// Nested record paths split into levels; malformed ones are refused with the path.
+    #[test]
+    fn records_paths_split_into_levels() {
+        let nested = RecordsPath::try_from("data[].calls[]".to_string()).unwrap();
+        assert_eq!(nested.levels(), ["data", "calls"]);
+        assert!(nested.is_nested());
+        assert_eq!(nested.to_string(), "data[].calls[]");
+        let flat = RecordsPath::try_from("result.data".to_string()).unwrap();
+        assert_eq!((flat.levels(), flat.is_nested()), (&["result.data".to_string()][..], false));
+        for bad in ["", "data[]calls", "a..b", "data[].[]", "x[0]"] {
+            let err = RecordsPath::try_from(bad.to_string()).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    /// `total_counts = "either"` and `parent_fields` need a nested path; placeholders need
+    /// a default; the time formats write ms or whole seconds.
+    #[test]
+    fn nested_options_and_placeholders_are_checked() {
+        let nested = MINIMAL
+            .replace("path = \"items\"", "path = \"data[].calls[]\"\nparent_fields = [\"g\"]")
+            .replace("total_path = \"total\"", "total_path = \"total\"\ntotal_counts = \"either\"")
+            .replace("path = \"/q\"", "path = \"/{svc}/q\"\npath_params = { svc = \"A\" }");
+        let p = PipelineSpec::parse("d.toml", &nested).unwrap();
+        assert_eq!(p.records.parent_fields, ["g"]);
+        let fields: Vec<_> = p.referenced_fields().map(|(_, f)| f).collect();
+        assert_eq!(fields, ["id", "g", "beginTime"]);
+        assert_eq!(p.request.resolve_path(&BTreeMap::new()).unwrap(), "/A/q");
+
+        let flat_either = MINIMAL
+            .replace("total_path = \"total\"", "total_path = \"total\"\ntotal_counts = \"either\"");
+        let err = PipelineSpec::parse("d.toml", &flat_either).unwrap_err().to_string();
+        assert!(err.contains("paging.total_counts"), "{err}");
+        let flat_parents = MINIMAL.replace("[records]", "[records]\nparent_fields = [\"g\"]");
+        let err = PipelineSpec::parse("d.toml", &flat_parents).unwrap_err().to_string();
+        assert!(err.contains("records.parent_fields"), "{err}");
+        let no_default = MINIMAL.replace("path = \"/q\"", "path = \"/{svc}/q\"");
+        let err = PipelineSpec::parse("d.toml", &no_default).unwrap_err().to_string();
+        assert!(err.contains("request.path") && err.contains("{svc}"), "{err}");
+        let bad_value = BTreeMap::from([("svc".to_string(), "a/b".to_string())]);
+        assert!(p.request.resolve_path(&bad_value).unwrap_err().contains("a/b"));
+    }
     /// The offset_limit style, the window and time options and the open condition parse;
     /// offsets step by the rows a page holds and are strings when asked; wrong values are
     /// refused naming their key.

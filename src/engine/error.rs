@@ -24,6 +24,14 @@ pub enum EngineError {
         /// The source it needs.
         source_name: String,
     },
+    /// The pipeline's request path cannot be filled in from the source's `path_params`.
+    #[error("pipeline '{pipeline}': request path: {problem}")]
+    RequestPath {
+        /// The pipeline.
+        pipeline: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The requested range cannot be run.
     #[error("{0}")]
     BadRange(String),
@@ -57,7 +65,7 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] SinkError),
     /// The API's rows never added up to its total.
-    #[error("{dataset} {month}: received {distinct} distinct rows (+{rejects} rejected) but the API reported total {total}, {attempts} attempt(s); the data may be changing while it is read — run again later")]
+    #[error("{dataset} {month}: received {distinct} distinct rows (+{rejects} rejected){} but the API reported total {total}, {attempts} attempt(s); the data may be changing while it is read — run again later", groups.map(|g| format!(" in {g} distinct groups")).unwrap_or_default())]
     Mismatch {
         /// The dataset.
         dataset: String,
@@ -67,6 +75,8 @@ pub enum EngineError {
         distinct: u64,
         /// Records rejected.
         rejects: u64,
+        /// Distinct groups received, when the total may count groups instead of rows.
+        groups: Option<u64>,
         /// The API's total.
         total: u64,
         /// Attempts made.

@@ -1,6 +1,7 @@
 //! The engine: backfill and incremental sync of month slices, and the read-only views of
 //! the lake (status, verify).
 
+pub mod cursor;
 pub mod error;
 pub mod pipeline;
 pub mod progress;

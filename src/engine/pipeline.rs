@@ -23,6 +23,8 @@ pub struct PipelineRun<'a> {
     pub tenant_id: String,
     /// The source zone.
     pub zone: FixedOffset,
+    /// The request path, its placeholders filled in.
+    pub request_path: String,
     /// The source's client.
     pub client: &'a SourceClient,
     /// The pipeline's auth strategy on that source.

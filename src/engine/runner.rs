@@ -10,11 +10,13 @@ use futures::stream::{self, StreamExt};
 use object_store::ObjectStore;
 use tracing::{error, info};
 
+use super::cursor::run_cursor_window;
 use super::error::EngineError;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use super::slice::{run_slice, SliceOutcome, WriteMode};
 use crate::calendar::{format_zone, split_by_month, Month, MonthSlice};
+use crate::catalog::pipeline::SlicingSpec;
 use crate::config::Settings;
 use crate::sink::layout::PartitionId;
 use crate::sink::store::{open_store, probe};
@@ -130,11 +132,16 @@ impl Engine {
         let client = self.clients.get(&settings.source).ok_or_else(missing)?;
         let auth = Authenticator::new(&dataset.spec.auth, source)
             .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
+        let request_path =
+            dataset.spec.request.resolve_path(&source.path_params).map_err(|problem| {
+                EngineError::RequestPath { pipeline: name.to_string(), problem }
+            })?;
         Ok(PipelineRun {
             dataset,
             settings,
             tenant_id: self.settings.tenant_id.clone(),
             zone: source.zone,
+            request_path,
             client,
             auth,
             store: self.store.clone(),
@@ -208,7 +215,9 @@ impl Engine {
 
     /// Re-reads the window from the pipeline's watermark (or the start of the current month)
     /// minus the lookback, or from the oldest record still open when last read if that is
-    /// earlier, up to now, merging by key into the partitions.
+    /// earlier, up to now, merging by key into the partitions: by month slices of the event
+    /// time, or, for a pipeline with a cursor, as one window of the cursor fields whose rows
+    /// go to the partitions of their event months.
     pub async fn sync(
         &self,
         name: &str,
@@ -231,8 +240,26 @@ impl Engine {
             .and_then(DateTime::from_timestamp_millis);
         let from = open_since.into_iter().fold(start - lookback, DateTime::min).min(now);
         info!(dataset = name, from = %from, to = %now, open_since = ?open_since, "Incremental sync window.");
-        let result =
-            self.fetch_range(name, from.timestamp_millis(), now.timestamp_millis(), progress).await;
+        let (from_ms, now_ms) = (from.timestamp_millis(), now.timestamp_millis());
+        let SlicingSpec::CalendarMonth { cursor, time_format, .. } = &run.dataset.spec.slicing;
+        let result = match cursor {
+            Some(cursor) => {
+                progress.start(name, 1);
+                let window =
+                    run_cursor_window(&run, cursor, *time_format, (from_ms, now_ms), progress)
+                        .await;
+                progress.finish();
+                window.map(|slices| {
+                    for outcome in &slices {
+                        progress.slice_committed(name, outcome);
+                        let note = format!("{} rows after the merge", outcome.rows);
+                        progress.slice_done(name, outcome.month, &note);
+                    }
+                    RunReport { dataset: name.to_string(), slices, skipped: Vec::new() }
+                })
+            }
+            None => self.fetch_range(name, from_ms, now_ms, progress).await,
+        };
         let mut checkpoint =
             previous.unwrap_or_else(|| PipelineCheckpoint::new(name, &run.tenant_id));
         checkpoint.last_attempt_at = Some(now);

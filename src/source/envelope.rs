@@ -1,19 +1,31 @@
 //! Reading a response page: the API's error code (when the family sends one), the records
-//! array at its dotted path, and the total row count — without parsing the records
-//! themselves, which stay raw JSON for the normalizer.
+//! array at its path, and the total row count — without parsing the records themselves,
+//! which stay raw JSON for the normalizer.
+//!
+//! Nested records (`data[].calls[]`) are flattened: one record per innermost element, with
+//! the chosen fields of its enclosing objects copied in (the only records that are
+//! rewritten; flat records stay borrowed from the body).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
 use super::error::SourceError;
-use crate::catalog::pipeline::EnvelopeSpec;
+use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath};
 
-/// One page of a response, its records still raw JSON borrowed from the body.
+/// One page of a response, its records still raw JSON (borrowed from the body unless they
+/// were flattened from nested arrays).
 #[derive(Debug)]
 pub struct Page<'a> {
     /// The records, in API order.
-    pub records: Vec<&'a RawValue>,
+    pub records: Vec<Cow<'a, RawValue>>,
+    /// For nested records, one identity per group of the page, in page order: the values of
+    /// the parent fields the group carries, or its whole text when it carries none. Empty
+    /// for flat records.
+    pub groups: Vec<String>,
+    /// The page's length in the unit the API pages by: records, or groups when nested.
+    pub length: usize,
     /// The total row count the API reported, when the pipeline reads one.
     pub total: Option<u64>,
 }
@@ -120,20 +132,113 @@ fn count(raw: &RawValue, url: &str, path: &str) -> Result<u64, SourceError> {
     })
 }
 
-/// Parses a page: checks the envelope, then reads the records at `records_path` and the
-/// total at `total_path` (when given). A missing or `null` records array is an empty page
-/// only when the API also says the total is 0; otherwise it is a shape error. A "no data"
-/// code of the envelope is an empty page with a total of 0.
+/// Reads the array at `raw`, which was found at `path`.
+fn array<'a>(raw: &'a RawValue, url: &str, path: &str) -> Result<Vec<&'a RawValue>, SourceError> {
+    serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|_| SourceError::Shape {
+        url: url.to_string(),
+        path: path.to_string(),
+        problem: format!("expected an array of records, found {}", kind(raw.get())),
+    })
+}
+
+/// A group's identity: the values of the parent fields it carries, else its whole text.
+fn group_identity(group: &Object<'_>, raw: &RawValue, parent_fields: &[String]) -> String {
+    let values: Vec<&str> =
+        parent_fields.iter().filter_map(|f| group.get(f).map(|v| v.get())).collect();
+    if values.is_empty() {
+        raw.get().to_string()
+    } else {
+        values.join("\u{1f}")
+    }
+}
+
+/// An element still to flatten: the element, the parent fields inherited by it, the path
+/// walked to it, and its depth (1 for a group).
+type Pending<'a, 'p> = (&'a RawValue, Vec<(&'p str, &'a RawValue)>, String, usize);
+
+/// Flattens the elements of `outer` (the groups at `levels[0]`) down to the innermost
+/// records, copying `parent_fields` from every enclosing object (the nearest one wins, and a
+/// field the record has itself is kept).
+fn flatten<'a, 'p>(
+    outer: Vec<&'a RawValue>,
+    levels: &[String],
+    parent_fields: &'p [String],
+    url: &str,
+) -> Result<(Vec<Cow<'a, RawValue>>, Vec<String>), SourceError> {
+    let mut records = Vec::new();
+    let mut groups = Vec::with_capacity(outer.len());
+    // (element, inherited fields, path walked so far)
+    let mut pending: Vec<Pending<'a, 'p>> = outer
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| (g, Vec::new(), format!("{}[{i}]", levels[0]), 1))
+        .collect();
+    pending.reverse();
+    while let Some((element, inherited, walked, depth)) = pending.pop() {
+        let obj = object(element.get(), url, &walked)?;
+        if depth == 1 {
+            groups.push(group_identity(&obj, element, parent_fields));
+        }
+        if depth == levels.len() {
+            let mut record: BTreeMap<&str, &RawValue> =
+                obj.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            for (field, value) in inherited.iter().rev() {
+                record.entry(field).or_insert(value);
+            }
+            let text = serde_json::to_string(&record).map_err(|e| SourceError::Shape {
+                url: url.to_string(),
+                path: walked.clone(),
+                problem: format!("the record could not be rewritten: {e}"),
+            })?;
+            let owned = RawValue::from_string(text).map_err(|e| SourceError::Shape {
+                url: url.to_string(),
+                path: walked.clone(),
+                problem: format!("the record could not be rewritten: {e}"),
+            })?;
+            records.push(Cow::Owned(owned));
+            continue;
+        }
+        let mut carried = inherited;
+        for field in parent_fields {
+            if let Some(value) = obj.get(field) {
+                carried.push((field.as_str(), *value));
+            }
+        }
+        let inner_path = format!("{walked}.{}", levels[depth]);
+        let inner = match lookup(&obj, &levels[depth], url)? {
+            Some(raw) if raw.get() != "null" => array(raw, url, &inner_path)?,
+            _ => {
+                return Err(SourceError::Shape {
+                    url: url.to_string(),
+                    path: inner_path,
+                    problem: "the nested records array is missing".into(),
+                })
+            }
+        };
+        for (i, child) in inner.into_iter().enumerate().rev() {
+            pending.push((child, carried.clone(), format!("{inner_path}[{i}]"), depth + 1));
+        }
+    }
+    Ok((records, groups))
+}
+
+/// Parses a page: checks the envelope, then reads the records at `records` (flattening
+/// nested records, with `parent_fields` copied in) and the total at `total_path` (when
+/// given). A missing or `null` records array is an empty page only when the API also says
+/// the total is 0; otherwise it is a shape error. A "no data" code of the envelope is an
+/// empty page with a total of 0.
 pub fn parse_page<'a>(
     body: &'a str,
     envelope: &EnvelopeSpec,
-    records_path: &str,
+    records: &RecordsPath,
+    parent_fields: &[String],
     total_path: Option<&str>,
     url: &str,
 ) -> Result<Page<'a>, SourceError> {
     let top = object(body, url, "$")?;
     if check_envelope(&top, envelope, url)? == Verdict::Empty {
-        return Ok(Page { records: Vec::new(), total: total_path.map(|_| 0) });
+        let total = total_path.map(|_| 0);
+        return Ok(Page { records: Vec::new(), groups: Vec::new(), length: 0, total });
     }
     let total = match total_path {
         Some(path) => match lookup(&top, path, url)? {
@@ -148,28 +253,34 @@ pub fn parse_page<'a>(
         },
         None => None,
     };
-    let records = match lookup(&top, records_path, url)? {
-        Some(raw) if raw.get() != "null" => serde_json::from_str::<Vec<&RawValue>>(raw.get())
-            .map_err(|_| SourceError::Shape {
-                url: url.to_string(),
-                path: records_path.to_string(),
-                problem: format!("expected an array of records, found {}", kind(raw.get())),
-            })?,
+    let levels = records.levels();
+    let outer = match lookup(&top, &levels[0], url)? {
+        Some(raw) if raw.get() != "null" => array(raw, url, &levels[0])?,
         _ if total == Some(0) => Vec::new(),
         _ => {
             return Err(SourceError::Shape {
                 url: url.to_string(),
-                path: records_path.to_string(),
+                path: levels[0].clone(),
                 problem: "the records array is missing".into(),
             })
         }
     };
-    Ok(Page { records, total })
+    if !records.is_nested() {
+        let length = outer.len();
+        let records = outer.into_iter().map(Cow::Borrowed).collect();
+        return Ok(Page { records, groups: Vec::new(), length, total });
+    }
+    let (records, groups) = flatten(outer, levels, parent_fields, url)?;
+    Ok(Page { length: groups.len(), records, groups, total })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path(p: &str) -> RecordsPath {
+        RecordsPath::try_from(p.to_string()).unwrap()
+    }
 
     fn oifde() -> EnvelopeSpec {
         EnvelopeSpec {
@@ -195,7 +306,7 @@ mod tests {
     fn no_data_codes_are_empty_pages_and_other_codes_errors() {
         let env = cc_management();
         fn page<'a>(body: &'a str, env: &EnvelopeSpec) -> Result<Page<'a>, SourceError> {
-            parse_page(body, env, "result.callInfo", Some("result.total"), "u")
+            parse_page(body, env, &path("result.callInfo"), &[], Some("result.total"), "u")
         }
         let empty = page(r#"{"retCode":"1","retMsg":"no data"}"#, &env).unwrap();
         assert_eq!((empty.records.len(), empty.total), (0, Some(0)));
@@ -229,11 +340,13 @@ mod tests {
     fn reads_records_and_total() {
         let body =
             r#"{"rbtRecognitions":[{"a":1},{"a":953730645354352640}],"total":"2","pageNum":1}"#;
-        let p = parse_page(body, &oifde(), "rbtRecognitions", Some("total"), "u").unwrap();
+        let p =
+            parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u").unwrap();
         assert_eq!(p.total, Some(2));
         assert_eq!(p.records[1].get(), r#"{"a":953730645354352640}"#);
         let nested = r#"{"result":{"data":[{"x":1}],"total":7}}"#;
-        let p = parse_page(nested, &oifde(), "result.data", Some("result.total"), "u").unwrap();
+        let p = parse_page(nested, &oifde(), &path("result.data"), &[], Some("result.total"), "u")
+            .unwrap();
         assert_eq!((p.records.len(), p.total), (1, Some(7)));
     }
 
@@ -241,10 +354,11 @@ mod tests {
     #[test]
     fn error_codes_are_errors() {
         let body = r#"{"errorCode":"401","errorMsg":"authToken is invalid"}"#;
-        let err = parse_page(body, &oifde(), "rbtRecognitions", Some("total"), "u").unwrap_err();
+        let err = parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u")
+            .unwrap_err();
         assert!(err.to_string().contains("authToken is invalid"), "{err}");
         let ok = r#"{"errorCode":0,"rbtRecognitions":[],"total":0}"#;
-        assert!(parse_page(ok, &oifde(), "rbtRecognitions", Some("total"), "u").is_ok());
+        assert!(parse_page(ok, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u").is_ok());
     }
 
     /// Wrong shapes name the offending path.
@@ -257,16 +371,85 @@ mod tests {
             (r#"{"rbtRecognitions":[],"total":-1}"#, "total"),
             (r#"[1,2]"#, "$"),
         ];
-        for (body, path) in cases {
-            match parse_page(body, &oifde(), "rbtRecognitions", Some("total"), "u") {
-                Err(SourceError::Shape { path: p, .. }) => assert_eq!(p, path, "{body}"),
+        for (body, at) in cases {
+            match parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u") {
+                Err(SourceError::Shape { path: p, .. }) => assert_eq!(p, at, "{body}"),
                 other => panic!("{body}: {other:?}"),
             }
         }
         let empty = r#"{"rbtRecognitions":null,"total":0}"#;
-        assert!(parse_page(empty, &oifde(), "rbtRecognitions", Some("total"), "u")
+        assert!(parse_page(empty, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u")
             .unwrap()
             .records
             .is_empty());
+    }
+
+    /// Nested records become one record per inner element with the group's fields copied
+    /// in (a field the record has wins); the page length counts groups; numbers and
+    /// Chinese text pass through untouched.
+    #[test]
+    fn nested_records_are_flattened_with_parent_fields() {
+        let body = r#"{"data":[
+            {"call_group_id":"g1","calls":[{"call_uuid":"a","duration":164.22,"big":953730645354352640},
+                                           {"call_uuid":"b","call_group_id":"own","t":"请问"}]},
+            {"call_group_id":"g2","calls":[{"call_uuid":"c"}]}],
+            "paging":{"total":3}}"#;
+        let parents = ["call_group_id".to_string()];
+        let p = parse_page(
+            body,
+            &EnvelopeSpec::default(),
+            &path("data[].calls[]"),
+            &parents,
+            Some("paging.total"),
+            "u",
+        )
+        .unwrap();
+        let texts: Vec<&str> = p.records.iter().map(|r| r.get()).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"big":953730645354352640,"call_group_id":"g1","call_uuid":"a","duration":164.22}"#,
+                r#"{"call_group_id":"own","call_uuid":"b","t":"请问"}"#,
+                r#"{"call_group_id":"g2","call_uuid":"c"}"#,
+            ]
+        );
+        assert_eq!((p.groups.len(), p.length, p.total), (2, 2, Some(3)));
+        assert_eq!(p.groups, [r#""g1""#, r#""g2""#]);
+
+        let no_calls = r#"{"data":[{"call_group_id":"g1"}],"paging":{"total":1}}"#;
+        match parse_page(
+            no_calls,
+            &EnvelopeSpec::default(),
+            &path("data[].calls[]"),
+            &parents,
+            Some("paging.total"),
+            "u",
+        ) {
+            Err(SourceError::Shape { path, .. }) => assert_eq!(path, "data[0].calls"),
+            other => panic!("{other:?}"),
+        }
+        let not_object = r#"{"data":[{"calls":[1]}],"paging":{"total":1}}"#;
+        match parse_page(
+            not_object,
+            &EnvelopeSpec::default(),
+            &path("data[].calls[]"),
+            &parents,
+            Some("paging.total"),
+            "u",
+        ) {
+            Err(SourceError::Shape { path, .. }) => assert_eq!(path, "data[0].calls[0]"),
+            other => panic!("{other:?}"),
+        }
+        let empty = r#"{"data":[],"paging":{"total":0}}"#;
+        let p = parse_page(
+            empty,
+            &EnvelopeSpec::default(),
+            &path("data[].calls[]"),
+            &parents,
+            Some("paging.total"),
+            "u",
+        )
+        .unwrap();
+        assert_eq!((p.records.len(), p.length), (0, 0));
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
 use cecsync::calendar::Month;
 use cecsync::config::Settings;
 use cecsync::engine::Engine;
@@ -344,6 +344,9 @@ pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
                             }
                             DataType::Int32 => {
                                 Value::from(col.as_primitive::<Int32Type>().value(i))
+                            }
+                            DataType::Float64 => {
+                                Value::from(col.as_primitive::<Float64Type>().value(i))
                             }
                             DataType::Utf8 => Value::from(col.as_string::<i32>().value(i)),
                             DataType::Timestamp(_, _) => {
