@@ -1,10 +1,11 @@
-//! Auth strategies. So far: the OIFDE token (C3) carried as a field of the JSON body,
+//! Auth strategies: the C2 AK/SK signature of every request (see
+//! [`super::signature`]), and the OIFDE token (C3) carried as a field of the JSON body,
 //! either fixed in the configuration or obtained with `gettoken` from the tenant's app key
 //! and API password, cached, refreshed ahead of expiry and once on 401 (one refresh shared
 //! by every request in flight: the login runs under the cache's lock).
 //!
-//! Refused credentials are not retried: the error names the source and the app key (never
-//! a token or the secret), and the engine stops the pipeline on it.
+//! Refused credentials are not retried: the error names the source and the app key or the
+//! AK (never a token or a secret), and the engine stops the pipeline on it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use tracing::info;
 
 use super::client::SourceClient;
 use super::error::{excerpt, SourceError};
+use super::signature::Signer;
 use crate::catalog::pipeline::AuthSpec;
 use crate::config::SourceAuth;
 use crate::secret::Secret;
@@ -133,9 +135,11 @@ fn value_text(v: &Value) -> String {
 
 /// The auth strategy of one pipeline on one source.
 #[derive(Debug, Clone)]
-pub struct Authenticator {
-    field: String,
-    tokens: Arc<TokenSource>,
+pub enum Authenticator {
+    /// C3: a token in a field of the JSON body.
+    BodyToken(BodyTokenAuth),
+    /// C2: every request signed with the source's AK/SK.
+    Signature(Arc<Signer>),
 }
 
 impl Authenticator {
@@ -145,7 +149,66 @@ impl Authenticator {
         source_name: &str,
         creds: &SourceAuth,
     ) -> Result<Self, SourceError> {
-        let AuthSpec::BodyToken { field } = spec;
+        let missing =
+            |needed| SourceError::NoCredentials { source_name: source_name.to_string(), needed };
+        match (spec, creds) {
+            (AuthSpec::BodyToken { field }, creds) => BodyTokenAuth::new(field, creds)
+                .map(Self::BodyToken)
+                .ok_or_else(|| missing("auth_token, or app_key and app_secret")),
+            (
+                AuthSpec::AkskSignature { signed_headers, timestamp_precision },
+                SourceAuth::AkSk { ak, sk },
+            ) => Ok(Self::Signature(Arc::new(Signer::new(
+                ak.clone(),
+                sk.clone(),
+                signed_headers,
+                *timestamp_precision,
+            )))),
+            (AuthSpec::AkskSignature { .. }, _) => Err(missing("ak and sk")),
+        }
+    }
+
+    /// The same error without any secret this strategy knows: for errors built from a
+    /// response body after [`Self::post`] returned it.
+    pub async fn redact(&self, error: SourceError) -> SourceError {
+        match self {
+            Self::BodyToken(auth) => auth.redact(error).await,
+            Self::Signature(signer) => error.redacted(signer.sk().expose()),
+        }
+    }
+
+    /// POSTs `body` as JSON, authenticated. C3: see [`BodyTokenAuth`]. C2: the body is
+    /// serialised once and those bytes are signed and sent; a refusal (401 or 403) fails at
+    /// once as [`SourceError::SignatureRefused`], naming the AK.
+    pub async fn post(
+        &self,
+        client: &SourceClient,
+        path: &str,
+        body: Map<String, Value>,
+    ) -> Result<Bytes, SourceError> {
+        match self {
+            Self::BodyToken(auth) => auth.post(client, path, body).await,
+            Self::Signature(signer) => {
+                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
+                client
+                    .post_json_signed(path, &bytes, signer)
+                    .await
+                    .map_err(|e| e.redacted(signer.sk().expose()).signature_refused(signer.ak()))
+            }
+        }
+    }
+}
+
+/// C3: the OIFDE token sent as a field of the JSON body, fixed or obtained by login.
+#[derive(Debug, Clone)]
+pub struct BodyTokenAuth {
+    field: String,
+    tokens: Arc<TokenSource>,
+}
+
+impl BodyTokenAuth {
+    /// The strategy for body field `field`, or `None` when `creds` hold no token source.
+    fn new(field: &str, creds: &SourceAuth) -> Option<Self> {
         let tokens = match creds {
             SourceAuth::StaticToken(t) => TokenSource::Fixed(t.clone()),
             SourceAuth::AppCredentials { app_key, app_secret } => TokenSource::Login(TokenCache {
@@ -153,17 +216,14 @@ impl Authenticator {
                 app_secret: app_secret.clone(),
                 current: Mutex::new(None),
             }),
-            SourceAuth::None => {
-                return Err(SourceError::NoCredentials { source_name: source_name.to_string() })
-            }
+            SourceAuth::AkSk { .. } | SourceAuth::None => return None,
         };
-        Ok(Self { field: field.clone(), tokens: Arc::new(tokens) })
+        Some(Self { field: field.to_string(), tokens: Arc::new(tokens) })
     }
 
-    /// The same error without any secret this strategy knows (the fixed token, or the
-    /// current login token and the app secret): for errors built from a response body after
-    /// [`Self::post`] returned it.
-    pub async fn redact(&self, error: SourceError) -> SourceError {
+    /// The same error without the fixed token, or the current login token and the app
+    /// secret.
+    async fn redact(&self, error: SourceError) -> SourceError {
         match &*self.tokens {
             TokenSource::Fixed(t) => error.redacted(t.expose()),
             TokenSource::Login(cache) => {
@@ -196,7 +256,7 @@ impl Authenticator {
 
     /// POSTs `body` with the token added; on 401 with a login token, logs in again once and
     /// retries. A fixed token that is refused, or a 403, fails at once.
-    pub async fn post(
+    async fn post(
         &self,
         client: &SourceClient,
         path: &str,
@@ -230,7 +290,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::source::scripted::{client, Answer, Received, Script, ScriptedServer};
+    use crate::source::scripted::{client, queue, Answer, Received, Script, ScriptedServer};
+    use crate::source::signature::Authorization;
 
     const QUERY: &str = "/oifde/rest/api/queryRbtRecognitionResult";
     const OK: &str = r#"{"errorCode":"0","rbtRecognitions":[],"total":0}"#;
@@ -363,6 +424,91 @@ mod tests {
             assert!(text.contains("appKey or appSecret is incorrect"), "{text}");
             assert!(!text.contains("pa55word"), "{text}");
             assert_eq!(server.received().len(), 1, "HTTP {status}: not retried");
+        }
+    }
+
+    fn signing_auth(sk: &str) -> Authenticator {
+        let spec = AuthSpec::AkskSignature {
+            signed_headers: vec!["host".into(), "content-type".into(), "content-length".into()],
+            timestamp_precision: Default::default(),
+        };
+        let creds = SourceAuth::AkSk { ak: "cmsAK01".into(), sk: Secret::new(sk) };
+        Authenticator::new(&spec, "cms", &creds).unwrap()
+    }
+
+    /// A C2-signed request carries the signature with the AK, Host with the port, and one
+    /// Content-Length of the body sent (not chunked); the body has no token field.
+    #[tokio::test]
+    async fn signed_requests_carry_the_signed_headers() {
+        let server = ScriptedServer::start(queue(vec![Answer::status(200, OK)])).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let mut body = Map::new();
+        body.insert("vdn".into(), json!(170));
+        let answer = signing_auth("cms-sk-0001").post(&client, QUERY, body).await.unwrap();
+        assert_eq!(&answer[..], OK.as_bytes());
+        let received = server.received();
+        let request = &received[0];
+        let host = server.base_url.trim_start_matches("http://");
+        assert_eq!(request.header("host"), [host]);
+        assert_eq!(request.header("content-length"), ["11"]);
+        assert_eq!(request.header("content-type"), ["application/json; charset=UTF-8"]);
+        assert!(request.header("transfer-encoding").is_empty());
+        let auth = request.header("authorization");
+        assert_eq!(auth.len(), 1, "{auth:?}");
+        let parsed = Authorization::parse(auth[0]).unwrap();
+        assert_eq!(parsed.ak, "cmsAK01");
+        assert_eq!(parsed.signed_headers, "content-length;content-type;host");
+        assert!(parsed.timestamp.len() == 24 && parsed.timestamp.ends_with('Z'), "{parsed:?}");
+        assert_eq!(request.body, json!({"vdn": 170}));
+    }
+
+    /// HTTP 401 to a C2-signed request fails at once, after one request, with an error that
+    /// names the source, the AK and the likely causes, and never the SK.
+    #[tokio::test]
+    async fn a_refused_signature_is_a_hard_error_naming_the_ak() {
+        let refusal = r#"{"resultCode":"0100401","resultDesc":"authentication failed"}"#;
+        for status in [401, 403] {
+            let server = ScriptedServer::start(queue(vec![Answer::status(status, refusal)])).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 5);
+            let err =
+                signing_auth("cms-sk-0001").post(&client, QUERY, Map::new()).await.unwrap_err();
+            assert!(
+                matches!(&err, SourceError::SignatureRefused { status: s, ak, .. } if *s == status && ak == "cmsAK01"),
+                "{err:?}"
+            );
+            assert!(err.is_auth_failure());
+            let text = err.to_string();
+            for part in [
+                "source 'cms'",
+                "AK 'cmsAK01'",
+                &format!("HTTP {status}"),
+                "authentication failed",
+                "wrong ak or sk",
+                "clock",
+                "rewrites the Host header",
+            ] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+            assert!(!text.contains("cms-sk-0001") && !format!("{err:?}").contains("cms-sk-0001"));
+            assert_eq!(server.received().len(), 1, "HTTP {status}: not retried");
+        }
+    }
+
+    /// A pipeline's style needs credentials of its kind: the error says which keys to set.
+    #[test]
+    fn a_style_without_its_credentials_names_the_keys_to_set() {
+        let aksk = SourceAuth::AkSk { ak: "a".into(), sk: Secret::new("s") };
+        let body = AuthSpec::BodyToken { field: "authToken".into() };
+        let err = Authenticator::new(&body, "oifde", &aksk).unwrap_err().to_string();
+        assert!(err.contains("source 'oifde'") && err.contains("set auth_token"), "{err}");
+        let signed = AuthSpec::AkskSignature {
+            signed_headers: vec!["host".into()],
+            timestamp_precision: Default::default(),
+        };
+        let token = SourceAuth::StaticToken(Secret::new("t"));
+        for creds in [token, SourceAuth::None] {
+            let err = Authenticator::new(&signed, "cms", &creds).unwrap_err().to_string();
+            assert!(err.contains("source 'cms'") && err.contains("set ak and sk"), "{err}");
         }
     }
 

@@ -21,7 +21,16 @@ use crate::config::{RetryConfig, Source, SourceAuth};
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     pub(crate) path: String,
+    /// Header names (lowercase) and values, in arrival order.
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: serde_json::Value,
+}
+
+impl Received {
+    /// The values of header `name` (lowercase).
+    pub(crate) fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
 }
 
 /// What the server does with one request.
@@ -182,12 +191,17 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
     };
     let head = String::from_utf8_lossy(&data[..head_end]).to_string();
     let path = head.split_whitespace().nth(1)?.to_string();
-    let length: usize = head
+    let headers: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| {
+        .skip(1)
+        .filter_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+            Some((name.trim().to_ascii_lowercase(), value.trim().to_string()))
         })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find_map(|(name, value)| (name == "content-length").then(|| value.parse().ok())?)
         .unwrap_or(0);
     while data.len() < head_end + length {
         let n = stream.read(&mut chunk).await.ok()?;
@@ -197,5 +211,5 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
         data.extend_from_slice(&chunk[..n]);
     }
     let body = serde_json::from_slice(&data[head_end..head_end + length]).unwrap_or_default();
-    Some(Received { path, body })
+    Some(Received { path, headers, body })
 }
