@@ -161,7 +161,7 @@ impl Authenticator {
             ) => Ok(Self::Signature(Arc::new(Signer::new(
                 ak.clone(),
                 sk.clone(),
-                signed_headers,
+                signed_headers.as_slice(),
                 *timestamp_precision,
             )))),
             (AuthSpec::AkskSignature { .. }, _) => Err(missing("ak and sk")),
@@ -479,7 +479,7 @@ mod tests {
             assert!(err.is_auth_failure());
             let text = err.to_string();
             for part in [
-                "source 'cms'",
+                "source 'oifde'",
                 "AK 'cmsAK01'",
                 &format!("HTTP {status}"),
                 "authentication failed",

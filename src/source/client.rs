@@ -189,13 +189,14 @@ impl SourceClient {
         }
     }
 
-    /// The headers of a signed attempt, with the values its signature covers.
+    /// The headers a signed attempt adds to the Content-Type of every request, with the
+    /// values its signature covers.
     fn signed_headers(
         &self,
         url: &str,
         body: &[u8],
         signer: &Signer,
-    ) -> Result<[(reqwest::header::HeaderName, String); 4], SourceError> {
+    ) -> Result<[(reqwest::header::HeaderName, String); 3], SourceError> {
         let setup =
             |problem: String| SourceError::Setup { source_name: self.name.clone(), problem };
         let target = reqwest::Url::parse(url).map_err(|e| setup(format!("{url}: {e}")))?;
@@ -214,12 +215,7 @@ impl SourceClient {
         let authorization = signer
             .authorization(&request, chrono::Utc::now())
             .map_err(|e| setup(format!("cannot sign {url}: {e}")))?;
-        Ok([
-            (HOST, self.host.clone()),
-            (CONTENT_TYPE, JSON_CONTENT_TYPE.to_string()),
-            (CONTENT_LENGTH, length),
-            (AUTHORIZATION, authorization),
-        ])
+        Ok([(HOST, self.host.clone()), (CONTENT_LENGTH, length), (AUTHORIZATION, authorization)])
     }
 
     async fn attempt(
