@@ -161,7 +161,7 @@ async fn a_wrong_sk_is_refused_with_a_hard_error() {
     );
     let text = err.to_string();
     for part in [&format!("AK '{AK}'"), "HTTP 401", "does not match", "wrong ak or sk", "clock"] {
-        assert!(text.contains(part.as_str()), "{part}: {text}");
+        assert!(text.contains(part), "{part}: {text}");
     }
     assert!(!text.contains(wrong) && !text.contains(SK), "{text}");
     assert_eq!(
