@@ -146,6 +146,33 @@ impl MonthSlice {
     pub fn end(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.end_ms).expect("slice bounds are valid instants")
     }
+
+    /// The slice as consecutive inclusive ranges `(begin_ms, end_ms)` of at most `max_days`
+    /// days each, from its start (the whole slice when `None`).
+    ///
+    /// ```
+    /// # use cecsync::calendar::{Month, parse_zone};
+    /// let slice = Month::new(2025, 2).unwrap().slice(parse_zone("+08:00").unwrap());
+    /// let windows = slice.windows(Some(7));
+    /// assert_eq!(windows.len(), 4); // 28 days
+    /// assert_eq!(windows[0], (slice.begin_ms, slice.begin_ms + 7 * 86_400_000 - 1));
+    /// assert_eq!(windows[3].1, slice.end_ms);
+    /// assert_eq!(slice.windows(None), [(slice.begin_ms, slice.end_ms)]);
+    /// ```
+    pub fn windows(&self, max_days: Option<u32>) -> Vec<(i64, i64)> {
+        let Some(days) = max_days.filter(|d| *d > 0) else {
+            return vec![(self.begin_ms, self.end_ms)];
+        };
+        let span = i64::from(days) * 86_400_000;
+        let mut windows = Vec::new();
+        let mut begin = self.begin_ms;
+        while begin <= self.end_ms {
+            let end = (begin + span - 1).min(self.end_ms);
+            windows.push((begin, end));
+            begin = end + 1;
+        }
+        windows
+    }
 }
 
 /// Splits the inclusive range `[begin_ms, end_ms]` into slices that never cross a month

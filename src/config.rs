@@ -109,6 +109,14 @@ struct SourceConfig {
     ak: Option<String>,
     #[serde(default)]
     sk: Option<String>,
+    #[serde(default)]
+    token_url: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    token_lifetime_secs: Option<u64>,
+    #[serde(default)]
+    path_params: BTreeMap<String, String>,
     #[serde(default = "default_max_concurrency")]
     max_concurrency: usize,
     #[serde(default)]
@@ -133,6 +141,11 @@ fn default_max_concurrency() -> usize {
 }
 /// Timeout of one request when the configuration sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Path of the API Fabric token endpoint on the origin of the base URL.
+pub const FABRIC_TOKEN_PATH: &str = "/apigovernance/api/oauth/tokenByAkSk";
+/// Longest API Fabric token lifetime the platform grants (`X-Token-Expire`), in seconds;
+/// also the default.
+pub const MAX_FABRIC_TOKEN_LIFETIME_SECS: u64 = 3600;
 
 /// Retry limits of a source.
 #[derive(Debug, Deserialize, Clone)]
@@ -258,6 +271,19 @@ pub enum SourceAuth {
     None,
 }
 
+/// The API Fabric (C1, `tokenByAkSk`) login of a source, used by pipelines whose auth style
+/// is `fabric_token`; the app key and secret are those of [`SourceAuth::AppCredentials`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FabricLogin {
+    /// Full URL of the token endpoint; by default the origin of `base_url` +
+    /// [`FABRIC_TOKEN_PATH`].
+    pub token_url: String,
+    /// Operator user ID sent as `X-UserId` on business calls, when configured.
+    pub user_id: Option<String>,
+    /// Token lifetime asked for with `X-Token-Expire` (1 to 3600 s).
+    pub token_lifetime: Duration,
+}
+
 /// A validated source.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -269,6 +295,11 @@ pub struct Source {
     pub zone: FixedOffset,
     /// Credentials.
     pub auth: SourceAuth,
+    /// The API Fabric login settings (used only by `fabric_token` pipelines).
+    pub fabric: FabricLogin,
+    /// Values of the `{name}` placeholders of pipeline request paths on this source (for
+    /// example `inspection_service = "CCISQM"`); they override the pipeline's defaults.
+    pub path_params: BTreeMap<String, String>,
     /// Requests in flight at most.
     pub max_concurrency: usize,
     /// Requests a second at most, shared by every pipeline on the source; none when absent.
@@ -687,6 +718,59 @@ impl Validator<'_> {
         }
     }
 
+    /// The API Fabric login keys of source `name`, with their defaults.
+    fn fabric_login(
+        &self,
+        name: &str,
+        s: &SourceConfig,
+        base_url: &str,
+    ) -> Result<FabricLogin, ConfigError> {
+        let key = |k: &str| format!("sources.{name}.{k}");
+        let token_url = match &s.token_url {
+            Some(raw) => {
+                let url = self.text(&key("token_url"), raw)?;
+                if reqwest::Url::parse(&url).map_or(true, |u| !u.scheme().starts_with("http")) {
+                    return Err(self.invalid(
+                        &key("token_url"),
+                        &format!("'{url}' is not an http(s) URL"),
+                        &format!("write https://DOMAIN{FABRIC_TOKEN_PATH}, or remove the key to use the origin of base_url"),
+                    ));
+                }
+                url
+            }
+            None => {
+                let origin = reqwest::Url::parse(base_url)
+                    .map(|u| u.origin().ascii_serialization())
+                    .map_err(|e| {
+                        self.invalid(
+                            &key("base_url"),
+                            &format!("'{base_url}' is not a URL: {e}"),
+                            "write https://IP:PORT or https://DOMAIN/apiaccess",
+                        )
+                    })?;
+                format!("{origin}{FABRIC_TOKEN_PATH}")
+            }
+        };
+        let user_id = s.user_id.as_deref().map(|u| self.text(&key("user_id"), u)).transpose()?;
+        if let Some(user) = user_id.as_deref().filter(|u| !u.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err(self.invalid(
+                &key("user_id"),
+                &format!("'{}' cannot be sent as the X-UserId header", user.escape_debug()),
+                "write the operator's user ID: visible ASCII characters, no spaces",
+            ));
+        }
+        let lifetime = s.token_lifetime_secs.unwrap_or(MAX_FABRIC_TOKEN_LIFETIME_SECS);
+        if !(1..=MAX_FABRIC_TOKEN_LIFETIME_SECS).contains(&lifetime) {
+            return Err(self.invalid(
+                &key("token_lifetime_secs"),
+                &format!("{lifetime} is outside 1..={MAX_FABRIC_TOKEN_LIFETIME_SECS}"),
+                "use the token lifetime in seconds, at most 3600 (the platform's maximum), e.g. 600",
+            ));
+        }
+        Ok(FabricLogin { token_url, user_id, token_lifetime: Duration::from_secs(lifetime) })
+    }
+
     fn source(&self, name: &str, s: &SourceConfig, base: &Path) -> Result<Source, ConfigError> {
         let key = |k: &str| format!("sources.{name}.{k}");
         let base_url = self.text(&key("base_url"), &s.base_url)?;
@@ -733,6 +817,19 @@ impl Validator<'_> {
                 ))
             }
         };
+        let fabric = self.fabric_login(name, s, &base_url)?;
+        let mut path_params = BTreeMap::new();
+        for (param, value) in &s.path_params {
+            let value = self.text(&key(&format!("path_params.{param}")), value)?;
+            if value.is_empty() || value.contains(['/', '?', '#', '{', '}']) {
+                return Err(self.invalid(
+                    &key(&format!("path_params.{param}")),
+                    &format!("'{value}' is not one path segment"),
+                    "write a single path segment without / ? # { }, e.g. \"CCSQM\"",
+                ));
+            }
+            path_params.insert(param.clone(), value);
+        }
         if s.max_concurrency == 0 {
             return Err(self.invalid(&key("max_concurrency"), "is 0", "use 1 or more"));
         }
@@ -777,6 +874,8 @@ impl Validator<'_> {
             base_url: base_url.trim_end_matches('/').to_string(),
             zone,
             auth,
+            fabric,
+            path_params,
             max_concurrency: s.max_concurrency,
             requests_per_second: s.requests_per_second,
             timeout,
@@ -964,6 +1063,66 @@ mod tests {
             with_catalog.replace("auth_token = \"${TOKEN}\"", "ak = \"a\"\nsk = \"${TOKEN}\"");
         let s = Settings::parse(&file, &aksk, &env).unwrap();
         assert!(s.pipelines["rbt_recognition"].enabled);
+    }
+
+    /// The API Fabric keys: the token URL defaults to the origin of base_url, the lifetime
+    /// to 3600 s; a lifetime outside 1..=3600, a token URL that is not http(s) or a path
+    /// parameter that is not one segment is refused naming its key and the fix.
+    #[test]
+    fn fabric_login_keys_have_defaults_and_are_checked() {
+        let fabric = r#"
+            tenant_id = "202101"
+            [destination]
+            url = "file://./lake"
+            [sources.fabric]
+            base_url = "https://service.besclouds.com/apiaccess"
+            app_key = "ak"
+            app_secret = "${TOKEN}"
+        "#;
+        let s = parse(fabric).unwrap();
+        let src = &s.sources["fabric"];
+        assert_eq!(
+            src.fabric,
+            FabricLogin {
+                token_url: "https://service.besclouds.com/apigovernance/api/oauth/tokenByAkSk"
+                    .into(),
+                user_id: None,
+                token_lifetime: Duration::from_secs(3600),
+            }
+        );
+        assert!(src.path_params.is_empty());
+
+        let with = |keys: &str| fabric.replace("app_key", &format!("{keys}\napp_key"));
+        let custom = with(
+            "token_url = \"https://10.1.1.1:28070/apigovernance/api/oauth/tokenByAkSk\"\n\
+             user_id = \"1611917095665261978\"\ntoken_lifetime_secs = 600\n\
+             path_params = { inspection_service = \"CCISQM\" }",
+        );
+        let s = parse(&custom).unwrap();
+        let src = &s.sources["fabric"];
+        assert_eq!(
+            src.fabric.token_url,
+            "https://10.1.1.1:28070/apigovernance/api/oauth/tokenByAkSk"
+        );
+        assert_eq!(src.fabric.user_id.as_deref(), Some("1611917095665261978"));
+        assert_eq!(src.fabric.token_lifetime, Duration::from_secs(600));
+        assert_eq!(src.path_params["inspection_service"], "CCISQM");
+
+        for (keys, bad) in [
+            ("token_lifetime_secs = 0", "token_lifetime_secs"),
+            ("token_lifetime_secs = 3601", "token_lifetime_secs"),
+            ("token_url = \"ftp://x/y\"", "token_url"),
+            ("token_url = \"/apigovernance\"", "token_url"),
+            ("path_params = { inspection_service = \"A/B\" }", "path_params.inspection_service"),
+            ("user_id = \"operator 1\"", "user_id"),
+        ] {
+            let err = parse(&with(keys)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("sources.fabric.{bad}")) && err.contains("fix:"),
+                "{err}"
+            );
+            assert!(err.contains("cecsync.toml") && !err.contains("s3cr3t"), "{err}");
+        }
     }
 
     #[test]

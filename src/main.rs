@@ -97,7 +97,7 @@ enum Command {
         dataset: String,
     },
     /// Serve the built-in simulator of the CEC APIs.
-    Sim(cecsync::sim::cli::SimArgs),
+    Sim(Box<cecsync::sim::cli::SimArgs>),
     /// Start the simulator in-process, backfill a year into a local lake and show it.
     Demo {
         /// The lake folder.
@@ -261,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(&config)?;
             cecsync::service::run::run(settings).await?
         }
-        Command::Sim(args) => cecsync::sim::cli::run(args).await?,
+        Command::Sim(args) => cecsync::sim::cli::run(*args).await?,
         Command::Demo { lake, records_per_month } => {
             cecsync::demo::run(&lake, records_per_month).await?
         }

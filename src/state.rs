@@ -158,6 +158,10 @@ pub struct PipelineCheckpoint {
     pub last_error: Option<String>,
     /// When the last sync was attempted.
     pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The oldest event time (epoch ms) of the records that were still open when last read
+    /// (see the pipeline's `records.open_while`): the next sync starts no later than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_since_ms: Option<i64>,
 }
 
 impl PipelineCheckpoint {
@@ -170,6 +174,7 @@ impl PipelineCheckpoint {
             last_success_at: None,
             last_error: None,
             last_attempt_at: None,
+            open_since_ms: None,
         }
     }
 }
@@ -373,6 +378,7 @@ mod tests {
             last_success_at: DateTime::from_timestamp_millis(1_738_400_000_000),
             last_error: Some("page 3: HTTP 502".into()),
             last_attempt_at: DateTime::from_timestamp_millis(1_738_400_100_000),
+            open_since_ms: Some(1_738_300_000_000),
         }
     }
 

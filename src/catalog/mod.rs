@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub use pipeline::PipelineSpec;
 pub use schema::DatasetSchema;
 
+use schema::FieldKind;
+
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_catalog.rs"));
 }
@@ -32,6 +34,15 @@ pub enum CatalogError {
     /// A pipeline names a field that its schema does not declare.
     #[error("pipeline {pipeline}: {key} names field '{field}', which schemas/{pipeline}.json does not declare")]
     UnknownField { pipeline: String, key: &'static str, field: String },
+    /// A pipeline names a field whose type does not fit its role.
+    #[error("pipeline {pipeline}: {key} names field '{field}', which schemas/{pipeline}.json declares as {kind:?}; {need}")]
+    FieldType {
+        pipeline: String,
+        key: &'static str,
+        field: String,
+        kind: schema::FieldKind,
+        need: &'static str,
+    },
     /// A catalog folder could not be read.
     #[error("catalog folder {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -97,6 +108,20 @@ impl Catalog {
                     });
                 }
             }
+            if let Some(open) = &spec.records.open_while {
+                let kind = schema.field(&open.field).map(|f| f.kind);
+                if let Some(kind @ (FieldKind::Utf8 | FieldKind::Boolean | FieldKind::Float64)) =
+                    kind
+                {
+                    return Err(CatalogError::FieldType {
+                        pipeline: spec.name.clone(),
+                        key: "records.open_while.field",
+                        field: open.field.clone(),
+                        kind,
+                        need: "declare it as int32 or int64",
+                    });
+                }
+            }
             datasets.insert(spec.name.clone(), Dataset { spec: Arc::new(spec), schema });
         }
         Ok(Self { datasets })
@@ -146,5 +171,40 @@ mod tests {
         let rbt = c.get("rbt_recognition").expect("rbt_recognition is built in");
         assert_eq!(rbt.spec.records.primary_key, ["rbtRecognitionId"]);
         assert_eq!(rbt.schema.dataset(), "rbt_recognition");
+    }
+
+    /// The call records pipeline is built in, keyed and timed as the reference says, and
+    /// an open condition on a text field is refused naming the field and the fix.
+    #[test]
+    fn call_detail_records_is_built_in_and_open_fields_are_numeric() {
+        let c = Catalog::builtin().unwrap();
+        let cdr = c.get("call_detail_records").expect("call_detail_records is built in");
+        assert_eq!(cdr.spec.records.primary_key, ["callSerialNo"]);
+        assert_eq!(cdr.spec.records.event_time, "startTime");
+        assert_eq!(cdr.schema.field("state").map(|f| f.kind), Some(FieldKind::Int32));
+        let pipelines = builtin::PIPELINES
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .filter(|(f, _)| f.starts_with("call_detail_records"))
+            .collect::<Vec<_>>();
+        let schemas = builtin::SCHEMAS
+            .iter()
+            .filter(|(f, _)| f.starts_with("call_detail_records"))
+            .map(|(f, t)| {
+                let text = t.replacen(
+                    r#""name": "state",
+      "type": "int32""#,
+                    r#""name": "state",
+      "type": "utf8""#,
+                    1,
+                );
+                (f.to_string(), text)
+            })
+            .collect();
+        let err = Catalog::from_files(pipelines, schemas).unwrap_err().to_string();
+        assert!(
+            err.contains("records.open_while.field") && err.contains("int32 or int64"),
+            "{err}"
+        );
     }
 }

@@ -74,6 +74,10 @@ pub enum AuthSpec {
         #[serde(default)]
         timestamp_precision: TimestampPrecision,
     },
+    /// The API Fabric token (C1): obtained with `tokenByAkSk` from the source's app key and
+    /// app secret (see the source's `token_url`, `token_lifetime_secs` and `user_id`), sent
+    /// as `Authorization: Bearer` with `x-app-key` and `X-UserId` headers.
+    FabricToken,
 }
 
 fn default_signed_headers() -> Vec<String> {
@@ -98,6 +102,69 @@ pub enum PagingSpec {
         /// Dotted path of the total row count in the response (`total`).
         total_path: String,
     },
+    /// Row offset and row limit in the body, the row count in the response. The first page
+    /// is at offset 0; page `i` is at `i` times the rows a page holds.
+    OffsetLimit {
+        /// Body field of the row offset (`offset`).
+        offset_field: String,
+        /// Body field of the row limit (`limit`).
+        limit_field: String,
+        /// Rows asked for per page.
+        page_size: u64,
+        /// Dotted path of the total row count in the response (`result.total`).
+        total_path: String,
+        /// Whether offset and limit are sent as JSON strings (`"0"`, `"100"`), as interfaces
+        /// that take every value as a string want.
+        #[serde(default)]
+        as_strings: bool,
+    },
+}
+
+impl PagingSpec {
+    /// Rows asked for per page.
+    pub fn page_size(&self) -> u64 {
+        match self {
+            Self::PageNumber { page_size, .. } | Self::OffsetLimit { page_size, .. } => *page_size,
+        }
+    }
+
+    /// Dotted path of the total row count in the response.
+    pub fn total_path(&self) -> &str {
+        match self {
+            Self::PageNumber { total_path, .. } | Self::OffsetLimit { total_path, .. } => {
+                total_path
+            }
+        }
+    }
+
+    /// The body fields that ask for page `index` (0 for the first page) when a page holds
+    /// `per_page` rows, and the page's number for messages (the API's page number, or
+    /// `index + 1` for offsets).
+    pub fn page_fields(&self, index: u64, per_page: u64) -> (u64, [(&str, serde_json::Value); 2]) {
+        match self {
+            Self::PageNumber { page_field, size_field, first_page, page_size, .. } => {
+                let page = first_page + index;
+                (
+                    page,
+                    [
+                        (page_field.as_str(), page.into()),
+                        (size_field.as_str(), (*page_size).into()),
+                    ],
+                )
+            }
+            Self::OffsetLimit { offset_field, limit_field, page_size, as_strings, .. } => {
+                let number = |n: u64| match as_strings {
+                    true => serde_json::Value::String(n.to_string()),
+                    false => serde_json::Value::from(n),
+                };
+                let fields = [
+                    (offset_field.as_str(), number(index * per_page)),
+                    (limit_field.as_str(), number(*page_size)),
+                ];
+                (index + 1, fields)
+            }
+        }
+    }
 }
 
 fn one() -> u64 {
@@ -116,6 +183,12 @@ pub enum SlicingSpec {
         end_field: String,
         /// How the instants are written.
         time_format: TimeFormat,
+        /// The longest range one request may cover, in days: a month slice is then asked for
+        /// as consecutive windows of at most this many days, each paged and reconciled with
+        /// its own total (interfaces that refuse longer ranges). None: one request range per
+        /// slice.
+        #[serde(default)]
+        max_window_days: Option<u32>,
     },
 }
 
@@ -125,6 +198,29 @@ pub enum SlicingSpec {
 pub enum TimeFormat {
     /// Epoch milliseconds as a JSON number.
     EpochMs,
+    /// Epoch milliseconds as a JSON string of digits (`"1572794607000"`).
+    EpochMsString,
+    /// Epoch seconds as a JSON number; a range end keeps its whole last second.
+    EpochS,
+}
+
+impl TimeFormat {
+    /// The instant `ms` (epoch milliseconds) as this format writes it; seconds are rounded
+    /// down, so that an inclusive end `...999` covers its whole second.
+    ///
+    /// ```
+    /// # use cecsync::catalog::pipeline::TimeFormat;
+    /// assert_eq!(TimeFormat::EpochMs.write(1572794607999), serde_json::json!(1572794607999_i64));
+    /// assert_eq!(TimeFormat::EpochMsString.write(1572794607000), serde_json::json!("1572794607000"));
+    /// assert_eq!(TimeFormat::EpochS.write(1572794607999), serde_json::json!(1572794607));
+    /// ```
+    pub fn write(self, ms: i64) -> serde_json::Value {
+        match self {
+            Self::EpochMs => ms.into(),
+            Self::EpochMsString => ms.to_string().into(),
+            Self::EpochS => ms.div_euclid(1000).into(),
+        }
+    }
 }
 
 /// Where the records of a response are and what identifies them.
@@ -140,6 +236,22 @@ pub struct RecordsSpec {
     pub update_time: Option<String>,
     /// Field whose month, in the source zone, is the record's partition.
     pub event_time: String,
+    /// When records can still change after they are first read (a call in progress): the
+    /// condition that says a record is still open. The oldest event time of the open
+    /// records is kept in the pipeline's checkpoint, and the next incremental sync starts no
+    /// later than it, so that open records are read again until they close.
+    #[serde(default)]
+    pub open_while: Option<OpenWhile>,
+}
+
+/// A record is open while its numeric `field` is below `below` (`state` < 3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenWhile {
+    /// The numeric field (a schema column).
+    pub field: String,
+    /// The first value at which a record is closed.
+    pub below: i64,
 }
 
 /// How an API error is recognised inside a response body.
@@ -155,6 +267,11 @@ pub struct EnvelopeSpec {
     /// Fields that carry the error message.
     #[serde(default)]
     pub message_fields: Vec<String>,
+    /// Code values that mean "no data": the page is empty and the total is 0, whatever the
+    /// rest of the body says (`retCode` "1" of the CC-Management interfaces). Any code that
+    /// is neither a success nor listed here is an error.
+    #[serde(default)]
+    pub empty_codes: Vec<String>,
 }
 
 impl Default for EnvelopeSpec {
@@ -163,6 +280,7 @@ impl Default for EnvelopeSpec {
             code_fields: Vec::new(),
             success_codes: default_success(),
             message_fields: Vec::new(),
+            empty_codes: Vec::new(),
         }
     }
 }
@@ -214,19 +332,37 @@ impl PipelineSpec {
                 return Err(invalid("auth.signed_headers", "must include host".into()));
             }
         }
-        let PagingSpec::PageNumber { page_size, .. } = &spec.paging;
-        if *page_size == 0 {
+        if spec.paging.page_size() == 0 {
             return Err(invalid("paging.page_size", "must be at least 1".into()));
+        }
+        let SlicingSpec::CalendarMonth { max_window_days, .. } = &spec.slicing;
+        if *max_window_days == Some(0) {
+            return Err(invalid("slicing.max_window_days", "must be at least 1 day".into()));
+        }
+        if let Some(open) = &spec.records.open_while {
+            if spec.records.primary_key.contains(&open.field) {
+                return Err(invalid(
+                    "records.open_while.field",
+                    format!(
+                        "'{}' is a key field; name the field that says a record is still open",
+                        open.field
+                    ),
+                ));
+            }
         }
         Ok(spec)
     }
 
-    /// Every field the pipeline reads from a record: keys, update time and event time.
+    /// Every field the pipeline reads from a record: keys, update time, event time and the
+    /// open condition's field.
     pub fn referenced_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
         let keys = self.records.primary_key.iter().map(|k| ("records.primary_key", k.as_str()));
         let update = self.records.update_time.iter().map(|u| ("records.update_time", u.as_str()));
+        let open =
+            self.records.open_while.iter().map(|o| ("records.open_while.field", o.field.as_str()));
         keys.chain(update)
             .chain(std::iter::once(("records.event_time", self.records.event_time.as_str())))
+            .chain(open)
     }
 }
 
@@ -264,8 +400,9 @@ mod tests {
     #[test]
     fn a_minimal_pipeline_parses_with_defaults() {
         let p = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
-        let PagingSpec::PageNumber { first_page, .. } = p.paging;
+        let PagingSpec::PageNumber { first_page, .. } = p.paging else { panic!("{:?}", p.paging) };
         assert_eq!(first_page, 1);
+        assert!(p.envelope.empty_codes.is_empty() && p.records.open_while.is_none());
         assert_eq!(p.envelope.success_codes, ["0"]);
         let fields: Vec<_> = p.referenced_fields().map(|(_, f)| f).collect();
         assert_eq!(fields, ["id", "beginTime"]);
@@ -316,5 +453,44 @@ mod tests {
             PipelineSpec::parse("d.toml", &no_key),
             Err(PipelineError::Invalid { .. })
         ));
+    }
+
+    /// The offset_limit style, the window and time options and the open condition parse;
+    /// offsets step by the rows a page holds and are strings when asked; wrong values are
+    /// refused naming their key.
+    #[test]
+    fn offset_paging_windows_and_open_records() {
+        let text = MINIMAL
+            .replace(
+                "style = \"page_number\"\n        page_field = \"pageNum\"\n        size_field = \"pageSize\"",
+                "style = \"offset_limit\"\noffset_field = \"offset\"\nlimit_field = \"limit\"\nas_strings = true",
+            )
+            .replace("time_format = \"epoch_ms\"", "time_format = \"epoch_ms_string\"\nmax_window_days = 7")
+            .replace("event_time = \"beginTime\"", "event_time = \"beginTime\"\nopen_while = { field = \"state\", below = 3 }");
+        let p = PipelineSpec::parse("d.toml", &text).unwrap();
+        let (number, fields) = p.paging.page_fields(2, 400);
+        assert_eq!(number, 3);
+        assert_eq!(fields, [("offset", "800".into()), ("limit", "1000".into())]);
+        let SlicingSpec::CalendarMonth { time_format, max_window_days, .. } = p.slicing;
+        assert_eq!((time_format, max_window_days), (TimeFormat::EpochMsString, Some(7)));
+        assert_eq!(p.records.open_while, Some(OpenWhile { field: "state".into(), below: 3 }));
+        assert_eq!(p.referenced_fields().last(), Some(("records.open_while.field", "state")));
+
+        let numbers = text.replace("as_strings = true", "");
+        let p = PipelineSpec::parse("d.toml", &numbers).unwrap();
+        assert_eq!(p.paging.page_fields(0, 1000).1, [("offset", 0.into()), ("limit", 1000.into())]);
+        let pages = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
+        assert_eq!(
+            pages.paging.page_fields(2, 400),
+            (3, [("pageNum", 3.into()), ("pageSize", 1000.into())])
+        );
+
+        for (bad, key) in [
+            (text.replace("max_window_days = 7", "max_window_days = 0"), "slicing.max_window_days"),
+            (text.replace("field = \"state\"", "field = \"id\""), "records.open_while.field"),
+        ] {
+            let err = PipelineSpec::parse("d.toml", &bad).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }

@@ -46,6 +46,10 @@ impl RunReport {
     pub fn rejects(&self) -> u64 {
         self.slices.iter().map(|s| s.rejects).sum()
     }
+    /// The oldest event time (epoch ms) of the records still open over all slices.
+    pub fn oldest_open_ms(&self) -> Option<i64> {
+        self.slices.iter().filter_map(|s| s.oldest_open_ms).min()
+    }
 }
 
 impl fmt::Display for RunReport {
@@ -124,7 +128,7 @@ impl Engine {
         };
         let source = self.settings.sources.get(&settings.source).ok_or_else(missing)?;
         let client = self.clients.get(&settings.source).ok_or_else(missing)?;
-        let auth = Authenticator::new(&dataset.spec.auth, &source.name, &source.auth)
+        let auth = Authenticator::new(&dataset.spec.auth, source)
             .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
         Ok(PipelineRun {
             dataset,
@@ -189,12 +193,22 @@ impl Engine {
         progress.finish();
         if let Ok(r) = report.as_mut() {
             r.skipped = skipped;
+            if let Some(open) = r.oldest_open_ms() {
+                // The next sync reads these months' open records again.
+                let previous = self.state.pipeline(name, &run.tenant_id).await?;
+                let mut checkpoint =
+                    previous.unwrap_or_else(|| PipelineCheckpoint::new(name, &run.tenant_id));
+                checkpoint.open_since_ms =
+                    Some(checkpoint.open_since_ms.map_or(open, |o| o.min(open)));
+                self.state.put_pipeline(&checkpoint).await?;
+            }
         }
         report
     }
 
     /// Re-reads the window from the pipeline's watermark (or the start of the current month)
-    /// minus the lookback, up to now, merging by key into the partitions.
+    /// minus the lookback, or from the oldest record still open when last read if that is
+    /// earlier, up to now, merging by key into the partitions.
     pub async fn sync(
         &self,
         name: &str,
@@ -210,15 +224,22 @@ impl Engine {
             .unwrap_or_else(|| Month::containing(now, run.zone).start(run.zone));
         let lookback =
             ChronoDuration::from_std(run.settings.lookback).unwrap_or(ChronoDuration::zero());
-        let from = (start - lookback).min(now);
-        info!(dataset = name, from = %from, to = %now, "Incremental sync window.");
+        // Records still open at the last sync are read again until they close.
+        let open_since = previous
+            .as_ref()
+            .and_then(|p| p.open_since_ms)
+            .and_then(DateTime::from_timestamp_millis);
+        let from = open_since.into_iter().fold(start - lookback, DateTime::min).min(now);
+        info!(dataset = name, from = %from, to = %now, open_since = ?open_since, "Incremental sync window.");
         let result =
             self.fetch_range(name, from.timestamp_millis(), now.timestamp_millis(), progress).await;
         let mut checkpoint =
             previous.unwrap_or_else(|| PipelineCheckpoint::new(name, &run.tenant_id));
         checkpoint.last_attempt_at = Some(now);
         match &result {
-            Ok(_) => {
+            Ok(report) => {
+                // The window covered every record open before, so its open records are all.
+                checkpoint.open_since_ms = report.oldest_open_ms();
                 checkpoint.watermark_ms = Some(now.timestamp_millis());
                 checkpoint.last_success_at = Some(now);
                 checkpoint.last_error = None;

@@ -1,5 +1,7 @@
 //! One month slice, end to end: fetch every page, normalize, stage with de-duplication,
-//! reconcile with the API's total, then commit: rejects, data object, checkpoint.
+//! reconcile with the API's total, then commit: rejects, data object, checkpoint. A
+//! pipeline with `max_window_days` asks for the slice as consecutive windows, each paged
+//! and reconciled with its own total, all staged into the month's partition.
 //!
 //! ```text
 //!  pages ──> normalizer ──> stage (local spool + key index) ──> reconcile rows == total
@@ -13,6 +15,10 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
@@ -21,7 +27,7 @@ use super::error::EngineError;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use crate::calendar::{Month, MonthSlice};
-use crate::catalog::pipeline::{SlicingSpec, TimeFormat};
+use crate::catalog::pipeline::{OpenWhile, RecordsSpec, SlicingSpec};
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
 use crate::sink::crash;
@@ -31,7 +37,7 @@ use crate::sink::writer::{
     read_rejects, reject_record_text, stage_existing, write_partition, write_rejects,
 };
 use crate::sink::SinkError;
-use crate::source::paging::fetch_pages;
+use crate::source::paging::{fetch_pages, PagingSummary};
 use crate::source::SourceError;
 use crate::state::{PartitionCheckpoint, SliceState};
 
@@ -64,6 +70,9 @@ pub struct SliceOutcome {
     pub bytes: u64,
     /// Time taken by the commit: checkpoints, rejects and data object.
     pub write_duration: std::time::Duration,
+    /// The oldest event time (epoch ms) of the fetched records that are still open (see
+    /// the pipeline's `records.open_while`), if any.
+    pub oldest_open_ms: Option<i64>,
 }
 
 /// Internal failure of one attempt: a mismatch may be retried, the rest may not.
@@ -136,18 +145,44 @@ pub async fn run_slice(
     unreachable!("slice_attempts is at least 1")
 }
 
-/// The request body of a slice: the fixed fields plus the range.
-fn slice_body(run: &PipelineRun<'_>, slice: MonthSlice) -> Map<String, Value> {
+/// The request body of one window of a slice: the fixed fields plus the range.
+fn window_body(run: &PipelineRun<'_>, begin_ms: i64, end_ms: i64) -> Map<String, Value> {
     let mut body = Map::new();
     for (k, v) in &run.dataset.spec.request.body {
         body.insert(k.clone(), toml_to_json(v, &run.tenant_id));
     }
-    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format } =
+    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format, .. } =
         &run.dataset.spec.slicing;
-    let TimeFormat::EpochMs = time_format;
-    body.insert(begin_field.clone(), Value::from(slice.begin_ms));
-    body.insert(end_field.clone(), Value::from(slice.end_ms));
+    body.insert(begin_field.clone(), time_format.write(begin_ms));
+    body.insert(end_field.clone(), time_format.write(end_ms));
     body
+}
+
+/// The oldest event time (epoch ms) among the rows of `batch` that are still open, if any.
+/// The catalog has checked that both columns exist and are numeric or timestamps.
+fn oldest_open(batch: &RecordBatch, open: &OpenWhile, event_time: &str) -> Option<i64> {
+    let int64 = |name: &str| cast(batch.column_by_name(name)?, &DataType::Int64).ok();
+    let (state, time) = (int64(&open.field)?, int64(event_time)?);
+    let (state, time) = (state.as_primitive::<Int64Type>(), time.as_primitive::<Int64Type>());
+    (0..batch.num_rows())
+        .filter(|&i| state.is_valid(i) && state.value(i) < open.below && time.is_valid(i))
+        .map(|i| time.value(i))
+        .min()
+}
+
+/// Appends a normalized batch to the stage, noting the oldest open event time it holds.
+fn stage_batch(
+    stage: &mut PartitionStage,
+    batch: &RecordBatch,
+    records: &RecordsSpec,
+    oldest: &mut Option<i64>,
+) -> Result<(), SinkError> {
+    if let Some(open) = &records.open_while {
+        if let Some(t) = oldest_open(batch, open, &records.event_time) {
+            *oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+    }
+    stage.append(batch)
 }
 
 fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
@@ -201,51 +236,64 @@ async fn attempt_slice(
     // Rejected records, each once (a record seen on two pages is one record).
     let mut rejects: Vec<RejectedRecord> = Vec::new();
     let mut rejected_texts: HashSet<String> = HashSet::new();
-    let summary = fetch_pages::<PageError, _>(
-        run.client,
-        &run.auth,
-        spec,
-        slice_body(run, slice),
-        run.settings.page_concurrency,
-        |page_no, page| {
-            let rows = page.records.len() as u64;
-            for record in page.records {
-                if let Err(reason) = normalizer.push(record) {
-                    if rejected_texts.insert(record.get().to_string()) {
-                        rejects.push(RejectedRecord::new(reason, record, page_no));
+    let mut oldest_open_ms = None;
+    let SlicingSpec::CalendarMonth { max_window_days, .. } = &spec.slicing;
+    // Each window is paged on its own and its rows must add up to its own total.
+    let mut summary = PagingSummary::default();
+    for (begin_ms, end_ms) in slice.windows(*max_window_days) {
+        let (distinct_before, rejects_before) = (stage.distinct_fetched(), rejects.len());
+        let window = fetch_pages::<PageError, _>(
+            run.client,
+            &run.auth,
+            spec,
+            window_body(run, begin_ms, end_ms),
+            run.settings.page_concurrency,
+            |page_no, page| {
+                let rows = page.records.len() as u64;
+                for record in page.records {
+                    if let Err(reason) = normalizer.push(record) {
+                        if rejected_texts.insert(record.get().to_string()) {
+                            rejects.push(RejectedRecord::new(reason, record, page_no));
+                        }
+                    }
+                    if normalizer.len() >= BATCH_ROWS {
+                        let batch = normalizer.finish();
+                        stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms)
+                            .map_err(PageError::Sink)?;
                     }
                 }
-                if normalizer.len() >= BATCH_ROWS {
-                    stage.append(&normalizer.finish()).map_err(PageError::Sink)?;
-                }
-            }
-            progress.page(rows);
-            crash::point(crash::PAGE_STAGED);
-            Ok(())
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        PageError::Source(source) => EngineError::Source {
-            dataset: dataset.to_string(),
-            month: slice.month,
-            source: Box::new(source),
-        },
-        PageError::Sink(source) => sink_err(source),
-    })?;
-    if !normalizer.is_empty() {
-        stage.append(&normalizer.finish()).map_err(sink_err)?;
-    }
-
-    let distinct = stage.distinct_fetched();
-    let fetched_rejects = rejects.len() as u64;
-    if summary.total_changed || distinct + fetched_rejects != summary.total {
-        return Err(AttemptError::Mismatch {
-            distinct,
-            rejects: fetched_rejects,
-            total: summary.total,
-            pages: summary.pages,
-        });
+                progress.page(rows);
+                crash::point(crash::PAGE_STAGED);
+                Ok(())
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            PageError::Source(source) => EngineError::Source {
+                dataset: dataset.to_string(),
+                month: slice.month,
+                source: Box::new(source),
+            },
+            PageError::Sink(source) => sink_err(source),
+        })?;
+        if !normalizer.is_empty() {
+            let batch = normalizer.finish();
+            stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms)
+                .map_err(sink_err)?;
+        }
+        summary.pages += window.pages;
+        summary.records += window.records;
+        summary.total += window.total;
+        let distinct = stage.distinct_fetched() - distinct_before;
+        let window_rejects = (rejects.len() - rejects_before) as u64;
+        if window.total_changed || distinct + window_rejects != window.total {
+            return Err(AttemptError::Mismatch {
+                distinct,
+                rejects: window_rejects,
+                total: window.total,
+                pages: summary.pages,
+            });
+        }
     }
 
     crash::point(crash::FETCHED);
@@ -321,5 +369,6 @@ async fn attempt_slice(
         pages: summary.pages,
         bytes: written.bytes,
         write_duration: write_started.elapsed(),
+        oldest_open_ms,
     })
 }

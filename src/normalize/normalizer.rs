@@ -214,6 +214,47 @@ mod tests {
         assert_eq!(b.column_by_name("beginTime").unwrap().data_type(), &timestamp_type());
     }
 
+    /// The call record example of cec-api.md 2.13 sends numbers where the table says
+    /// strings: both forms give the same row, timestamps and counts parsed from either, and
+    /// a number in a text column kept as its exact digits.
+    #[test]
+    fn call_records_parse_numbers_sent_as_numbers_or_strings() {
+        let catalog = Catalog::builtin().unwrap();
+        let schema = catalog.get("call_detail_records").unwrap().schema.clone();
+        let as_numbers = r#"{"releaseTime": 1621577022000, "called": "88889060",
+  "callerPresent": "640003", "agentAlertingTime": 1621576992000, "agentPresent": "640060",
+  "talkingTime": 1621576995000, "alertingTime": 1621576994000, "caller": "88889050",
+  "agentTalkingTime": 1621576994000, "agentReleaseTime": 1621577022000, "agentTalkDuration": 27,
+  "callSerialNo": "1037058396471308289", "startTime": 1621576992000, "endTime": 1621577022000,
+  "talkDuration": 26, "state": 3, "reasonCode": 1}"#;
+        let as_strings = r#"{"releaseTime": "1621577022000", "called": 88889060,
+  "callerPresent": "640003", "agentAlertingTime": "1621576992000", "agentPresent": 640060,
+  "talkingTime": "1621576995000", "alertingTime": "1621576994000", "caller": "88889050",
+  "agentTalkingTime": "1621576994000", "agentReleaseTime": "1621577022000", "agentTalkDuration": "27",
+  "callSerialNo": 1037058396471308289, "startTime": "1621576992000", "endTime": "1621577022000",
+  "talkDuration": "26", "state": "3", "reasonCode": "1"}"#;
+        let mut n = Normalizer::new(schema.clone(), SYNCED);
+        assert_eq!(n.push(&raw(as_numbers)), Ok(()));
+        assert_eq!(n.push(&raw(as_strings)), Ok(()));
+        let b = n.finish();
+        for row in 0..2 {
+            assert_eq!(text(&b, "callSerialNo", row).as_deref(), Some("1037058396471308289"));
+            assert_eq!(text(&b, "called", row).as_deref(), Some("88889060"));
+            assert_eq!(text(&b, "agentPresent", row).as_deref(), Some("640060"));
+            assert_eq!(millis(&b, "startTime", row), Some(1_621_576_992_000));
+            assert_eq!(millis(&b, "agentReleaseTime", row), Some(1_621_577_022_000));
+            assert_eq!(int64(&b, "talkDuration", row), Some(26));
+            assert_eq!(int64(&b, "agentTalkDuration", row), Some(27));
+            assert_eq!(int32(&b, "state", row), Some(3));
+            assert_eq!(int32(&b, "reasonCode", row), Some(1));
+            assert_eq!(text(&b, EXTRA_COLUMN, row), None);
+        }
+        for column in 0..b.num_columns() {
+            let (first, second) = (b.column(column).slice(0, 1), b.column(column).slice(1, 1));
+            assert_eq!(&first, &second, "{column}");
+        }
+    }
+
     /// Ids beyond 2^53 keep every digit, from numbers and from strings.
     #[test]
     fn ids_beyond_2_pow_53_are_exact() {

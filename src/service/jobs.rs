@@ -334,6 +334,7 @@ mod tests {
             pages: 2,
             bytes: 10,
             write_duration: std::time::Duration::from_millis(30),
+            oldest_open_ms: None,
         };
         progress.slice_committed("p", &outcome);
         progress.slice_done("p", month, "1500 rows");

@@ -75,8 +75,20 @@ impl TokenStore {
         }
     }
 
-    /// Issues a fresh random token for valid credentials; expired tokens are forgotten.
+    /// Issues a fresh random token living the store's lifetime for valid credentials;
+    /// expired tokens are forgotten.
     pub(crate) fn issue(&self, app_key: &str, app_secret: &str) -> Result<String, AuthError> {
+        self.issue_living(app_key, app_secret, self.ttl)
+    }
+
+    /// Issues a fresh random token living `ttl` for valid credentials; expired tokens are
+    /// forgotten.
+    pub(crate) fn issue_living(
+        &self,
+        app_key: &str,
+        app_secret: &str,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         if app_key != self.app_key || app_secret != self.app_secret {
             return Err(AuthError::BadCredentials);
         }
@@ -86,7 +98,7 @@ impl TokenStore {
         let now = Instant::now();
         let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
         issued.retain(|_, expires| *expires > now);
-        issued.insert(token.clone(), now + self.ttl);
+        issued.insert(token.clone(), now + ttl);
         Ok(token)
     }
 

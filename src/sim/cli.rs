@@ -32,6 +32,29 @@ pub struct SimArgs {
     /// Records in each month table.
     #[arg(long, default_value_t = 1000)]
     pub records_per_month: u64,
+    /// Quality-inspection calls in each month (appraisecall/details).
+    #[arg(long, default_value_t = 200)]
+    pub calls_per_month: u64,
+    /// Call detail records in each month (queryCallDetailRecord).
+    #[arg(long, default_value_t = 500)]
+    pub cdrs_per_month: u64,
+    /// The app_key accepted by the API Fabric token route (tokenByAkSk).
+    #[arg(long, default_value = "sim-fabric-ak")]
+    pub fabric_app_key: String,
+    /// The app_secret accepted by the API Fabric token route.
+    #[arg(
+        long,
+        env = "CECSYNC_SIM_FABRIC_SECRET",
+        default_value = "sim-fabric-sk",
+        hide_env_values = true
+    )]
+    pub fabric_app_secret: String,
+    /// The operator accepted in x-UserId by the quality-inspection routes.
+    #[arg(long, default_value = "1611917095665261978")]
+    pub fabric_user_id: String,
+    /// paging.total of appraisecall/details counts call groups instead of calls.
+    #[arg(long)]
+    pub total_counts_groups: bool,
     /// Server zone of the month tables.
     #[arg(long, default_value = "+08:00")]
     pub timezone: String,
@@ -73,6 +96,12 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
         first_month: args.from,
         last_month: args.to,
         records_per_month: args.records_per_month,
+        appraise_calls_per_month: args.calls_per_month,
+        cdrs_per_month: args.cdrs_per_month,
+        fabric_app_key: args.fabric_app_key,
+        fabric_app_secret: args.fabric_app_secret,
+        fabric_user_id: args.fabric_user_id,
+        paging_total_counts_groups: args.total_counts_groups,
         faults: FaultOptions {
             error_rate: args.error_rate,
             throttle_rate: args.throttle_rate,
@@ -92,6 +121,14 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
     };
     println!("cecsync simulator listening on {}", running.base_url);
     println!("  POST {}/oifde/rest/api/queryRbtRecognitionResult", running.base_url);
+    println!("API Fabric base URL: {}/apiaccess", running.base_url);
+    println!("API Fabric token URL: {}/apigovernance/api/oauth/tokenByAkSk", running.base_url);
+    println!("  POST {}/apiaccess/CCSQM/rest/ccisqm/v1/appraisecall/details", running.base_url);
+    println!("  POST {}/apiaccess/CCSQM/rest/ccisqm/v1/appraisecall/detail", running.base_url);
+    println!(
+        "  POST {}/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord",
+        running.base_url
+    );
     tokio::signal::ctrl_c().await?;
     println!("{:?}", sim.stats());
     running.shutdown().await;

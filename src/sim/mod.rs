@@ -9,6 +9,18 @@
 //! stays flat however large the months are; [`Simulator::rbt_mutate`] changes them for
 //! incremental-sync tests, and [`FaultOptions`] injects the failures a client must survive.
 //!
+//! It also serves the API Fabric interfaces (cec-api.md 1.3 C1, 2.4, 2.5, 2.13, 4.2) on the
+//! same server: `POST /apigovernance/api/oauth/tokenByAkSk` (Bearer tokens that expire),
+//! `POST /apiaccess/{CCSQM|CCISQM}/rest/ccisqm/v1/appraisecall/details` and `.../detail`
+//! (call groups returned whole, inspection statuses, ASR segments and emotions; `x-UserId`
+//! required on details) and `POST /apiaccess/CC-Management/v1/mobileAgent/
+//! queryCallDetailRecord` (string-typed epoch-ms windows of at most 7 days, `retCode`
+//! envelope, mixed field typing). Their ground truth is [`Simulator::appraise_calls`],
+//! [`Simulator::appraise_segments`], [`Simulator::appraise_emotions`] and
+//! [`Simulator::call_detail_records`]; [`Simulator::appraise_advance`],
+//! [`Simulator::appraise_add_late_uploads`] and [`Simulator::end_in_progress_cdrs`] change
+//! them for incremental tests.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -22,10 +34,15 @@
 //! # }
 //! ```
 
+mod appraise;
+mod appraise_data;
 mod auth;
+mod cdr;
 pub mod cli;
+mod fabric_auth;
 mod faults;
 mod rbt;
+mod seeding;
 mod server;
 mod simulator;
 mod stats;

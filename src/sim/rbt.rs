@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::seeding::{mix, ordinal};
 use super::simulator::Simulator;
 use super::stats::Event;
 use crate::calendar::{Month, MonthSlice};
@@ -389,21 +390,6 @@ fn confirm(record: &mut RbtRecord, rng: &mut SmallRng) {
     record.confirm_status = rng.random_range(1..3);
     record.confirmed_result =
         (!rng.random_ratio(1, 4)).then(|| CONFIRMATIONS.choose(rng).unwrap_or(&"").to_string());
-}
-
-/// Months counted from January of year 0.
-fn ordinal(month: Month) -> u64 {
-    (month.year().max(0) as u64) * 12 + u64::from(month.month() - 1)
-}
-
-/// Mixes numbers into one well-spread seed (splitmix64 finaliser).
-fn mix(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x9e37_79b9_7f4a_7c15, |acc, part| {
-        let mut z = (acc ^ part).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    })
 }
 
 /// Why a query was refused with HTTP 400.

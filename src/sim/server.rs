@@ -20,7 +20,7 @@ use super::faults::{self, ConnectionHandle, ResettableStream};
 use super::simulator::Simulator;
 use super::stats::Event;
 use super::tls::{self, TlsListener};
-use super::{auth, rbt};
+use super::{appraise, auth, cdr, fabric_auth, rbt};
 
 /// How long [`RunningSim::shutdown`] waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,12 +108,22 @@ where
     })
 }
 
-/// The routes: the API under `/oifde` (with faults), and `/_sim/health` (without).
+/// The API Fabric prefix of the quality-inspection routes (`{service}` is CCSQM or CCISQM).
+const INSPECTION: &str = "/apiaccess/{service}/rest/ccisqm/v1/appraisecall";
+
+/// The routes: the APIs under `/oifde` and `/apiaccess` (with faults), the API Fabric token
+/// route (counted, without faults: a login failing at random would make every fault test
+/// depend on the client's login retries rather than on the data requests it exercises), and
+/// `/_sim/health` (neither).
 fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route("/oifde/rest/api/gettoken", post(auth::get_token))
         .route("/oifde/rest/api/queryRbtRecognitionResult", post(rbt::query))
+        .route(&format!("{INSPECTION}/details"), post(appraise::details))
+        .route(&format!("{INSPECTION}/detail"), post(appraise::detail))
+        .route("/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord", post(cdr::query))
         .route_layer(middleware::from_fn_with_state(sim.clone(), faults::inject))
+        .route("/apigovernance/api/oauth/tokenByAkSk", post(fabric_auth::token_by_ak_sk))
         .route_layer(middleware::from_fn_with_state(sim.clone(), count))
         .route("/_sim/health", get(|| async { "ok" }))
         .with_state(sim)

@@ -1,13 +1,17 @@
 //! The simulator's options and its shared state: the ground truth of every dataset, the
-//! tokens, the fault generator and the counters.
+//! tokens (OIFDE and API Fabric), the fault generator and the counters.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use chrono::FixedOffset;
 use serde_json::Value;
 
+use super::appraise_data::AppraiseStore;
 use super::auth::TokenStore;
+use super::cdr::CdrStore;
+use super::fabric_auth::MAX_TOKEN_LIFETIME_SECS;
 use super::faults::{FaultInjector, FaultOptions};
 use super::rbt::RbtTable;
 use super::stats::{Counters, SimStats};
@@ -44,6 +48,22 @@ pub struct SimOptions {
     pub records_per_month: u64,
     /// Injected faults; none by default.
     pub faults: FaultOptions,
+    /// app_key accepted by `tokenByAkSk` (API Fabric, C1).
+    pub fabric_app_key: String,
+    /// app_secret accepted by `tokenByAkSk`.
+    pub fabric_app_secret: String,
+    /// The operator the CCSQM routes accept in `x-UserId`.
+    pub fabric_user_id: String,
+    /// When set, every `tokenByAkSk` token dies after this long, whatever `Expires` says
+    /// (as a server that revokes tokens early): tests use it to expire tokens mid-backfill.
+    pub fabric_token_lifetime: Option<Duration>,
+    /// Calls generated in each month for `appraisecall/details` (a few more or less, as
+    /// groups straddle months).
+    pub appraise_calls_per_month: u64,
+    /// Records generated in each month for `queryCallDetailRecord` (at most 10^7).
+    pub cdrs_per_month: u64,
+    /// `paging.total` of `appraisecall/details` counts call groups instead of calls.
+    pub paging_total_counts_groups: bool,
 }
 
 impl Default for SimOptions {
@@ -60,6 +80,13 @@ impl Default for SimOptions {
             last_month: Month::new(2025, 12).expect("2025-12 is a month"),
             records_per_month: 1000,
             faults: FaultOptions::default(),
+            fabric_app_key: "sim-fabric-ak".into(),
+            fabric_app_secret: "sim-fabric-sk".into(),
+            fabric_user_id: "1611917095665261978".into(),
+            fabric_token_lifetime: None,
+            appraise_calls_per_month: 40,
+            cdrs_per_month: 60,
+            paging_total_counts_groups: false,
         }
     }
 }
@@ -78,6 +105,13 @@ impl fmt::Debug for SimOptions {
             .field("last_month", &self.last_month)
             .field("records_per_month", &self.records_per_month)
             .field("faults", &self.faults)
+            .field("fabric_app_key", &self.fabric_app_key)
+            .field("fabric_app_secret", &"**REDACTED**")
+            .field("fabric_user_id", &self.fabric_user_id)
+            .field("fabric_token_lifetime", &self.fabric_token_lifetime)
+            .field("appraise_calls_per_month", &self.appraise_calls_per_month)
+            .field("cdrs_per_month", &self.cdrs_per_month)
+            .field("paging_total_counts_groups", &self.paging_total_counts_groups)
             .finish()
     }
 }
@@ -89,6 +123,9 @@ pub struct Simulator {
     options: SimOptions,
     rbt: RbtTable,
     tokens: TokenStore,
+    appraise: AppraiseStore,
+    cdrs: CdrStore,
+    fabric_tokens: TokenStore,
     faults: FaultInjector,
     counters: Counters,
 }
@@ -109,8 +146,31 @@ impl Simulator {
             &options.app_secret,
             options.token_ttl,
         );
+        let months = (options.first_month, options.last_month);
+        let appraise = AppraiseStore::new(
+            options.seed,
+            options.zone,
+            months,
+            options.appraise_calls_per_month,
+        );
+        let cdrs = CdrStore::new(options.seed, options.zone, months, options.cdrs_per_month);
+        let fabric_tokens = TokenStore::new(
+            "",
+            &options.fabric_app_key,
+            &options.fabric_app_secret,
+            Duration::from_secs(MAX_TOKEN_LIFETIME_SECS),
+        );
         let faults = FaultInjector::new(options.faults.clone(), options.seed);
-        Self { options, rbt, tokens, faults, counters: Counters::default() }
+        Self {
+            options,
+            rbt,
+            tokens,
+            appraise,
+            cdrs,
+            fabric_tokens,
+            faults,
+            counters: Counters::default(),
+        }
     }
 
     /// The options it was built with.
@@ -131,6 +191,77 @@ impl Simulator {
         self.rbt.mutate(month, updated, added)
     }
 
+    /// Ground truth of `appraise_calls`: every call whose `call_time` falls in one of
+    /// `months` (server zone), as `appraisecall/details` serialises it plus its
+    /// `call_group_id`, keyed by `call_uuid`.
+    pub fn appraise_calls(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.appraise.calls(&months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Ground truth of `appraise_segments`: the ASR segments of the inspected (status 2)
+    /// calls of `months`, each as `appraisecall/detail` serialises it plus the call's
+    /// `call_uuid` and `call_time`, keyed by `call_uuid/segment_id`.
+    pub fn appraise_segments(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.appraise.segments(&months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Ground truth of `appraise_emotions`: one row (`call_uuid`, `call_time`, `channel`
+    /// "left"/"right", `type`, `score`) per emotion score of the inspected calls of `months`,
+    /// keyed by `call_uuid/channel/type`.
+    pub fn appraise_emotions(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.appraise.emotions(&months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Ground truth of `call_detail_records`: every record whose `startTime` falls in one of
+    /// `months`, keyed by `callSerialNo`, with every documented field; times, durations,
+    /// `state` and `reasonCode` as numbers whatever the wire typing, null where the call has
+    /// not got that far.
+    pub fn call_detail_records(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.cdrs.rows(&months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Finishes the inspection of up to `finished` calls of `month` still being inspected
+    /// (status 0, 1 or 3 becomes 2, with segments and emotions) and changes the
+    /// review/complaint status of up to `reviewed` inspected calls of `month`; returns the
+    /// call_uuids changed. Upload times stay as they were.
+    pub fn appraise_advance(&self, month: Month, finished: usize, reviewed: usize) -> Vec<String> {
+        self.appraise.advance(month, finished, reviewed)
+    }
+
+    /// Adds `count` calls made in `month` and uploaded late, at `upload_time` (epoch
+    /// seconds), each in a group of its own; returns their call_uuids.
+    pub fn appraise_add_late_uploads(
+        &self,
+        month: Month,
+        count: usize,
+        upload_time: i64,
+    ) -> Vec<String> {
+        self.appraise.add_late_uploads(month, count, upload_time)
+    }
+
+    /// `appraisecall/detail` answers (HTTP 200) served so far, by call_uuid.
+    pub fn appraise_detail_requests(&self) -> BTreeMap<String, u64> {
+        self.appraise.detail_requests()
+    }
+
+    /// Ends every call record still in progress (`state` becomes 3, end fields set);
+    /// returns their `callSerialNo`s.
+    pub fn end_in_progress_cdrs(&self) -> Vec<String> {
+        self.cdrs.end_in_progress()
+    }
+
     /// The counters as they are now.
     pub fn stats(&self) -> SimStats {
         self.counters.snapshot()
@@ -142,6 +273,18 @@ impl Simulator {
 
     pub(crate) fn tokens(&self) -> &TokenStore {
         &self.tokens
+    }
+
+    pub(crate) fn appraise(&self) -> &AppraiseStore {
+        &self.appraise
+    }
+
+    pub(crate) fn cdrs(&self) -> &CdrStore {
+        &self.cdrs
+    }
+
+    pub(crate) fn fabric_tokens(&self) -> &TokenStore {
+        &self.fabric_tokens
     }
 
     pub(crate) fn faults(&self) -> &FaultInjector {
@@ -162,6 +305,7 @@ mod tests {
     fn options_debug_hides_secrets() {
         let text = format!("{:?}", SimOptions::default());
         assert!(!text.contains("sim-token") && !text.contains("sim-secret"), "{text}");
+        assert!(!text.contains("sim-fabric-sk"), "{text}");
         assert!(text.contains("202401150001"));
     }
 

@@ -5,12 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A snapshot of the simulator's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimStats {
-    /// Requests that reached an API route (`/oifde/...`), faulty or not.
+    /// Requests that reached an API route (`/oifde/...`, `/apigovernance/...`,
+    /// `/apiaccess/...`), faulty or not.
     pub requests: u64,
     /// Query pages answered with HTTP 200 and a complete result.
     pub pages_served: u64,
-    /// Tokens issued by `gettoken`.
+    /// Tokens issued by `gettoken` and `tokenByAkSk`.
     pub tokens_issued: u64,
+    /// Requests that reached the `tokenByAkSk` handler (that route has no injected faults).
+    pub fabric_token_requests: u64,
+    /// Requests that reached the `appraisecall/details` handler (past the injected faults).
+    pub details_requests: u64,
+    /// Requests that reached the `appraisecall/detail` handler (past the injected faults).
+    pub detail_requests: u64,
+    /// Requests that reached the `queryCallDetailRecord` handler (past the injected faults).
+    pub cdr_requests: u64,
     /// Answers with HTTP 401 (bad credentials or a bad `authToken`).
     pub unauthorized: u64,
     /// Answers with HTTP 400 (malformed or missing parameters).
@@ -45,6 +54,14 @@ pub(crate) enum Event {
     PageServed,
     /// A token was issued.
     TokenIssued,
+    /// A request reached the `tokenByAkSk` handler.
+    FabricTokenRequest,
+    /// A request reached the `appraisecall/details` handler.
+    DetailsRequest,
+    /// A request reached the `appraisecall/detail` handler.
+    DetailRequest,
+    /// A request reached the `queryCallDetailRecord` handler.
+    CdrRequest,
     /// An answer with HTTP 401.
     Unauthorized,
     /// An answer with HTTP 400.
@@ -61,10 +78,13 @@ pub(crate) enum Event {
     Reset,
 }
 
+/// How many kinds of [`Event`] there are (`Reset` is the last).
+const EVENT_KINDS: usize = Event::Reset as usize + 1;
+
 /// Live counters, shared by every connection.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    events: [AtomicU64; 10],
+    events: [AtomicU64; EVENT_KINDS],
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
 }
@@ -98,6 +118,10 @@ impl Counters {
             requests: get(Event::Request),
             pages_served: get(Event::PageServed),
             tokens_issued: get(Event::TokenIssued),
+            fabric_token_requests: get(Event::FabricTokenRequest),
+            details_requests: get(Event::DetailsRequest),
+            detail_requests: get(Event::DetailRequest),
+            cdr_requests: get(Event::CdrRequest),
             unauthorized: get(Event::Unauthorized),
             bad_requests: get(Event::BadRequest),
             faults: FaultCounts {

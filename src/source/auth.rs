@@ -1,8 +1,16 @@
-//! Auth strategies: the C2 AK/SK signature of every request (see
-//! [`super::signature`]), and the OIFDE token (C3) carried as a field of the JSON body,
-//! either fixed in the configuration or obtained with `gettoken` from the tenant's app key
-//! and API password, cached, refreshed ahead of expiry and once on 401 (one refresh shared
-//! by every request in flight: the login runs under the cache's lock).
+//! Auth strategies: how a pipeline's requests prove who sends them.
+//!
+//! - `body_token`: the OIFDE token (C3) as a field of the JSON body, either fixed in the
+//!   configuration or obtained with `gettoken` from the tenant's app key and API password.
+//! - `fabric_token`: the API Fabric token (C1) obtained with `tokenByAkSk` from the app key
+//!   and app secret, sent as `Authorization: Bearer`, with `x-app-key` and, when
+//!   configured, `X-UserId` headers.
+//! - `aksk_signature`: the C2 AK/SK signature of every request (see [`super::signature`]),
+//!   computed anew at each attempt; no token, no login.
+//!
+//! Login tokens of either kind are cached, refreshed ahead of expiry and once on a 401 of a
+//! business call, which is then retried; one refresh is shared by every request in flight
+//! (the login runs under the cache's lock).
 //!
 //! Refused credentials are not retried: the error names the source and the app key or the
 //! AK (never a token or a secret), and the engine stops the pipeline on it.
@@ -20,7 +28,7 @@ use super::client::SourceClient;
 use super::error::{excerpt, SourceError};
 use super::signature::Signer;
 use crate::catalog::pipeline::AuthSpec;
-use crate::config::SourceAuth;
+use crate::config::{FabricLogin, Source, SourceAuth};
 use crate::secret::Secret;
 
 /// The C3 token endpoint, relative to the source's base URL.
@@ -36,9 +44,19 @@ enum TokenSource {
     Login(TokenCache),
 }
 
+/// Which login endpoint a cache uses.
+#[derive(Debug)]
+enum LoginKind {
+    /// OIFDE `gettoken` (C3) on the source's base URL.
+    Gettoken,
+    /// API Fabric `tokenByAkSk` (C1).
+    Fabric(FabricLogin),
+}
+
 /// A cached login token.
 #[derive(Debug)]
 struct TokenCache {
+    kind: LoginKind,
     app_key: String,
     app_secret: Secret,
     current: Mutex<Option<(Secret, Instant)>>,
@@ -46,7 +64,7 @@ struct TokenCache {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenAnswer {
+struct GettokenAnswer {
     #[serde(default)]
     error_code: Option<Value>,
     #[serde(default)]
@@ -57,7 +75,28 @@ struct TokenAnswer {
     expire_time: Option<Value>,
 }
 
+/// The answer of `tokenByAkSk`. `Expires` and `CreateTime` are documented as strings of
+/// seconds; numbers are accepted too.
+#[derive(Deserialize)]
+struct FabricAnswer {
+    #[serde(rename = "AccessToken", default)]
+    access_token: Option<String>,
+    #[serde(rename = "Expires", default)]
+    expires: Option<Value>,
+    #[serde(rename = "CreateTime", default)]
+    create_time: Option<Value>,
+}
+
 impl TokenCache {
+    fn new(kind: LoginKind, app_key: &str, app_secret: &Secret) -> Self {
+        Self {
+            kind,
+            app_key: app_key.to_string(),
+            app_secret: app_secret.clone(),
+            current: Mutex::new(None),
+        }
+    }
+
     async fn get(&self, client: &SourceClient) -> Result<Secret, SourceError> {
         let mut current = self.current.lock().await;
         if let Some((token, expires)) = current.as_ref() {
@@ -65,7 +104,10 @@ impl TokenCache {
                 return Ok(token.clone());
             }
         }
-        let (token, ttl) = self.login(client).await?;
+        let (token, ttl) = match &self.kind {
+            LoginKind::Gettoken => self.gettoken(client).await?,
+            LoginKind::Fabric(login) => self.token_by_ak_sk(client, login).await?,
+        };
         // Refresh ahead of expiry: a fifth of the lifetime, at most a minute, early.
         let margin = (ttl / 5).min(Duration::from_secs(60));
         *current = Some((token.clone(), Instant::now() + ttl - margin));
@@ -84,7 +126,25 @@ impl TokenCache {
         format!("app key '{}' with its app_secret", self.app_key)
     }
 
-    async fn login(&self, client: &SourceClient) -> Result<(Secret, Duration), SourceError> {
+    /// A refusal of the login by the token endpoint.
+    fn refusal(
+        &self,
+        client: &SourceClient,
+        url: String,
+        status: u16,
+        message: String,
+    ) -> SourceError {
+        SourceError::Unauthorized {
+            source_name: client.name().to_string(),
+            url,
+            status,
+            credential: self.credential(),
+            message,
+        }
+        .redacted(self.app_secret.expose())
+    }
+
+    async fn gettoken(&self, client: &SourceClient) -> Result<(Secret, Duration), SourceError> {
         let body =
             serde_json::json!({"appKey": self.app_key, "appSecret": self.app_secret.expose()});
         let bytes = client
@@ -92,7 +152,7 @@ impl TokenCache {
             .await
             .map_err(|e| e.redacted(self.app_secret.expose()).refused(&self.credential()))?;
         let url = client.url(GETTOKEN_PATH);
-        let answer: TokenAnswer =
+        let answer: GettokenAnswer =
             serde_json::from_slice(&bytes).map_err(|e| SourceError::Shape {
                 url: url.clone(),
                 path: "$".into(),
@@ -102,28 +162,69 @@ impl TokenCache {
         let token = match answer.auth_token {
             Some(t) if code == "0" && !t.is_empty() => t,
             _ => {
-                return Err(SourceError::Unauthorized {
-                    source_name: client.name().to_string(),
-                    url,
-                    status: 200,
-                    credential: self.credential(),
-                    message: format!(
-                        "gettoken answered errorCode {code}: {}",
-                        answer.error_msg.unwrap_or_else(|| excerpt(&bytes))
-                    ),
-                })
+                let message = format!(
+                    "gettoken answered errorCode {code}: {}",
+                    answer.error_msg.unwrap_or_else(|| excerpt(&bytes))
+                );
+                return Err(self.refusal(client, url, 200, message));
             }
         };
         let ttl = answer
             .expire_time
             .as_ref()
-            .and_then(|v| value_text(v).parse::<u64>().ok())
+            .and_then(seconds)
             .filter(|s| *s > 0)
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TOKEN_TTL);
         info!(source = %client.name(), ttl_secs = ttl.as_secs(), "Obtained an OIFDE token.");
         Ok((Secret::new(token), ttl))
     }
+
+    /// Logs in with `tokenByAkSk`. A 400, 401 or 403 of the token endpoint, or an answer
+    /// without `AccessToken`, is a refusal of the app key and secret.
+    async fn token_by_ak_sk(
+        &self,
+        client: &SourceClient,
+        login: &FabricLogin,
+    ) -> Result<(Secret, Duration), SourceError> {
+        let url = login.token_url.as_str();
+        let body =
+            serde_json::json!({"app_key": self.app_key, "app_secret": self.app_secret.expose()});
+        let lifetime = login.token_lifetime.as_secs().to_string();
+        let headers = [("X-Token-Expire", lifetime.as_str())];
+        let bytes = match client.post_json_to(url, &headers, body.to_string().as_bytes()).await {
+            Ok(bytes) => bytes,
+            Err(SourceError::Http { status: 400, body, .. }) => {
+                return Err(self.refusal(client, url.to_string(), 400, body))
+            }
+            Err(e) => return Err(e.redacted(self.app_secret.expose()).refused(&self.credential())),
+        };
+        let answer = serde_json::from_slice::<FabricAnswer>(&bytes).ok();
+        let Some((token, answer)) =
+            answer.and_then(|a| a.access_token.clone().filter(|t| !t.is_empty()).map(|t| (t, a)))
+        else {
+            let message =
+                format!("tokenByAkSk answered without an AccessToken: {}", excerpt(&bytes));
+            return Err(self.refusal(client, url.to_string(), 200, message));
+        };
+        let ttl = fabric_ttl(&answer, login.token_lifetime);
+        info!(source = %client.name(), ttl_secs = ttl.as_secs(), "Obtained an API Fabric token.");
+        Ok((Secret::new(token), ttl))
+    }
+}
+
+/// The lifetime of a `tokenByAkSk` token: `Expires` seconds (the documented reading); when
+/// `Expires` is larger than `CreateTime` it is read as an instant and the lifetime is their
+/// difference. Either way it is capped at the lifetime `asked` for, which is also used when
+/// the answer gives none.
+fn fabric_ttl(answer: &FabricAnswer, asked: Duration) -> Duration {
+    let expires = answer.expires.as_ref().and_then(seconds);
+    let created = answer.create_time.as_ref().and_then(seconds);
+    let granted = match (expires, created) {
+        (Some(expires), Some(created)) if expires > created => Some(expires - created),
+        (expires, _) => expires,
+    };
+    granted.filter(|s| *s > 0).map(Duration::from_secs).map_or(asked, |g| g.min(asked))
 }
 
 fn value_text(v: &Value) -> String {
@@ -133,28 +234,43 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// A count of seconds written as a number or a string, whole or not.
+fn seconds(v: &Value) -> Option<u64> {
+    let text = value_text(v);
+    let text = text.trim();
+    text.parse::<u64>().ok().or_else(|| {
+        text.parse::<f64>().ok().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64)
+    })
+}
+
+/// How business requests carry the token.
+#[derive(Debug, Clone)]
+enum Carrier {
+    /// A field of the JSON body.
+    BodyField(String),
+    /// `Authorization: Bearer`, `x-app-key` and, when set, `X-UserId`.
+    Bearer { app_key: String, user_id: Option<String> },
+}
+
 /// The auth strategy of one pipeline on one source.
 #[derive(Debug, Clone)]
 pub enum Authenticator {
-    /// C3: a token in a field of the JSON body.
-    BodyToken(BodyTokenAuth),
+    /// C3 and C1: a token, fixed or obtained by login, carried by every request.
+    Token(TokenAuth),
     /// C2: every request signed with the source's AK/SK.
     Signature(Arc<Signer>),
 }
 
 impl Authenticator {
     /// Builds the strategy a pipeline asks for from the source's credentials.
-    pub fn new(
-        spec: &AuthSpec,
-        source_name: &str,
-        creds: &SourceAuth,
-    ) -> Result<Self, SourceError> {
-        let missing =
-            |needed| SourceError::NoCredentials { source_name: source_name.to_string(), needed };
-        match (spec, creds) {
-            (AuthSpec::BodyToken { field }, creds) => BodyTokenAuth::new(field, creds)
-                .map(Self::BodyToken)
-                .ok_or_else(|| missing("auth_token, or app_key and app_secret")),
+    pub fn new(spec: &AuthSpec, source: &Source) -> Result<Self, SourceError> {
+        let missing = |needed: &'static str| SourceError::NoCredentials {
+            source_name: source.name.clone(),
+            needed,
+        };
+        let token =
+            |carrier, tokens| Ok(Self::Token(TokenAuth { carrier, tokens: Arc::new(tokens) }));
+        match (spec, &source.auth) {
             (
                 AuthSpec::AkskSignature { signed_headers, timestamp_precision },
                 SourceAuth::AkSk { ak, sk },
@@ -165,6 +281,38 @@ impl Authenticator {
                 *timestamp_precision,
             )))),
             (AuthSpec::AkskSignature { .. }, _) => Err(missing("ak and sk")),
+            (AuthSpec::BodyToken { field }, SourceAuth::StaticToken(t)) => {
+                token(Carrier::BodyField(field.clone()), TokenSource::Fixed(t.clone()))
+            }
+            (AuthSpec::BodyToken { field }, SourceAuth::AppCredentials { app_key, app_secret }) => {
+                token(
+                    Carrier::BodyField(field.clone()),
+                    TokenSource::Login(TokenCache::new(LoginKind::Gettoken, app_key, app_secret)),
+                )
+            }
+            (AuthSpec::BodyToken { .. }, SourceAuth::AkSk { .. } | SourceAuth::None) => {
+                Err(missing("auth_token, or app_key and app_secret"))
+            }
+            (AuthSpec::FabricToken, SourceAuth::AppCredentials { app_key, app_secret }) => token(
+                Carrier::Bearer {
+                    app_key: app_key.clone(),
+                    user_id: source.fabric.user_id.clone(),
+                },
+                TokenSource::Login(TokenCache::new(
+                    LoginKind::Fabric(source.fabric.clone()),
+                    app_key,
+                    app_secret,
+                )),
+            ),
+            (AuthSpec::FabricToken, SourceAuth::StaticToken(_)) => Err(SourceError::Setup {
+                source_name: source.name.clone(),
+                problem: "the pipeline's auth style fabric_token logs in with tokenByAkSk: \
+                          set app_key and app_secret instead of auth_token"
+                    .into(),
+            }),
+            (AuthSpec::FabricToken, SourceAuth::AkSk { .. } | SourceAuth::None) => {
+                Err(missing("app_key and app_secret"))
+            }
         }
     }
 
@@ -172,12 +320,12 @@ impl Authenticator {
     /// response body after [`Self::post`] returned it.
     pub async fn redact(&self, error: SourceError) -> SourceError {
         match self {
-            Self::BodyToken(auth) => auth.redact(error).await,
+            Self::Token(auth) => auth.redact(error).await,
             Self::Signature(signer) => error.redacted(signer.sk().expose()),
         }
     }
 
-    /// POSTs `body` as JSON, authenticated. C3: see [`BodyTokenAuth`]. C2: the body is
+    /// POSTs `body` as JSON, authenticated. C3 and C1: see [`TokenAuth`]. C2: the body is
     /// serialised once and those bytes are signed and sent; a refusal (401 or 403) fails at
     /// once as [`SourceError::SignatureRefused`], naming the AK.
     pub async fn post(
@@ -187,7 +335,7 @@ impl Authenticator {
         body: Map<String, Value>,
     ) -> Result<Bytes, SourceError> {
         match self {
-            Self::BodyToken(auth) => auth.post(client, path, body).await,
+            Self::Token(auth) => auth.post(client, path, body).await,
             Self::Signature(signer) => {
                 let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
                 client
@@ -199,28 +347,14 @@ impl Authenticator {
     }
 }
 
-/// C3: the OIFDE token sent as a field of the JSON body, fixed or obtained by login.
+/// C3 and C1: a token, fixed or obtained by login, and how requests carry it.
 #[derive(Debug, Clone)]
-pub struct BodyTokenAuth {
-    field: String,
+pub struct TokenAuth {
+    carrier: Carrier,
     tokens: Arc<TokenSource>,
 }
 
-impl BodyTokenAuth {
-    /// The strategy for body field `field`, or `None` when `creds` hold no token source.
-    fn new(field: &str, creds: &SourceAuth) -> Option<Self> {
-        let tokens = match creds {
-            SourceAuth::StaticToken(t) => TokenSource::Fixed(t.clone()),
-            SourceAuth::AppCredentials { app_key, app_secret } => TokenSource::Login(TokenCache {
-                app_key: app_key.clone(),
-                app_secret: app_secret.clone(),
-                current: Mutex::new(None),
-            }),
-            SourceAuth::AkSk { .. } | SourceAuth::None => return None,
-        };
-        Some(Self { field: field.to_string(), tokens: Arc::new(tokens) })
-    }
-
+impl TokenAuth {
     /// The same error without the fixed token, or the current login token and the app
     /// secret.
     async fn redact(&self, error: SourceError) -> SourceError {
@@ -254,6 +388,32 @@ impl BodyTokenAuth {
         }
     }
 
+    /// Sends one business request carrying `token`.
+    async fn send(
+        &self,
+        client: &SourceClient,
+        path: &str,
+        body: &mut Map<String, Value>,
+        token: &Secret,
+    ) -> Result<Bytes, SourceError> {
+        match &self.carrier {
+            Carrier::BodyField(field) => {
+                body.insert(field.clone(), Value::String(token.expose().to_string()));
+                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
+                client.post_json(path, &bytes).await
+            }
+            Carrier::Bearer { app_key, user_id } => {
+                let bearer = format!("Bearer {}", token.expose());
+                let mut headers = vec![("Authorization", bearer.as_str()), ("x-app-key", app_key)];
+                if let Some(user) = user_id {
+                    headers.push(("X-UserId", user));
+                }
+                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
+                client.post_json_to(&client.url(path), &headers, &bytes).await
+            }
+        }
+    }
+
     /// POSTs `body` with the token added; on 401 with a login token, logs in again once and
     /// retries. A fixed token that is refused, or a 403, fails at once.
     async fn post(
@@ -265,9 +425,7 @@ impl BodyTokenAuth {
         let mut refreshed = false;
         loop {
             let token = self.token(client).await?;
-            body.insert(self.field.clone(), Value::String(token.expose().to_string()));
-            let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
-            match (client.post_json(path, &bytes).await, &*self.tokens) {
+            match (self.send(client, path, &mut body, &token).await, &*self.tokens) {
                 (Err(SourceError::Unauthorized { status: 401, .. }), TokenSource::Login(cache))
                     if !refreshed =>
                 {
@@ -290,38 +448,95 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::source::scripted::{client, queue, Answer, Received, Script, ScriptedServer};
+    use crate::config::FABRIC_TOKEN_PATH;
+    use crate::source::scripted::{
+        client, queue, source, Answer, Received, Script, ScriptedServer,
+    };
     use crate::source::signature::Authorization;
 
     const QUERY: &str = "/oifde/rest/api/queryRbtRecognitionResult";
     const OK: &str = r#"{"errorCode":"0","rbtRecognitions":[],"total":0}"#;
     const EXPIRED: &str = r#"{"errorCode":"401","errorMsg":"authToken is invalid or expired"}"#;
+    const APP_KEY: &str = "202401150001";
+    const SECRET: &str = "pa55word";
+    const USER_ID: &str = "1611917095665261978";
 
-    fn login_auth() -> Authenticator {
-        let creds = SourceAuth::AppCredentials {
-            app_key: "202401150001".into(),
-            app_secret: Secret::new("pa55word"),
-        };
-        Authenticator::new(&AuthSpec::BodyToken { field: "authToken".into() }, "oifde", &creds)
-            .unwrap()
+    /// The two login styles: OIFDE `gettoken` with the token in the body, API Fabric
+    /// `tokenByAkSk` with a bearer header.
+    #[derive(Debug, Clone, Copy)]
+    enum Style {
+        Gettoken,
+        Fabric,
     }
 
-    /// A gettoken endpoint that issues `t1`, `t2`, ... living `ttl_secs`, in front of a
-    /// query that `accepts` some tokens and answers 401 to the others. Returns the script and
-    /// the login counter.
+    const STYLES: [Style; 2] = [Style::Gettoken, Style::Fabric];
+
+    impl Style {
+        fn spec(self) -> AuthSpec {
+            match self {
+                Style::Gettoken => AuthSpec::BodyToken { field: "authToken".into() },
+                Style::Fabric => AuthSpec::FabricToken,
+            }
+        }
+
+        fn token_path(self) -> &'static str {
+            match self {
+                Style::Gettoken => GETTOKEN_PATH,
+                Style::Fabric => FABRIC_TOKEN_PATH,
+            }
+        }
+
+        /// The answer of the token endpoint issuing `token` for `ttl_secs`.
+        fn token_answer(self, token: &str, ttl_secs: u64) -> String {
+            match self {
+                Style::Gettoken => json!({"errorCode": 0, "errorMsg": "success",
+                                          "authToken": token, "expireTime": ttl_secs}),
+                Style::Fabric => json!({"AccessToken": token, "ApplyType": "Bearer",
+                                        "CreateTime": "1545650171", "Expires": ttl_secs.to_string(),
+                                        "AppKey": APP_KEY, "UserID": "Anonymous"}),
+            }
+            .to_string()
+        }
+
+        /// The token a business request carried.
+        fn carried(self, r: &Received) -> String {
+            match self {
+                Style::Gettoken => r.body["authToken"].as_str().unwrap_or_default().to_string(),
+                Style::Fabric => r
+                    .header("authorization")
+                    .first()
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        }
+    }
+
+    /// The authenticator of `style` with app credentials, its token endpoint on `base_url`
+    /// and, for the fabric style, `X-UserId` configured.
+    fn login_auth(style: Style, base_url: &str) -> Authenticator {
+        let mut src = source(base_url, Duration::from_secs(5), 3);
+        src.auth =
+            SourceAuth::AppCredentials { app_key: APP_KEY.into(), app_secret: Secret::new(SECRET) };
+        src.fabric.user_id = Some(USER_ID.into());
+        Authenticator::new(&style.spec(), &src).unwrap()
+    }
+
+    /// A token endpoint of `style` that issues `t1`, `t2`, ... living `ttl_secs`, in front
+    /// of a query that `accepts` some tokens and answers 401 to the others. Returns the
+    /// script and the login counter.
     fn token_server(
+        style: Style,
         ttl_secs: u64,
         accepts: impl Fn(&str) -> bool + Send + Sync + 'static,
     ) -> (Script, Arc<AtomicUsize>) {
         let logins = Arc::new(AtomicUsize::new(0));
         let counter = logins.clone();
         let script = Arc::new(move |r: &Received| {
-            if r.path == GETTOKEN_PATH {
+            if r.path == style.token_path() {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                let body = json!({"errorCode": 0, "errorMsg": "success",
-                                  "authToken": format!("t{n}"), "expireTime": ttl_secs});
-                Answer::status(200, &body.to_string())
-            } else if accepts(r.body["authToken"].as_str().unwrap_or_default()) {
+                Answer::status(200, &style.token_answer(&format!("t{n}"), ttl_secs))
+            } else if accepts(&style.carried(r)) {
                 Answer::status(200, OK)
             } else {
                 // Slow refusals, so that concurrent requests are all refused before the
@@ -333,96 +548,103 @@ mod tests {
     }
 
     /// The token each query carried, in arrival order.
-    fn query_tokens(server: &ScriptedServer) -> Vec<String> {
+    fn query_tokens(style: Style, server: &ScriptedServer) -> Vec<String> {
         let received = server.received();
-        let queries = received.iter().filter(|r| r.path == QUERY);
-        queries.map(|r| r.body["authToken"].as_str().unwrap_or_default().to_string()).collect()
+        received.iter().filter(|r| r.path == QUERY).map(|r| style.carried(r)).collect()
     }
 
     /// Concurrent requests share one login; when eight requests in flight are refused with
     /// 401, they share one refresh and each is retried once with the new token.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_login_and_one_refresh() {
-        let revoked = Arc::new(AtomicBool::new(false));
-        let revoked_t1 = revoked.clone();
-        let accepts = move |token: &str| token != "t1" || !revoked_t1.load(Ordering::SeqCst);
-        let (script, logins) = token_server(3600, accepts);
-        let server = ScriptedServer::start(script).await;
-        let client = client(&server.base_url, Duration::from_secs(5), 3);
-        let auth = login_auth();
-        let posts = |n: usize| {
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let (client, auth) = (client.clone(), auth.clone());
-                    tokio::spawn(async move { auth.post(&client, QUERY, Map::new()).await })
-                })
-                .collect();
-            async move {
-                for task in tasks {
-                    assert_eq!(&task.await.unwrap().unwrap()[..], OK.as_bytes());
+        for style in STYLES {
+            let revoked = Arc::new(AtomicBool::new(false));
+            let revoked_t1 = revoked.clone();
+            let accepts = move |token: &str| token != "t1" || !revoked_t1.load(Ordering::SeqCst);
+            let (script, logins) = token_server(style, 3600, accepts);
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 3);
+            let auth = login_auth(style, &server.base_url);
+            let posts = |n: usize| {
+                let tasks: Vec<_> = (0..n)
+                    .map(|_| {
+                        let (client, auth) = (client.clone(), auth.clone());
+                        tokio::spawn(async move { auth.post(&client, QUERY, Map::new()).await })
+                    })
+                    .collect();
+                async move {
+                    for task in tasks {
+                        assert_eq!(&task.await.unwrap().unwrap()[..], OK.as_bytes());
+                    }
                 }
-            }
-        };
-        posts(4).await;
-        assert_eq!(logins.load(Ordering::SeqCst), 1, "one login for four cold requests");
+            };
+            posts(4).await;
+            assert_eq!(logins.load(Ordering::SeqCst), 1, "{style:?}: one login, four requests");
 
-        revoked.store(true, Ordering::SeqCst);
-        posts(8).await;
-        assert_eq!(logins.load(Ordering::SeqCst), 2, "one refresh for eight refusals");
-        let tokens = query_tokens(&server);
-        let count = |t: &str| tokens.iter().filter(|x| *x == t).count();
-        assert_eq!((count("t1"), count("t2")), (4 + 8, 8), "each refused once, then accepted");
+            revoked.store(true, Ordering::SeqCst);
+            posts(8).await;
+            assert_eq!(logins.load(Ordering::SeqCst), 2, "{style:?}: one refresh, 8 refusals");
+            let tokens = query_tokens(style, &server);
+            let count = |t: &str| tokens.iter().filter(|x| *x == t).count();
+            assert_eq!((count("t1"), count("t2")), (4 + 8, 8), "{style:?}: refused once each");
+        }
     }
 
     /// A token is reused while it lives and replaced before it expires (here, a 1 s token
     /// after 850 ms), without waiting for a 401.
     #[tokio::test]
     async fn tokens_are_cached_and_refreshed_ahead_of_expiry() {
-        let (script, logins) = token_server(1, |_| true);
-        let server = ScriptedServer::start(script).await;
-        let client = client(&server.base_url, Duration::from_secs(5), 3);
-        let auth = login_auth();
-        for _ in 0..3 {
+        for style in STYLES {
+            let (script, logins) = token_server(style, 1, |_| true);
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 3);
+            let auth = login_auth(style, &server.base_url);
+            for _ in 0..3 {
+                auth.post(&client, QUERY, Map::new()).await.unwrap();
+            }
+            assert_eq!(logins.load(Ordering::SeqCst), 1, "{style:?}: the token is cached");
+            tokio::time::sleep(Duration::from_millis(850)).await;
             auth.post(&client, QUERY, Map::new()).await.unwrap();
+            assert_eq!(logins.load(Ordering::SeqCst), 2, "{style:?}: refreshed ahead of expiry");
+            assert_eq!(query_tokens(style, &server), ["t1", "t1", "t1", "t2"], "{style:?}");
         }
-        assert_eq!(logins.load(Ordering::SeqCst), 1, "the token is cached");
-        tokio::time::sleep(Duration::from_millis(850)).await;
-        auth.post(&client, QUERY, Map::new()).await.unwrap();
-        assert_eq!(logins.load(Ordering::SeqCst), 2, "refreshed ahead of expiry");
-        assert_eq!(query_tokens(&server), ["t1", "t1", "t1", "t2"]);
     }
 
     /// A token refused again right after a refresh fails (no second refresh, no loop).
     #[tokio::test]
     async fn a_second_401_fails() {
-        let (script, logins) = token_server(3600, |_| false);
-        let server = ScriptedServer::start(script).await;
-        let client = client(&server.base_url, Duration::from_secs(5), 3);
-        let err = login_auth().post(&client, QUERY, Map::new()).await.unwrap_err();
-        assert!(matches!(err, SourceError::Unauthorized { status: 401, .. }), "{err:?}");
-        assert_eq!(logins.load(Ordering::SeqCst), 2);
-        assert_eq!(query_tokens(&server), ["t1", "t2"]);
-        let text = err.to_string();
-        assert!(text.contains("the token obtained with app key '202401150001'"), "{text}");
-        assert!(!text.contains("t2") && !text.contains("pa55word"), "{text}");
+        for style in STYLES {
+            let (script, logins) = token_server(style, 3600, |_| false);
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 3);
+            let auth = login_auth(style, &server.base_url);
+            let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err();
+            assert!(matches!(err, SourceError::Unauthorized { status: 401, .. }), "{err:?}");
+            assert_eq!(logins.load(Ordering::SeqCst), 2);
+            assert_eq!(query_tokens(style, &server), ["t1", "t2"]);
+            let text = err.to_string();
+            assert!(text.contains("the token obtained with app key '202401150001'"), "{text}");
+            assert!(!text.contains("t2") && !text.contains(SECRET), "{text}");
+        }
     }
 
     /// Wrong credentials fail after one gettoken request, whether the server answers 401 or
     /// 200 with an error code; the message names the source and the app key, not the secret.
     #[tokio::test]
-    async fn wrong_credentials_fail_at_once_naming_the_app_key() {
+    async fn wrong_gettoken_credentials_fail_at_once_naming_the_app_key() {
         let refusal = r#"{"errorCode":1,"errorMsg":"appKey or appSecret is incorrect"}"#;
         for status in [401, 200] {
             let script: Script = Arc::new(move |_| Answer::status(status, refusal));
             let server = ScriptedServer::start(script).await;
             let client = client(&server.base_url, Duration::from_secs(5), 5);
-            let err = login_auth().post(&client, QUERY, Map::new()).await.unwrap_err();
+            let auth = login_auth(Style::Gettoken, &server.base_url);
+            let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err();
             assert!(matches!(err, SourceError::Unauthorized { .. }), "{err:?}");
             let text = err.to_string();
             assert!(text.contains("source 'oifde'"), "{text}");
             assert!(text.contains("app key '202401150001'"), "{text}");
             assert!(text.contains("appKey or appSecret is incorrect"), "{text}");
-            assert!(!text.contains("pa55word"), "{text}");
+            assert!(!text.contains(SECRET), "{text}");
             assert_eq!(server.received().len(), 1, "HTTP {status}: not retried");
         }
     }
@@ -432,8 +654,9 @@ mod tests {
             signed_headers: vec!["host".into(), "content-type".into(), "content-length".into()],
             timestamp_precision: Default::default(),
         };
-        let creds = SourceAuth::AkSk { ak: "cmsAK01".into(), sk: Secret::new(sk) };
-        Authenticator::new(&spec, "cms", &creds).unwrap()
+        let mut src = source("http://127.0.0.1:9", Duration::from_secs(5), 3);
+        src.auth = SourceAuth::AkSk { ak: "cmsAK01".into(), sk: Secret::new(sk) };
+        Authenticator::new(&spec, &src).unwrap()
     }
 
     /// A C2-signed request carries the signature with the AK, Host with the port, and one
@@ -497,34 +720,139 @@ mod tests {
     /// A pipeline's style needs credentials of its kind: the error says which keys to set.
     #[test]
     fn a_style_without_its_credentials_names_the_keys_to_set() {
-        let aksk = SourceAuth::AkSk { ak: "a".into(), sk: Secret::new("s") };
+        let mut src = source("http://127.0.0.1:9", Duration::from_secs(5), 3);
+        src.auth = SourceAuth::AkSk { ak: "a".into(), sk: Secret::new("s") };
         let body = AuthSpec::BodyToken { field: "authToken".into() };
-        let err = Authenticator::new(&body, "oifde", &aksk).unwrap_err().to_string();
+        let err = Authenticator::new(&body, &src).unwrap_err().to_string();
         assert!(err.contains("source 'oifde'") && err.contains("set auth_token"), "{err}");
+        let err = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap_err().to_string();
+        assert!(err.contains("set app_key and app_secret"), "{err}");
         let signed = AuthSpec::AkskSignature {
             signed_headers: vec!["host".into()],
             timestamp_precision: Default::default(),
         };
+        src.name = "cms".into();
         let token = SourceAuth::StaticToken(Secret::new("t"));
-        for creds in [token, SourceAuth::None] {
-            let err = Authenticator::new(&signed, "cms", &creds).unwrap_err().to_string();
+        let app = SourceAuth::AppCredentials { app_key: "k".into(), app_secret: Secret::new("s") };
+        for creds in [token, app, SourceAuth::None] {
+            src.auth = creds;
+            let err = Authenticator::new(&signed, &src).unwrap_err().to_string();
             assert!(err.contains("source 'cms'") && err.contains("set ak and sk"), "{err}");
         }
+    }
+
+    /// A wrong app key or secret fails after one tokenByAkSk request and no business
+    /// request, whether the endpoint answers 400, 401, 403, or 200 without an AccessToken
+    /// (even when it echoes the secret): the error names the source and the app key, never
+    /// the secret.
+    #[tokio::test]
+    async fn wrong_fabric_credentials_fail_at_once_naming_the_app_key() {
+        let refusals = [
+            (400, r#"{"error_code":"APIGW.0101","error_msg":"app_key or app_secret invalid"}"#),
+            (401, r#"{"error_code":"APIGW.0301","error_msg":"Incorrect app authentication"}"#),
+            (403, r#"{"error_code":"APIGW.0302","error_msg":"app_key or app_secret invalid"}"#),
+            (200, r#"{"ApplyType":"Bearer","retMsg":"app_secret pa55word is invalid"}"#),
+        ];
+        for (status, body) in refusals {
+            let script: Script = Arc::new(move |_| Answer::status(status, body));
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 5);
+            let auth = login_auth(Style::Fabric, &server.base_url);
+            let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err();
+            assert!(
+                matches!(err, SourceError::Unauthorized { status: s, .. } if s == status),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("source 'oifde'") && text.contains(FABRIC_TOKEN_PATH), "{text}");
+            assert!(text.contains("app key '202401150001'"), "{text}");
+            assert!(text.contains("invalid") || text.contains("Incorrect"), "{text}");
+            assert!(!text.contains(SECRET) && !format!("{err:?}").contains(SECRET), "{text}");
+            let received = server.received();
+            assert_eq!(received.len(), 1, "HTTP {status}: one login, not retried");
+            assert_eq!(received[0].path, FABRIC_TOKEN_PATH);
+        }
+    }
+
+    /// The tokenByAkSk request carries the app key and secret in its body and the lifetime
+    /// in `X-Token-Expire`; business requests carry `Authorization: Bearer <token>`,
+    /// `x-app-key` and `X-UserId`, and no token in the body.
+    #[tokio::test]
+    async fn fabric_requests_carry_the_documented_headers() {
+        let (script, _) = token_server(Style::Fabric, 600, |_| true);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let mut src = source(&server.base_url, Duration::from_secs(5), 3);
+        src.auth =
+            SourceAuth::AppCredentials { app_key: APP_KEY.into(), app_secret: Secret::new(SECRET) };
+        src.fabric.token_lifetime = Duration::from_secs(900);
+        src.fabric.user_id = Some(USER_ID.into());
+        let with_user = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap();
+        src.fabric.user_id = None;
+        let without_user = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap();
+        let body: Map<String, Value> = json!({"offset": "0"}).as_object().unwrap().clone();
+        with_user.post(&client, QUERY, body.clone()).await.unwrap();
+        without_user.post(&client, QUERY, body).await.unwrap();
+
+        let received = server.received();
+        let paths: Vec<_> = received.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, [FABRIC_TOKEN_PATH, QUERY, FABRIC_TOKEN_PATH, QUERY]);
+        let login = &received[0];
+        assert_eq!(login.body, json!({"app_key": APP_KEY, "app_secret": SECRET}));
+        assert_eq!(login.header("x-token-expire"), ["900"]);
+        let query = &received[1];
+        assert_eq!(query.header("authorization"), ["Bearer t1"]);
+        assert_eq!(query.header("x-app-key"), [APP_KEY]);
+        assert_eq!(query.header("x-userid"), [USER_ID]);
+        assert_eq!(query.body, json!({"offset": "0"}), "the token is not in the body");
+        assert_eq!(received[3].header("authorization"), ["Bearer t2"]);
+        assert!(received[3].header("x-userid").is_empty(), "X-UserId only when configured");
+    }
+
+    /// `Expires` and `CreateTime` are read as strings or numbers; an `Expires` larger than
+    /// `CreateTime` is an instant; the lifetime never exceeds the one asked for, which is
+    /// also used when the answer gives none.
+    #[test]
+    fn fabric_token_lifetimes_accept_strings_and_numbers() {
+        let asked = Duration::from_secs(3600);
+        let cases = [
+            (json!({"Expires": "600", "CreateTime": "1545650171"}), 600),
+            (json!({"Expires": 600, "CreateTime": 1545650171}), 600),
+            (json!({"Expires": "1545650771", "CreateTime": 1545650171}), 600),
+            (json!({"Expires": 7200}), 3600),
+            (json!({"Expires": "soon"}), 3600),
+            (json!({}), 3600),
+        ];
+        for (answer, want) in cases {
+            let answer: FabricAnswer = serde_json::from_value(answer.clone()).unwrap();
+            assert_eq!(fabric_ttl(&answer, asked), Duration::from_secs(want));
+        }
+    }
+
+    /// The fabric style needs an app key and secret: a fixed token or no credentials is
+    /// refused when the pipeline is set up.
+    #[test]
+    fn fabric_style_needs_app_credentials() {
+        let mut src = source("http://127.0.0.1:9", Duration::from_secs(5), 3);
+        let err = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap_err();
+        assert!(matches!(err, SourceError::NoCredentials { .. }), "{err:?}");
+        src.auth = SourceAuth::StaticToken(Secret::new("static-tok"));
+        let err = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap_err().to_string();
+        assert!(err.contains("app_key and app_secret") && !err.contains("static-tok"), "{err}");
     }
 
     /// A fixed token that is refused fails at once, without a login, and is not shown.
     #[tokio::test]
     async fn a_refused_fixed_token_fails_at_once() {
-        let (script, logins) = token_server(3600, |_| false);
+        let (script, logins) = token_server(Style::Gettoken, 3600, |_| false);
         let server = ScriptedServer::start(script).await;
         let client = client(&server.base_url, Duration::from_secs(5), 3);
-        let creds = SourceAuth::StaticToken(Secret::new("static-tok"));
-        let auth =
-            Authenticator::new(&AuthSpec::BodyToken { field: "authToken".into() }, "oifde", &creds)
-                .unwrap();
+        let mut src = source(&server.base_url, Duration::from_secs(5), 3);
+        src.auth = SourceAuth::StaticToken(Secret::new("static-tok"));
+        let auth = Authenticator::new(&Style::Gettoken.spec(), &src).unwrap();
         let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err().to_string();
         assert!(err.contains("the configured auth_token") && !err.contains("static-tok"), "{err}");
         assert_eq!(logins.load(Ordering::SeqCst), 0);
-        assert_eq!(query_tokens(&server), ["static-tok"]);
+        assert_eq!(query_tokens(Style::Gettoken, &server), ["static-tok"]);
     }
 }

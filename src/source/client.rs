@@ -146,7 +146,18 @@ impl SourceClient {
     /// 401 and 403 come back as [`SourceError::Unauthorized`] at once, so that the auth
     /// layer can refresh a token; other permanent failures come back at once too.
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Result<Bytes, SourceError> {
-        self.post(path, body, None).await
+        self.post(&self.url(path), &[], body, None).await
+    }
+
+    /// [`Self::post_json`] to a full URL (which may be on another host of the platform, such
+    /// as a token endpoint), with extra request headers.
+    pub async fn post_json_to(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Bytes, SourceError> {
+        self.post(url, headers, body, None).await
     }
 
     /// [`Self::post_json`], each attempt signed anew by `signer` (C2): the request carries
@@ -158,21 +169,24 @@ impl SourceClient {
         body: &[u8],
         signer: &Signer,
     ) -> Result<Bytes, SourceError> {
-        self.post(path, body, Some(signer)).await
+        self.post(&self.url(path), &[], body, Some(signer)).await
     }
 
+    /// The request path shared by the public entry points: POSTs `body` as JSON to `url`
+    /// with `extra_headers`, signing each attempt with `signer` when given (the signed
+    /// `Host` is that of the base URL, so signed requests go to paths of the source).
     async fn post(
         &self,
-        path: &str,
+        url: &str,
+        extra_headers: &[(&str, &str)],
         body: &[u8],
         signer: Option<&Signer>,
     ) -> Result<Bytes, SourceError> {
-        let url = self.url(path);
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let failure = match self.attempt(&url, body, signer).await {
+            let failure = match self.attempt(url, extra_headers, body, signer).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(failure) => failure,
             };
@@ -180,11 +194,11 @@ impl SourceClient {
                 return Err(failure.error.with_attempts(attempts));
             };
             let Some(wait) = backoff.next_wait(after) else {
-                warn!(source = %self.name, %url, attempts, %reason, "Giving up on a request: the retry limits are reached.");
+                warn!(source = %self.name, url, attempts, %reason, "Giving up on a request: the retry limits are reached.");
                 return Err(failure.error.with_attempts(attempts));
             };
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            warn!(source = %self.name, %url, attempt = attempts, %reason, wait_ms = wait.as_millis() as u64, "Retrying request after a transient failure.");
+            warn!(source = %self.name, url, attempt = attempts, %reason, wait_ms = wait.as_millis() as u64, "Retrying request after a transient failure.");
             tokio::time::sleep(wait).await;
         }
     }
@@ -218,9 +232,12 @@ impl SourceClient {
         Ok([(HOST, self.host.clone()), (CONTENT_LENGTH, length), (AUTHORIZATION, authorization)])
     }
 
+    /// One attempt: the Content-Type of every request, `extra_headers`, and when `signer`
+    /// is given the headers of a fresh signature.
     async fn attempt(
         &self,
         url: &str,
+        extra_headers: &[(&str, &str)],
         body: &[u8],
         signer: Option<&Signer>,
     ) -> Result<Bytes, Failure> {
@@ -243,6 +260,9 @@ impl SourceClient {
             },
         };
         let mut request = self.http.post(url).header(CONTENT_TYPE, JSON_CONTENT_TYPE);
+        for (name, value) in extra_headers {
+            request = request.header(*name, *value);
+        }
         if let Some(signer) = signer {
             let headers = self
                 .signed_headers(url, body, signer)

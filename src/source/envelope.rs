@@ -68,14 +68,31 @@ fn scalar_text(raw: &RawValue) -> String {
     serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string())
 }
 
-/// Fails when the top-level object carries an error code that is not a success code.
-fn check_envelope(top: &Object<'_>, spec: &EnvelopeSpec, url: &str) -> Result<(), SourceError> {
+/// What the result code of a body says.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Success, or no code: read the body.
+    Data,
+    /// A code that means "no data".
+    Empty,
+}
+
+/// Reads the result code of the top-level object: an error code that is neither a success
+/// nor a "no data" code fails with the API's message.
+fn check_envelope(
+    top: &Object<'_>,
+    spec: &EnvelopeSpec,
+    url: &str,
+) -> Result<Verdict, SourceError> {
     for field in &spec.code_fields {
         let Some(raw) = top.get(field) else { continue };
         if raw.get() == "null" {
             continue;
         }
         let code = scalar_text(raw);
+        if spec.empty_codes.contains(&code) {
+            return Ok(Verdict::Empty);
+        }
         if !spec.success_codes.contains(&code) {
             let message = spec
                 .message_fields
@@ -90,7 +107,7 @@ fn check_envelope(top: &Object<'_>, spec: &EnvelopeSpec, url: &str) -> Result<()
             });
         }
     }
-    Ok(())
+    Ok(Verdict::Data)
 }
 
 /// Reads a count that may be a number or a string of digits.
@@ -105,7 +122,8 @@ fn count(raw: &RawValue, url: &str, path: &str) -> Result<u64, SourceError> {
 
 /// Parses a page: checks the envelope, then reads the records at `records_path` and the
 /// total at `total_path` (when given). A missing or `null` records array is an empty page
-/// only when the API also says the total is 0; otherwise it is a shape error.
+/// only when the API also says the total is 0; otherwise it is a shape error. A "no data"
+/// code of the envelope is an empty page with a total of 0.
 pub fn parse_page<'a>(
     body: &'a str,
     envelope: &EnvelopeSpec,
@@ -114,7 +132,9 @@ pub fn parse_page<'a>(
     url: &str,
 ) -> Result<Page<'a>, SourceError> {
     let top = object(body, url, "$")?;
-    check_envelope(&top, envelope, url)?;
+    if check_envelope(&top, envelope, url)? == Verdict::Empty {
+        return Ok(Page { records: Vec::new(), total: total_path.map(|_| 0) });
+    }
     let total = match total_path {
         Some(path) => match lookup(&top, path, url)? {
             Some(raw) if raw.get() != "null" => Some(count(raw, url, path)?),
@@ -156,7 +176,52 @@ mod tests {
             code_fields: vec!["errorCode".into()],
             success_codes: vec!["0".into()],
             message_fields: vec!["errorMsg".into()],
+            empty_codes: Vec::new(),
         }
+    }
+
+    fn cc_management() -> EnvelopeSpec {
+        EnvelopeSpec {
+            code_fields: vec!["retCode".into()],
+            success_codes: vec!["0".into()],
+            message_fields: vec!["retMsg".into()],
+            empty_codes: vec!["1".into()],
+        }
+    }
+
+    /// A "no data" code is an empty page with a total of 0, even without a result object;
+    /// any other code than success or "no data" is an error carrying the API's message.
+    #[test]
+    fn no_data_codes_are_empty_pages_and_other_codes_errors() {
+        let env = cc_management();
+        fn page<'a>(body: &'a str, env: &EnvelopeSpec) -> Result<Page<'a>, SourceError> {
+            parse_page(body, env, "result.callInfo", Some("result.total"), "u")
+        }
+        let empty = page(r#"{"retCode":"1","retMsg":"no data"}"#, &env).unwrap();
+        assert_eq!((empty.records.len(), empty.total), (0, Some(0)));
+        let empty =
+            page(r#"{"retCode":1,"result":{"total":5,"callInfo":[{"a":1}]}}"#, &env).unwrap();
+        assert_eq!((empty.records.len(), empty.total), (0, Some(0)));
+        let ok =
+            page(r#"{"retCode":"0","result":{"total":"1","callInfo":[{"a":1}]}}"#, &env).unwrap();
+        assert_eq!((ok.records.len(), ok.total), (1, Some(1)));
+        for (code, msg) in [("2", "startTime format error"), ("4", "limit or offset invalid")] {
+            let body = format!(r#"{{"retCode":"{code}","retMsg":"{msg}"}}"#);
+            match page(&body, &env) {
+                Err(e @ SourceError::Api { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(&format!("retCode = {code}")) && text.contains(msg));
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let err = page(r#"{"retCode":"0","result":{"callInfo":[]}}"#, &env).unwrap_err();
+        assert!(matches!(err, SourceError::Shape { ref path, .. } if path == "result.total"));
+        let err =
+            page(r#"{"retCode":"0","result":{"total":1,"callInfo":{"a":1}}}"#, &env).unwrap_err();
+        assert!(matches!(err, SourceError::Shape { ref path, .. } if path == "result.callInfo"));
+        let err = page(r#"{"retCode":"0","result":[]}"#, &env).unwrap_err();
+        assert!(matches!(err, SourceError::Shape { ref path, .. } if path == "result"), "{err}");
     }
 
     /// Records stay raw and in order; the total may be a number or a string.

@@ -1,8 +1,10 @@
 //! Paging strategies: turning one request range into every page of its result.
 //!
-//! `page_number`: ask for the cap, read the total from the first page, then fetch the
-//! remaining pages concurrently (bounded) and hand them over in page order. Whether the
-//! rows add up to the total is checked by the caller, which sees every record.
+//! Both styles, `page_number` (page number and size) and `offset_limit` (row offset and
+//! limit), run the same way and differ only in the body fields that ask for page `i`
+//! ([`crate::catalog::pipeline::PagingSpec::page_fields`]): ask for the cap, read the total from the first page, then
+//! fetch the remaining pages concurrently (bounded) and hand them over in page order.
+//! Whether the rows add up to the total is checked by the caller, which sees every record.
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
@@ -11,7 +13,7 @@ use super::auth::Authenticator;
 use super::client::SourceClient;
 use super::envelope::{parse_page, Page};
 use super::error::SourceError;
-use crate::catalog::pipeline::{PagingSpec, PipelineSpec};
+use crate::catalog::pipeline::PipelineSpec;
 
 /// The most pages one slice may take (100 million rows at 1000 a page): a larger total
 /// is an error of the API, not a month of data.
@@ -85,16 +87,18 @@ where
     E: From<SourceError>,
     F: FnMut(u64, Page<'_>) -> Result<(), E>,
 {
-    let PagingSpec::PageNumber { page_field, size_field, first_page, page_size, total_path } =
-        &spec.paging;
+    let paging = &spec.paging;
+    let (page_size, total_path) = (paging.page_size(), paging.total_path());
     let path = spec.request.path.as_str();
     let url = client.url(path);
     // Each page is fetched by a task of its own, so that pages keep arriving while the
     // caller processes the ones before.
-    let request = |page: u64| {
+    let request = |index: u64, per_page: u64| {
         let mut b = body.clone();
-        b.insert(page_field.clone(), Value::from(page));
-        b.insert(size_field.clone(), Value::from(*page_size));
+        let (_, fields) = paging.page_fields(index, per_page);
+        for (field, value) in fields {
+            b.insert(field.to_string(), value);
+        }
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
         PageTask(tokio::spawn(async move { auth.post(&client, &path, b).await }))
     };
@@ -106,7 +110,7 @@ where
         })
     }
 
-    let first_bytes = request(*first_page).await?;
+    let first_bytes = request(0, page_size).await?;
     let first = text(&first_bytes, &url)?;
     let page = match parse_page(first, &spec.envelope, &spec.records.path, Some(total_path), &url) {
         Ok(page) => page,
@@ -115,16 +119,16 @@ where
     let total = page.total.unwrap_or(0);
     let first_len = page.records.len() as u64;
     // A server that clamps the page size below what was asked shows it on the first page.
-    let per_page = if first_len > 0 && first_len < *page_size && first_len < total {
+    let per_page = if first_len > 0 && first_len < page_size && first_len < total {
         first_len
     } else {
-        *page_size
+        page_size
     };
     let pages = pages_needed(total, per_page);
     if pages > MAX_PAGES {
         return Err(SourceError::Shape {
             url,
-            path: total_path.clone(),
+            path: total_path.to_string(),
             problem: format!(
                 "total {total} at {per_page} rows a page needs {pages} pages, more than the \
                  {MAX_PAGES} a slice may take"
@@ -133,18 +137,18 @@ where
         .into());
     }
     let mut summary = PagingSummary { pages: 1, records: first_len, total, total_changed: false };
-    on_page(*first_page, page)?;
+    on_page(paging.page_fields(0, per_page).0, page)?;
     drop(first_bytes);
 
-    let last_page = first_page + pages - 1;
-    let mut bodies = stream::iter((first_page + 1)..=last_page)
-        .map(|n| {
-            let task = request(n);
-            async move { task.await.map(|b| (n, b)) }
+    let last = pages - 1;
+    let mut bodies = stream::iter(1..=last)
+        .map(|index| {
+            let task = request(index, per_page);
+            async move { task.await.map(|b| (index, b)) }
         })
         .buffered(concurrency.max(1))
         .map_err(E::from);
-    while let Some((n, bytes)) = bodies.try_next().await? {
+    while let Some((index, bytes)) = bodies.try_next().await? {
         let body = text(&bytes, &url)?;
         let page =
             match parse_page(body, &spec.envelope, &spec.records.path, Some(total_path), &url) {
@@ -156,12 +160,169 @@ where
         summary.total_changed |= page.total.is_some_and(|t| t != total);
         // A page short of rows before the last means the data moved or the total is wrong:
         // stop here, the caller's reconciliation fails the attempt.
-        let short = n < last_page && (page.records.len() as u64) < per_page;
-        on_page(n, page)?;
+        let short = index < last && (page.records.len() as u64) < per_page;
+        on_page(paging.page_fields(index, per_page).0, page)?;
         if short {
             summary.total_changed = true;
             break;
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::catalog::pipeline::AuthSpec;
+    use crate::config::{SourceAuth, FABRIC_TOKEN_PATH};
+    use crate::secret::Secret;
+    use crate::source::scripted::{client, source, Answer, Received, Script, ScriptedServer};
+
+    const QUERY: &str = "/CC-Management/v1/mobileAgent/queryCallDetailRecord";
+
+    /// An offset_limit pipeline: string offsets, 100 rows a page, total at `result.total`.
+    fn spec() -> PipelineSpec {
+        let text = format!(
+            r#"
+            name = "d"
+            description = "x"
+            source = "fabric"
+            [request]
+            path = "{QUERY}"
+            [auth]
+            style = "fabric_token"
+            [paging]
+            style = "offset_limit"
+            offset_field = "offset"
+            limit_field = "limit"
+            page_size = 100
+            total_path = "result.total"
+            as_strings = true
+            [slicing]
+            style = "calendar_month"
+            begin_field = "startTime"
+            end_field = "endTime"
+            time_format = "epoch_ms_string"
+            [records]
+            path = "result.callInfo"
+            primary_key = ["callSerialNo"]
+            event_time = "startTime"
+            [envelope]
+            code_fields = ["retCode"]
+            empty_codes = ["1"]
+            message_fields = ["retMsg"]
+            "#
+        );
+        PipelineSpec::parse("d.toml", &text).unwrap()
+    }
+
+    /// A server of `total` records that answers at most `cap` rows a page (reading offset
+    /// and limit as strings), with a token endpoint.
+    fn records_server(total: u64, cap: u64) -> Script {
+        Arc::new(move |r: &Received| {
+            if r.path == FABRIC_TOKEN_PATH {
+                return Answer::status(200, r#"{"AccessToken":"tok","Expires":"3600"}"#);
+            }
+            let field = |name: &str| r.body[name].as_str().and_then(|v| v.parse::<u64>().ok());
+            let (Some(offset), Some(limit)) = (field("offset"), field("limit")) else {
+                return Answer::status(200, r#"{"retCode":"4","retMsg":"bad limit or offset"}"#);
+            };
+            let rows: Vec<_> = (offset..(offset + limit.min(cap)).min(total))
+                .map(|n| json!({"callSerialNo": n.to_string()}))
+                .collect();
+            let body = json!({"retCode": "0", "retMsg": "ok",
+                              "result": {"total": total, "callInfo": rows}});
+            Answer::status(200, &body.to_string())
+        })
+    }
+
+    async fn fetch(
+        script: Script,
+    ) -> (Result<PagingSummary, SourceError>, Vec<String>, Vec<Received>) {
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 2);
+        let mut src = source(&server.base_url, Duration::from_secs(5), 2);
+        src.auth =
+            SourceAuth::AppCredentials { app_key: "ak".into(), app_secret: Secret::new("sk") };
+        let auth = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap();
+        let body = json!({"startTime": "1", "endTime": "2"}).as_object().unwrap().clone();
+        let mut keys = Vec::new();
+        let result = fetch_pages::<SourceError, _>(&client, &auth, &spec(), body, 4, |_, page| {
+            for record in page.records {
+                let v: serde_json::Value = serde_json::from_str(record.get()).unwrap();
+                keys.push(v["callSerialNo"].as_str().unwrap().to_string());
+            }
+            Ok(())
+        })
+        .await;
+        let queries = server.received().into_iter().filter(|r| r.path == QUERY).collect();
+        (result, keys, queries)
+    }
+
+    /// Offsets step by the page size, as strings beside the range fields; every record
+    /// arrives once, in order, and the total is read at its dotted path.
+    #[tokio::test]
+    async fn offsets_step_by_the_page_size_as_strings() {
+        let (summary, keys, queries) = fetch(records_server(250, 1000)).await;
+        let summary = summary.unwrap();
+        assert_eq!((summary.pages, summary.records, summary.total), (3, 250, 250));
+        assert!(!summary.total_changed);
+        let want: Vec<String> = (0..250).map(|n| n.to_string()).collect();
+        assert_eq!(keys, want);
+        let mut offsets: Vec<_> = queries.iter().map(|r| r.body["offset"].clone()).collect();
+        offsets.sort_by_key(|o| o.as_str().unwrap().parse::<u64>().unwrap());
+        assert_eq!(offsets, [json!("0"), json!("100"), json!("200")]);
+        for r in &queries {
+            assert_eq!((&r.body["limit"], &r.body["startTime"]), (&json!("100"), &json!("1")));
+        }
+    }
+
+    /// A server that answers fewer rows than asked shows it on the first page: the offsets
+    /// then step by the rows it gives, and nothing is skipped.
+    #[tokio::test]
+    async fn a_smaller_server_page_moves_the_offsets() {
+        let (summary, keys, queries) = fetch(records_server(120, 50)).await;
+        assert_eq!(summary.unwrap().pages, 3);
+        assert_eq!(keys.len(), 120);
+        let mut offsets: Vec<_> =
+            queries.iter().map(|r| r.body["offset"].as_str().unwrap().to_string()).collect();
+        offsets.sort();
+        assert_eq!(offsets, ["0", "100", "50"]);
+    }
+
+    /// A "no data" code is one empty page with a total of 0; another code is an error with
+    /// the API's message, never an empty result; a missing total names its path.
+    #[tokio::test]
+    async fn no_data_is_empty_and_errors_are_errors() {
+        let answer = |body: &'static str| -> Script {
+            Arc::new(move |r: &Received| match r.path.as_str() {
+                FABRIC_TOKEN_PATH => Answer::status(200, r#"{"AccessToken":"tok"}"#),
+                _ => Answer::status(200, body),
+            })
+        };
+        let (summary, keys, queries) = fetch(answer(r#"{"retCode":"1","retMsg":"no data"}"#)).await;
+        assert_eq!(
+            summary.unwrap(),
+            PagingSummary { pages: 1, records: 0, total: 0, total_changed: false }
+        );
+        assert!(keys.is_empty());
+        assert_eq!(queries.len(), 1);
+
+        let (err, ..) = fetch(answer(r#"{"retCode":"2","retMsg":"startTime format error"}"#)).await;
+        let err = err.unwrap_err();
+        assert!(matches!(err, SourceError::Api { ref code, .. } if code == "2"), "{err:?}");
+        assert!(err.to_string().contains("startTime format error"), "{err}");
+
+        let (err, ..) = fetch(answer(r#"{"retCode":"0","result":{"callInfo":[]}}"#)).await;
+        let err = err.unwrap_err();
+        assert!(
+            matches!(err, SourceError::Shape { ref path, .. } if path == "result.total"),
+            "{err:?}"
+        );
+    }
 }

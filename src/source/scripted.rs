@@ -15,21 +15,23 @@ use tokio::task::JoinHandle;
 
 use super::client::SourceClient;
 use super::retry::Jitter;
-use crate::config::{RetryConfig, Source, SourceAuth};
+use crate::config::{FabricLogin, RetryConfig, Source, SourceAuth, FABRIC_TOKEN_PATH};
 
 /// A request as the server received it.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     pub(crate) path: String,
-    /// Header names (lowercase) and values, in arrival order.
+    /// Header names in lower case, with their values, in the order sent.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: serde_json::Value,
 }
 
 impl Received {
-    /// The values of header `name` (lowercase).
+    /// Every value of header `name` (any case), in the order sent: empty when it was not
+    /// sent, more than one when it was repeated.
     pub(crate) fn header(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 
@@ -122,11 +124,25 @@ impl Drop for ScriptedServer {
 /// A client of source `oifde` at `base_url`: `timeout` per request, `max_attempts`, 10 ms
 /// first backoff, and a jitter that always draws 0 (so only `Retry-After` makes it wait).
 pub(crate) fn client(base_url: &str, timeout: Duration, max_attempts: usize) -> SourceClient {
-    let source = Source {
+    SourceClient::new(&source(base_url, timeout, max_attempts))
+        .unwrap()
+        .with_jitter(Jitter::from_fn(|| 0.0))
+}
+
+/// The source behind [`client`], without credentials; its API Fabric token endpoint is
+/// [`crate::config::FABRIC_TOKEN_PATH`] on `base_url`, asked for 3600 s tokens.
+pub(crate) fn source(base_url: &str, timeout: Duration, max_attempts: usize) -> Source {
+    Source {
         name: "oifde".into(),
         base_url: base_url.to_string(),
         zone: crate::calendar::parse_zone("+08:00").unwrap(),
         auth: SourceAuth::None,
+        fabric: FabricLogin {
+            token_url: format!("{base_url}{FABRIC_TOKEN_PATH}"),
+            user_id: None,
+            token_lifetime: Duration::from_secs(3600),
+        },
+        path_params: Default::default(),
         max_concurrency: 8,
         requests_per_second: None,
         timeout,
@@ -138,8 +154,7 @@ pub(crate) fn client(base_url: &str, timeout: Duration, max_attempts: usize) -> 
             initial_backoff_ms: 10,
             max_backoff_ms: 100,
         },
-    };
-    SourceClient::new(&source).unwrap().with_jitter(Jitter::from_fn(|| 0.0))
+    }
 }
 
 async fn serve_one(mut stream: TcpStream, script: Script, log: Arc<Mutex<Vec<Received>>>) {
@@ -194,10 +209,8 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
     let headers: Vec<(String, String)> = head
         .lines()
         .skip(1)
-        .filter_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            Some((name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        })
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
     let length: usize = headers
         .iter()

@@ -113,6 +113,31 @@ impl Harness {
         )
     }
 
+    /// The `[sources.fabric]` table for this simulator's API Fabric routes: `base_url`
+    /// `{sim}/apiaccess`, the `tokenByAkSk` URL, the operator of `SimOptions::fabric_user_id`,
+    /// and app_key/app_secret as references to `CECSYNC_TEST_FABRIC_APP_KEY` and
+    /// `CECSYNC_TEST_FABRIC_APP_SECRET`, which this sets (for this process and the processes
+    /// it starts) to the credentials of `SimOptions::default()`. Append it to the
+    /// configuration with `config_file(&h.fabric_source_text())` (plus any other extra).
+    pub fn fabric_source_text(&self) -> String {
+        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+        CREDENTIALS.call_once(|| {
+            let defaults = SimOptions::default();
+            std::env::set_var("CECSYNC_TEST_FABRIC_APP_KEY", defaults.fabric_app_key);
+            std::env::set_var("CECSYNC_TEST_FABRIC_APP_SECRET", defaults.fabric_app_secret);
+        });
+        format!(
+            "[sources.fabric]\nbase_url = \"{base}/apiaccess\"\n\
+             token_url = \"{base}/apigovernance/api/oauth/tokenByAkSk\"\n\
+             app_key = \"${{CECSYNC_TEST_FABRIC_APP_KEY}}\"\n\
+             app_secret = \"${{CECSYNC_TEST_FABRIC_APP_SECRET}}\"\n\
+             user_id = \"{user}\"\ntimezone = \"+08:00\"\n\
+             [sources.fabric.retry]\ninitial_backoff_ms = 10\n",
+            base = self.running.base_url,
+            user = self.opts.fabric_user_id,
+        )
+    }
+
     /// Writes the configuration file and returns its path.
     pub fn config_file(&self, extra: &str) -> PathBuf {
         let path = self.dir.path().join("cecsync.toml");

@@ -3,9 +3,11 @@
 
 mod aksk;
 mod bad_input;
+mod call_detail_records;
 mod common;
 mod core_sync;
 mod crash;
+mod fabric_sim;
 mod faults;
 mod s3;
 mod service;
