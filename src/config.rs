@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod toml_error;
 
 use crate::calendar::parse_zone;
+use crate::catalog::pipeline::AuthSpec;
 use crate::catalog::{Catalog, CatalogError};
 use crate::secret::Secret;
 use crate::service::schedule::parse_cron;
@@ -104,6 +105,10 @@ struct SourceConfig {
     app_key: Option<String>,
     #[serde(default)]
     app_secret: Option<String>,
+    #[serde(default)]
+    ak: Option<String>,
+    #[serde(default)]
+    sk: Option<String>,
     #[serde(default)]
     token_url: Option<String>,
     #[serde(default)]
@@ -254,6 +259,13 @@ pub enum SourceAuth {
         app_key: String,
         /// API password.
         app_secret: Secret,
+    },
+    /// The AK/SK that sign every request (C2).
+    AkSk {
+        /// Access key: the developer account, named in every signature.
+        ak: String,
+        /// Secret key.
+        sk: Secret,
     },
     /// No credentials configured.
     None,
@@ -483,10 +495,21 @@ impl Settings {
                 p.and_then(|p| p.refresh_schedule.as_ref()),
                 DEFAULT_REFRESH_SCHEDULE,
             )?;
+            let enabled = p.and_then(|p| p.enabled).unwrap_or(has_source) && has_source;
+            let signed = matches!(dataset.spec.auth, AuthSpec::AkskSignature { .. });
+            if enabled && signed && !matches!(sources[&source].auth, SourceAuth::AkSk { .. }) {
+                return Err(v.invalid(
+                    &format!("sources.{source}.ak"),
+                    &format!("is not set, and pipeline '{name}' signs its requests with an AK/SK"),
+                    &format!(
+                        "set ak and sk = \"${{ENV_VAR}}\" in [sources.{source}], or disable the pipeline"
+                    ),
+                ));
+            }
             pipelines.insert(
                 name.to_string(),
                 PipelineSettings {
-                    enabled: p.and_then(|p| p.enabled).unwrap_or(has_source) && has_source,
+                    enabled,
                     source,
                     page_concurrency: concurrency,
                     slice_concurrency,
@@ -664,6 +687,37 @@ impl Validator<'_> {
         })
     }
 
+    /// The AK/SK of a source, when it has one: both keys, neither empty.
+    fn aksk(&self, name: &str, s: &SourceConfig) -> Result<Option<SourceAuth>, ConfigError> {
+        let key = |k: &str| format!("sources.{name}.{k}");
+        let ak = s.ak.as_deref().map(|k| self.text(&key("ak"), k)).transpose()?;
+        let sk = self.secret(&key("sk"), &s.sk)?;
+        match (ak, sk) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(self.invalid(
+                &key("sk"),
+                "is missing: ak needs the SK issued with it",
+                "set sk = \"${CEC_SK}\" and export CEC_SK (never write the SK in the file)",
+            )),
+            (None, Some(_)) => Err(self.invalid(
+                &key("ak"),
+                "is missing: sk needs the AK issued with it",
+                "set ak to the AK issued by operations",
+            )),
+            (Some(ak), _) if ak.trim().is_empty() || ak.contains('/') => Err(self.invalid(
+                &key("ak"),
+                "is empty or holds a '/'",
+                "set ak to the AK issued by operations",
+            )),
+            (_, Some(sk)) if sk.expose().is_empty() => Err(self.invalid(
+                &key("sk"),
+                "is empty",
+                "set the environment variable it names to the SK issued with the AK",
+            )),
+            (Some(ak), Some(sk)) => Ok(Some(SourceAuth::AkSk { ak, sk })),
+        }
+    }
+
     /// The API Fabric login keys of source `name`, with their defaults.
     fn fabric_login(
         &self,
@@ -733,13 +787,22 @@ impl Validator<'_> {
         let token = self.secret(&key("auth_token"), &s.auth_token)?;
         let app_key = s.app_key.as_deref().map(|k| self.text(&key("app_key"), k)).transpose()?;
         let app_secret = self.secret(&key("app_secret"), &s.app_secret)?;
-        let auth = match (token, app_key, app_secret) {
-            (Some(t), None, None) => SourceAuth::StaticToken(t),
-            (None, Some(app_key), Some(app_secret)) => {
+        let aksk = self.aksk(name, s)?;
+        let auth = match (token, app_key, app_secret, aksk) {
+            (None, None, None, Some(aksk)) => aksk,
+            (Some(t), None, None, None) => SourceAuth::StaticToken(t),
+            (None, Some(app_key), Some(app_secret), None) => {
                 SourceAuth::AppCredentials { app_key, app_secret }
             }
-            (None, None, None) => SourceAuth::None,
-            (Some(_), _, _) => {
+            (None, None, None, None) => SourceAuth::None,
+            (_, _, _, Some(_)) => {
+                return Err(self.invalid(
+                    &key("ak"),
+                    "is set together with auth_token or app_key/app_secret",
+                    "keep one kind of credentials per source: ak + sk for the AK/SK-signed interfaces (CMS, CC-FS, iSales)",
+                ))
+            }
+            (Some(_), _, _, _) => {
                 return Err(self.invalid(
                     &key("auth_token"),
                     "is set together with app_key/app_secret",
@@ -951,6 +1014,55 @@ mod tests {
             format!("{GOOD}\n[service]\ncontrol_token = \"${{EMPTY}}\"\n").replace("${TOKEN}", "x");
         let s = Settings::parse(Path::new("c.toml"), &text, &empty).unwrap();
         assert!(s.service.control_token.is_none());
+    }
+
+    /// `ak` and `sk` make an AK/SK source; a missing half, an empty value or a mix with
+    /// other credentials is refused naming the key and the fix.
+    #[test]
+    fn ak_and_sk_keys() {
+        let aksk = GOOD.replace("auth_token = \"${TOKEN}\"", "ak = \"cmsAK01\"\nsk = \"${TOKEN}\"");
+        let s = parse(&aksk).unwrap();
+        assert!(matches!(
+            &s.sources["oifde"].auth,
+            SourceAuth::AkSk { ak, sk } if ak == "cmsAK01" && sk.expose() == "s3cr3t"
+        ));
+        assert!(!format!("{s:?}").contains("s3cr3t"), "the SK never reaches Debug output");
+        let no_sk = GOOD.replace("auth_token = \"${TOKEN}\"", "ak = \"cmsAK01\"");
+        let no_ak = GOOD.replace("auth_token", "sk");
+        let mixed = GOOD.replace("auth_token", "ak = \"cmsAK01\"\nsk = \"x\"\nauth_token");
+        let empty = GOOD.replace("auth_token = \"${TOKEN}\"", "ak = \"\"\nsk = \"${TOKEN}\"");
+        for (text, key, fix) in [
+            (no_sk, "sources.oifde.sk", "sk = \"${CEC_SK}\""),
+            (no_ak, "sources.oifde.ak", "set ak"),
+            (mixed, "sources.oifde.ak", "keep one kind of credentials"),
+            (empty, "sources.oifde.ak", "set ak"),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("/etc/cecsync/cecsync.toml") && err.contains(key), "{err}");
+            assert!(err.contains(fix) && !err.contains("s3cr3t"), "{err}");
+        }
+    }
+
+    /// An enabled pipeline that signs its requests needs a source with `ak` and `sk`.
+    #[test]
+    fn a_signing_pipeline_needs_ak_and_sk_on_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("catalog/pipelines")).unwrap();
+        let builtin = include_str!("../pipelines/rbt_recognition.toml");
+        let signed = builtin
+            .replace("style = \"body_token\"\nfield = \"authToken\"", "style = \"aksk_signature\"");
+        assert_ne!(signed, builtin);
+        std::fs::write(dir.path().join("catalog/pipelines/rbt_recognition.toml"), signed).unwrap();
+        let file = dir.path().join("cecsync.toml");
+        let with_catalog = format!("catalog_dir = \"catalog\"\n{GOOD}");
+        let err = Settings::parse(&file, &with_catalog, &env).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        assert!(err.contains("sources.oifde.ak") && err.contains("rbt_recognition"), "{err}");
+        assert!(err.contains("set ak and sk"), "{err}");
+        let aksk =
+            with_catalog.replace("auth_token = \"${TOKEN}\"", "ak = \"a\"\nsk = \"${TOKEN}\"");
+        let s = Settings::parse(&file, &aksk, &env).unwrap();
+        assert!(s.pipelines["rbt_recognition"].enabled);
     }
 
     /// The API Fabric keys: the token URL defaults to the origin of base_url, the lifetime

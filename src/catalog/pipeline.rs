@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::source::signature::{TimestampPrecision, DEFAULT_SIGNED_HEADERS, SIGNABLE_HEADERS};
+
 /// Everything the engine needs to know to extract one dataset.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,10 +109,26 @@ pub enum AuthSpec {
         /// Name of the body field, `authToken`.
         field: String,
     },
+    /// The C2 AK/SK signature (CC-CMS, CC-FS, CC-iSales): every request carries
+    /// `Authorization: auth-v2/...` computed with the source's `ak` and `sk`.
+    AkskSignature {
+        /// Headers signed, lowercase names among `content-length`, `content-type` and
+        /// `host`, which is required. Default: all three (the CEC example); `["host"]` is
+        /// the documented fallback.
+        #[serde(default = "default_signed_headers")]
+        signed_headers: Vec<String>,
+        /// How the timestamp is written: `milliseconds` (default) or `seconds`.
+        #[serde(default)]
+        timestamp_precision: TimestampPrecision,
+    },
     /// The API Fabric token (C1): obtained with `tokenByAkSk` from the source's app key and
     /// app secret (see the source's `token_url`, `token_lifetime_secs` and `user_id`), sent
     /// as `Authorization: Bearer` with `x-app-key` and `X-UserId` headers.
     FabricToken,
+}
+
+fn default_signed_headers() -> Vec<String> {
+    DEFAULT_SIGNED_HEADERS.iter().map(|h| h.to_string()).collect()
 }
 
 /// Paging styles.
@@ -437,6 +455,22 @@ impl PipelineSpec {
                 format!("'{}' is not supported; use POST", spec.request.method),
             ));
         }
+        if let AuthSpec::AkskSignature { signed_headers, .. } = &spec.auth {
+            if let Some(name) =
+                signed_headers.iter().find(|h| !SIGNABLE_HEADERS.contains(&h.as_str()))
+            {
+                return Err(invalid(
+                    "auth.signed_headers",
+                    format!(
+                        "'{name}' cannot be signed; use lowercase names among {}",
+                        SIGNABLE_HEADERS.join(", ")
+                    ),
+                ));
+            }
+            if !signed_headers.iter().any(|h| h == "host") {
+                return Err(invalid("auth.signed_headers", "must include host".into()));
+            }
+        }
         if spec.paging.page_size() == 0 {
             return Err(invalid("paging.page_size", "must be at least 1".into()));
         }
@@ -550,6 +584,39 @@ mod tests {
         assert_eq!(p.envelope.success_codes, ["0"]);
         let fields: Vec<_> = p.referenced_fields().map(|(_, f)| f).collect();
         assert_eq!(fields, ["id", "beginTime"]);
+    }
+
+    /// The C2 style has its defaults, and refuses headers the client cannot sign exactly.
+    #[test]
+    fn the_aksk_signature_style_has_defaults_and_checks_its_headers() {
+        let aksk = |extra: &str| {
+            let text = MINIMAL
+                .replace("\"body_token\"", "\"aksk_signature\"")
+                .replace("field = \"authToken\"", extra);
+            PipelineSpec::parse("d.toml", &text)
+        };
+        let AuthSpec::AkskSignature { signed_headers, timestamp_precision } =
+            aksk("").unwrap().auth
+        else {
+            panic!("not the C2 style")
+        };
+        assert_eq!(signed_headers, ["content-length", "content-type", "host"]);
+        assert_eq!(timestamp_precision, TimestampPrecision::Milliseconds);
+        let spec = aksk("signed_headers = [\"host\"]\ntimestamp_precision = \"seconds\"").unwrap();
+        assert!(matches!(
+            spec.auth,
+            AuthSpec::AkskSignature { ref signed_headers, timestamp_precision: TimestampPrecision::Seconds }
+                if signed_headers == &["host"]
+        ));
+        for (extra, want) in [
+            ("signed_headers = [\"content-type\"]", "must include host"),
+            ("signed_headers = [\"host\", \"x-date\"]", "'x-date' cannot be signed"),
+            ("signed_headers = [\"Host\"]", "'Host' cannot be signed"),
+            ("timestamp_precision = \"minutes\"", "minutes"),
+        ] {
+            let err = aksk(extra).unwrap_err().to_string();
+            assert!(err.contains("d.toml") && err.contains(want), "{extra}: {err}");
+        }
     }
 
     #[test]

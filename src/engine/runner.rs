@@ -21,7 +21,7 @@ use crate::config::Settings;
 use crate::sink::layout::PartitionId;
 use crate::sink::store::{open_store, probe};
 use crate::source::auth::Authenticator;
-use crate::source::{SourceClient, SourceError};
+use crate::source::SourceClient;
 use crate::state::{PipelineCheckpoint, SliceState, StateStore};
 
 /// What a run did.
@@ -341,8 +341,7 @@ impl Engine {
                     progress.slice_done(run.dataset_name(), slice.month, "FAILED");
                     let stop = matches!(
                         &e,
-                        EngineError::Source { source, .. }
-                            if matches!(**source, SourceError::Unauthorized { .. } | SourceError::NoCredentials { .. })
+                        EngineError::Source { source, .. } if source.is_auth_failure()
                     );
                     failures.push(e);
                     if stop {

@@ -1,17 +1,19 @@
-//! Auth strategies: where a pipeline's token comes from and how its requests carry it.
+//! Auth strategies: how a pipeline's requests prove who sends them.
 //!
 //! - `body_token`: the OIFDE token (C3) as a field of the JSON body, either fixed in the
 //!   configuration or obtained with `gettoken` from the tenant's app key and API password.
 //! - `fabric_token`: the API Fabric token (C1) obtained with `tokenByAkSk` from the app key
 //!   and app secret, sent as `Authorization: Bearer`, with `x-app-key` and, when
 //!   configured, `X-UserId` headers.
+//! - `aksk_signature`: the C2 AK/SK signature of every request (see [`super::signature`]),
+//!   computed anew at each attempt; no token, no login.
 //!
 //! Login tokens of either kind are cached, refreshed ahead of expiry and once on a 401 of a
 //! business call, which is then retried; one refresh is shared by every request in flight
 //! (the login runs under the cache's lock).
 //!
-//! Refused credentials are not retried: the error names the source and the app key (never
-//! a token or the secret), and the engine stops the pipeline on it.
+//! Refused credentials are not retried: the error names the source and the app key or the
+//! AK (never a token or a secret), and the engine stops the pipeline on it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use tracing::info;
 
 use super::client::SourceClient;
 use super::error::{excerpt, SourceError};
+use super::signature::Signer;
 use crate::catalog::pipeline::AuthSpec;
 use crate::config::{FabricLogin, Source, SourceAuth};
 use crate::secret::Secret;
@@ -251,27 +254,46 @@ enum Carrier {
 
 /// The auth strategy of one pipeline on one source.
 #[derive(Debug, Clone)]
-pub struct Authenticator {
-    carrier: Carrier,
-    tokens: Arc<TokenSource>,
+pub enum Authenticator {
+    /// C3 and C1: a token, fixed or obtained by login, carried by every request.
+    Token(TokenAuth),
+    /// C2: every request signed with the source's AK/SK.
+    Signature(Arc<Signer>),
 }
 
 impl Authenticator {
     /// Builds the strategy a pipeline asks for from the source's credentials.
     pub fn new(spec: &AuthSpec, source: &Source) -> Result<Self, SourceError> {
-        let no_credentials = || SourceError::NoCredentials { source_name: source.name.clone() };
-        let (carrier, tokens) = match (spec, &source.auth) {
-            (_, SourceAuth::None) => return Err(no_credentials()),
+        let missing = |needed: &'static str| SourceError::NoCredentials {
+            source_name: source.name.clone(),
+            needed,
+        };
+        let token =
+            |carrier, tokens| Ok(Self::Token(TokenAuth { carrier, tokens: Arc::new(tokens) }));
+        match (spec, &source.auth) {
+            (
+                AuthSpec::AkskSignature { signed_headers, timestamp_precision },
+                SourceAuth::AkSk { ak, sk },
+            ) => Ok(Self::Signature(Arc::new(Signer::new(
+                ak.clone(),
+                sk.clone(),
+                signed_headers.as_slice(),
+                *timestamp_precision,
+            )))),
+            (AuthSpec::AkskSignature { .. }, _) => Err(missing("ak and sk")),
             (AuthSpec::BodyToken { field }, SourceAuth::StaticToken(t)) => {
-                (Carrier::BodyField(field.clone()), TokenSource::Fixed(t.clone()))
+                token(Carrier::BodyField(field.clone()), TokenSource::Fixed(t.clone()))
             }
             (AuthSpec::BodyToken { field }, SourceAuth::AppCredentials { app_key, app_secret }) => {
-                (
+                token(
                     Carrier::BodyField(field.clone()),
                     TokenSource::Login(TokenCache::new(LoginKind::Gettoken, app_key, app_secret)),
                 )
             }
-            (AuthSpec::FabricToken, SourceAuth::AppCredentials { app_key, app_secret }) => (
+            (AuthSpec::BodyToken { .. }, SourceAuth::AkSk { .. } | SourceAuth::None) => {
+                Err(missing("auth_token, or app_key and app_secret"))
+            }
+            (AuthSpec::FabricToken, SourceAuth::AppCredentials { app_key, app_secret }) => token(
                 Carrier::Bearer {
                     app_key: app_key.clone(),
                     user_id: source.fabric.user_id.clone(),
@@ -282,22 +304,60 @@ impl Authenticator {
                     app_secret,
                 )),
             ),
-            (AuthSpec::FabricToken, SourceAuth::StaticToken(_)) => {
-                return Err(SourceError::Setup {
-                    source_name: source.name.clone(),
-                    problem: "the pipeline's auth style fabric_token logs in with tokenByAkSk: \
-                              set app_key and app_secret instead of auth_token"
-                        .into(),
-                })
+            (AuthSpec::FabricToken, SourceAuth::StaticToken(_)) => Err(SourceError::Setup {
+                source_name: source.name.clone(),
+                problem: "the pipeline's auth style fabric_token logs in with tokenByAkSk: \
+                          set app_key and app_secret instead of auth_token"
+                    .into(),
+            }),
+            (AuthSpec::FabricToken, SourceAuth::AkSk { .. } | SourceAuth::None) => {
+                Err(missing("app_key and app_secret"))
             }
-        };
-        Ok(Self { carrier, tokens: Arc::new(tokens) })
+        }
     }
 
-    /// The same error without any secret this strategy knows (the fixed token, or the
-    /// current login token and the app secret): for errors built from a response body after
-    /// [`Self::post`] returned it.
+    /// The same error without any secret this strategy knows: for errors built from a
+    /// response body after [`Self::post`] returned it.
     pub async fn redact(&self, error: SourceError) -> SourceError {
+        match self {
+            Self::Token(auth) => auth.redact(error).await,
+            Self::Signature(signer) => error.redacted(signer.sk().expose()),
+        }
+    }
+
+    /// POSTs `body` as JSON, authenticated. C3 and C1: see [`TokenAuth`]. C2: the body is
+    /// serialised once and those bytes are signed and sent; a refusal (401 or 403) fails at
+    /// once as [`SourceError::SignatureRefused`], naming the AK.
+    pub async fn post(
+        &self,
+        client: &SourceClient,
+        path: &str,
+        body: Map<String, Value>,
+    ) -> Result<Bytes, SourceError> {
+        match self {
+            Self::Token(auth) => auth.post(client, path, body).await,
+            Self::Signature(signer) => {
+                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
+                client
+                    .post_json_signed(path, &bytes, signer)
+                    .await
+                    .map_err(|e| e.redacted(signer.sk().expose()).signature_refused(signer.ak()))
+            }
+        }
+    }
+}
+
+/// C3 and C1: a token, fixed or obtained by login, and how requests carry it.
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    carrier: Carrier,
+    tokens: Arc<TokenSource>,
+}
+
+impl TokenAuth {
+    /// The same error without the fixed token, or the current login token and the app
+    /// secret.
+    async fn redact(&self, error: SourceError) -> SourceError {
         match &*self.tokens {
             TokenSource::Fixed(t) => error.redacted(t.expose()),
             TokenSource::Login(cache) => {
@@ -356,7 +416,7 @@ impl Authenticator {
 
     /// POSTs `body` with the token added; on 401 with a login token, logs in again once and
     /// retries. A fixed token that is refused, or a 403, fails at once.
-    pub async fn post(
+    async fn post(
         &self,
         client: &SourceClient,
         path: &str,
@@ -389,7 +449,10 @@ mod tests {
 
     use super::*;
     use crate::config::FABRIC_TOKEN_PATH;
-    use crate::source::scripted::{client, source, Answer, Received, Script, ScriptedServer};
+    use crate::source::scripted::{
+        client, queue, source, Answer, Received, Script, ScriptedServer,
+    };
+    use crate::source::signature::Authorization;
 
     const QUERY: &str = "/oifde/rest/api/queryRbtRecognitionResult";
     const OK: &str = r#"{"errorCode":"0","rbtRecognitions":[],"total":0}"#;
@@ -441,6 +504,7 @@ mod tests {
                 Style::Gettoken => r.body["authToken"].as_str().unwrap_or_default().to_string(),
                 Style::Fabric => r
                     .header("authorization")
+                    .first()
                     .and_then(|h| h.strip_prefix("Bearer "))
                     .unwrap_or_default()
                     .to_string(),
@@ -585,6 +649,98 @@ mod tests {
         }
     }
 
+    fn signing_auth(sk: &str) -> Authenticator {
+        let spec = AuthSpec::AkskSignature {
+            signed_headers: vec!["host".into(), "content-type".into(), "content-length".into()],
+            timestamp_precision: Default::default(),
+        };
+        let mut src = source("http://127.0.0.1:9", Duration::from_secs(5), 3);
+        src.auth = SourceAuth::AkSk { ak: "cmsAK01".into(), sk: Secret::new(sk) };
+        Authenticator::new(&spec, &src).unwrap()
+    }
+
+    /// A C2-signed request carries the signature with the AK, Host with the port, and one
+    /// Content-Length of the body sent (not chunked); the body has no token field.
+    #[tokio::test]
+    async fn signed_requests_carry_the_signed_headers() {
+        let server = ScriptedServer::start(queue(vec![Answer::status(200, OK)])).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let mut body = Map::new();
+        body.insert("vdn".into(), json!(170));
+        let answer = signing_auth("cms-sk-0001").post(&client, QUERY, body).await.unwrap();
+        assert_eq!(&answer[..], OK.as_bytes());
+        let received = server.received();
+        let request = &received[0];
+        let host = server.base_url.trim_start_matches("http://");
+        assert_eq!(request.header("host"), [host]);
+        assert_eq!(request.header("content-length"), ["11"]);
+        assert_eq!(request.header("content-type"), ["application/json; charset=UTF-8"]);
+        assert!(request.header("transfer-encoding").is_empty());
+        let auth = request.header("authorization");
+        assert_eq!(auth.len(), 1, "{auth:?}");
+        let parsed = Authorization::parse(auth[0]).unwrap();
+        assert_eq!(parsed.ak, "cmsAK01");
+        assert_eq!(parsed.signed_headers, "content-length;content-type;host");
+        assert!(parsed.timestamp.len() == 24 && parsed.timestamp.ends_with('Z'), "{parsed:?}");
+        assert_eq!(request.body, json!({"vdn": 170}));
+    }
+
+    /// HTTP 401 to a C2-signed request fails at once, after one request, with an error that
+    /// names the source, the AK and the likely causes, and never the SK.
+    #[tokio::test]
+    async fn a_refused_signature_is_a_hard_error_naming_the_ak() {
+        let refusal = r#"{"resultCode":"0100401","resultDesc":"authentication failed"}"#;
+        for status in [401, 403] {
+            let server = ScriptedServer::start(queue(vec![Answer::status(status, refusal)])).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 5);
+            let err =
+                signing_auth("cms-sk-0001").post(&client, QUERY, Map::new()).await.unwrap_err();
+            assert!(
+                matches!(&err, SourceError::SignatureRefused { status: s, ak, .. } if *s == status && ak == "cmsAK01"),
+                "{err:?}"
+            );
+            assert!(err.is_auth_failure());
+            let text = err.to_string();
+            for part in [
+                "source 'oifde'",
+                "AK 'cmsAK01'",
+                &format!("HTTP {status}"),
+                "authentication failed",
+                "wrong ak or sk",
+                "clock",
+                "rewrites the Host header",
+            ] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+            assert!(!text.contains("cms-sk-0001") && !format!("{err:?}").contains("cms-sk-0001"));
+            assert_eq!(server.received().len(), 1, "HTTP {status}: not retried");
+        }
+    }
+
+    /// A pipeline's style needs credentials of its kind: the error says which keys to set.
+    #[test]
+    fn a_style_without_its_credentials_names_the_keys_to_set() {
+        let mut src = source("http://127.0.0.1:9", Duration::from_secs(5), 3);
+        src.auth = SourceAuth::AkSk { ak: "a".into(), sk: Secret::new("s") };
+        let body = AuthSpec::BodyToken { field: "authToken".into() };
+        let err = Authenticator::new(&body, &src).unwrap_err().to_string();
+        assert!(err.contains("source 'oifde'") && err.contains("set auth_token"), "{err}");
+        let err = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap_err().to_string();
+        assert!(err.contains("set app_key and app_secret"), "{err}");
+        let signed = AuthSpec::AkskSignature {
+            signed_headers: vec!["host".into()],
+            timestamp_precision: Default::default(),
+        };
+        src.name = "cms".into();
+        let token = SourceAuth::StaticToken(Secret::new("t"));
+        let app = SourceAuth::AppCredentials { app_key: "k".into(), app_secret: Secret::new("s") };
+        for creds in [token, app, SourceAuth::None] {
+            src.auth = creds;
+            let err = Authenticator::new(&signed, &src).unwrap_err().to_string();
+            assert!(err.contains("source 'cms'") && err.contains("set ak and sk"), "{err}");
+        }
+    }
+
     /// A wrong app key or secret fails after one tokenByAkSk request and no business
     /// request, whether the endpoint answers 400, 401, 403, or 200 without an AccessToken
     /// (even when it echoes the secret): the error names the source and the app key, never
@@ -643,14 +799,14 @@ mod tests {
         assert_eq!(paths, [FABRIC_TOKEN_PATH, QUERY, FABRIC_TOKEN_PATH, QUERY]);
         let login = &received[0];
         assert_eq!(login.body, json!({"app_key": APP_KEY, "app_secret": SECRET}));
-        assert_eq!(login.header("x-token-expire"), Some("900"));
+        assert_eq!(login.header("x-token-expire"), ["900"]);
         let query = &received[1];
-        assert_eq!(query.header("authorization"), Some("Bearer t1"));
-        assert_eq!(query.header("x-app-key"), Some(APP_KEY));
-        assert_eq!(query.header("x-userid"), Some(USER_ID));
+        assert_eq!(query.header("authorization"), ["Bearer t1"]);
+        assert_eq!(query.header("x-app-key"), [APP_KEY]);
+        assert_eq!(query.header("x-userid"), [USER_ID]);
         assert_eq!(query.body, json!({"offset": "0"}), "the token is not in the body");
-        assert_eq!(received[3].header("authorization"), Some("Bearer t2"));
-        assert_eq!(received[3].header("x-userid"), None, "X-UserId only when configured");
+        assert_eq!(received[3].header("authorization"), ["Bearer t2"]);
+        assert!(received[3].header("x-userid").is_empty(), "X-UserId only when configured");
     }
 
     /// `Expires` and `CreateTime` are read as strings or numbers; an `Expires` larger than

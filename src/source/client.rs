@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use tracing::warn;
@@ -22,11 +22,15 @@ use super::retry::{
     classify_status, classify_transport, is_certificate_error, parse_retry_after, transport_kind,
     Backoff, Jitter, RetryAction,
 };
+use super::signature::{RequestParts, Signer};
 use crate::config::{RetryConfig, Source};
 
 /// The reason given when TLS refuses the server's certificate, with the fix.
 const CERTIFICATE_REFUSED: &str = "the server's TLS certificate was refused (for a private or \
      on-premise CA, set ca_bundle to the PEM file of that CA)";
+
+/// The Content-Type of every request body.
+const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 
 /// Counters of one source's traffic.
 #[derive(Debug, Default)]
@@ -54,6 +58,7 @@ impl ClientStats {
 pub struct SourceClient {
     name: String,
     base_url: String,
+    host: String,
     http: reqwest::Client,
     retry: RetryConfig,
     jitter: Jitter,
@@ -98,9 +103,12 @@ impl SourceClient {
         }
         let http =
             builder.build().map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
+        let host = host_header(&source.base_url)
+            .ok_or_else(|| setup(format!("base_url '{}' names no host", source.base_url)))?;
         Ok(Self {
             name: source.name.clone(),
             base_url: source.base_url.clone(),
+            host,
             http,
             retry: source.retry.clone(),
             jitter: Jitter::random(),
@@ -138,7 +146,7 @@ impl SourceClient {
     /// 401 and 403 come back as [`SourceError::Unauthorized`] at once, so that the auth
     /// layer can refresh a token; other permanent failures come back at once too.
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Result<Bytes, SourceError> {
-        self.post_json_to(&self.url(path), &[], body).await
+        self.post(&self.url(path), &[], body, None).await
     }
 
     /// [`Self::post_json`] to a full URL (which may be on another host of the platform, such
@@ -149,11 +157,36 @@ impl SourceClient {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Bytes, SourceError> {
+        self.post(url, headers, body, None).await
+    }
+
+    /// [`Self::post_json`], each attempt signed anew by `signer` (C2): the request carries
+    /// `Host` (with the port the base URL names, even a default one), `Content-Type`,
+    /// `Content-Length` and `Authorization` exactly as signed, and `body` as it is.
+    pub async fn post_json_signed(
+        &self,
+        path: &str,
+        body: &[u8],
+        signer: &Signer,
+    ) -> Result<Bytes, SourceError> {
+        self.post(&self.url(path), &[], body, Some(signer)).await
+    }
+
+    /// The request path shared by the public entry points: POSTs `body` as JSON to `url`
+    /// with `extra_headers`, signing each attempt with `signer` when given (the signed
+    /// `Host` is that of the base URL, so signed requests go to paths of the source).
+    async fn post(
+        &self,
+        url: &str,
+        extra_headers: &[(&str, &str)],
+        body: &[u8],
+        signer: Option<&Signer>,
+    ) -> Result<Bytes, SourceError> {
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let failure = match self.attempt(url, headers, body).await {
+            let failure = match self.attempt(url, extra_headers, body, signer).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(failure) => failure,
             };
@@ -170,11 +203,43 @@ impl SourceClient {
         }
     }
 
+    /// The headers a signed attempt adds to the Content-Type of every request, with the
+    /// values its signature covers.
+    fn signed_headers(
+        &self,
+        url: &str,
+        body: &[u8],
+        signer: &Signer,
+    ) -> Result<[(reqwest::header::HeaderName, String); 3], SourceError> {
+        let setup =
+            |problem: String| SourceError::Setup { source_name: self.name.clone(), problem };
+        let target = reqwest::Url::parse(url).map_err(|e| setup(format!("{url}: {e}")))?;
+        let length = body.len().to_string();
+        let request = RequestParts {
+            method: "POST".into(),
+            path: target.path().into(),
+            query: target.query_pairs().collect(),
+            headers: vec![
+                ("host".into(), self.host.as_str().into()),
+                ("content-type".into(), JSON_CONTENT_TYPE.into()),
+                ("content-length".into(), length.as_str().into()),
+            ],
+            body,
+        };
+        let authorization = signer
+            .authorization(&request, chrono::Utc::now())
+            .map_err(|e| setup(format!("cannot sign {url}: {e}")))?;
+        Ok([(HOST, self.host.clone()), (CONTENT_LENGTH, length), (AUTHORIZATION, authorization)])
+    }
+
+    /// One attempt: the Content-Type of every request, `extra_headers`, and when `signer`
+    /// is given the headers of a fresh signature.
     async fn attempt(
         &self,
         url: &str,
-        headers: &[(&str, &str)],
+        extra_headers: &[(&str, &str)],
         body: &[u8],
+        signer: Option<&Signer>,
     ) -> Result<Bytes, Failure> {
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         if let Some(limiter) = &self.limiter {
@@ -194,10 +259,17 @@ impl SourceClient {
                 attempts: 0,
             },
         };
-        let mut request =
-            self.http.post(url).header(CONTENT_TYPE, "application/json; charset=UTF-8");
-        for (name, value) in headers {
+        let mut request = self.http.post(url).header(CONTENT_TYPE, JSON_CONTENT_TYPE);
+        for (name, value) in extra_headers {
             request = request.header(*name, *value);
+        }
+        if let Some(signer) = signer {
+            let headers = self
+                .signed_headers(url, body, signer)
+                .map_err(|error| Failure { action: RetryAction::DontRetry, error })?;
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
         }
         let response = request.body(body.to_vec()).send().await.map_err(transport)?;
         let status = response.status();
@@ -256,6 +328,17 @@ impl SourceClient {
         }
         Ok(bytes)
     }
+}
+
+/// The `Host` header of requests to `base_url`: its host and the port it names, kept even
+/// when it is the scheme's default (which HTTP clients leave out, and a C2 signature must
+/// cover as the server sees it); without a named port, the host alone. `None` when the URL
+/// names no host.
+fn host_header(base_url: &str) -> Option<String> {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host_port.is_empty() && !host_port.starts_with(':')).then(|| host_port.to_string())
 }
 
 /// An error and its causes on one line: reqwest's own message omits the cause (a refused
@@ -334,6 +417,23 @@ mod tests {
             let err = client.post_json("/q", b"{}").await.unwrap_err().to_string();
             assert!(err.contains(want) && err.contains("after 2 attempt(s)"), "{want}: {err}");
             assert_eq!(server.received().len(), 2, "{err}");
+        }
+    }
+
+    /// The Host header keeps the port the base URL names, even the scheme's default one,
+    /// and leaves out user info and the path.
+    #[test]
+    fn the_host_header_keeps_the_named_port() {
+        for (url, want) in [
+            ("https://10.0.0.1:28443", Some("10.0.0.1:28443")),
+            ("https://10.0.0.1:443/rest", Some("10.0.0.1:443")),
+            ("http://cms.example:80?x=1", Some("cms.example:80")),
+            ("https://service.besclouds.com/apiaccess", Some("service.besclouds.com")),
+            ("https://user:pw@[::1]:8443/x", Some("[::1]:8443")),
+            ("https://", None),
+            ("https://:443/x", None),
+        ] {
+            assert_eq!(host_header(url).as_deref(), want, "{url}");
         }
     }
 

@@ -41,6 +41,20 @@ pub enum SourceError {
         /// The API's message.
         message: String,
     },
+    /// A request signed with an AK/SK (C2) was refused.
+    #[error("{url}: the source '{source_name}' refused the request signed with AK '{ak}' (HTTP {status}): {message}; likely causes: a wrong ak or sk in the source's configuration, a host clock off from the server's (keep it NTP-synced), or a proxy or load balancer that rewrites the Host header")]
+    SignatureRefused {
+        /// The configured source.
+        source_name: String,
+        /// The request URL.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The AK of the signature.
+        ak: String,
+        /// The API's message.
+        message: String,
+    },
     /// The API answered with an error code in its envelope.
     #[error("{url}: the API answered {field} = {code}: {message}")]
     Api {
@@ -71,13 +85,13 @@ pub enum SourceError {
         /// What is wrong.
         problem: String,
     },
-    /// The source has no credentials but the pipeline needs them.
-    #[error(
-        "source '{source_name}' has no credentials: set auth_token, or app_key and app_secret"
-    )]
+    /// The source has no credentials of the kind the pipeline needs.
+    #[error("source '{source_name}' has no credentials for this pipeline: set {needed}")]
     NoCredentials {
         /// The configured source.
         source_name: String,
+        /// The configuration keys to set.
+        needed: &'static str,
     },
 }
 
@@ -106,6 +120,9 @@ impl SourceError {
                     message: r(message),
                 }
             }
+            Self::SignatureRefused { source_name, url, status, ak, message } => {
+                Self::SignatureRefused { source_name, url: r(url), status, ak, message: r(message) }
+            }
             Self::Api { url, field, code, message } => {
                 Self::Api { url: r(url), field, code: r(code), message: r(message) }
             }
@@ -122,6 +139,26 @@ impl SourceError {
             Self::Http { url, status, body, .. } => Self::Http { url, status, body, attempts: n },
             Self::Transport { url, reason, detail, .. } => {
                 Self::Transport { url, reason, detail, attempts: n }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the credentials are missing or refused: retrying cannot help, and the
+    /// pipeline stops.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Unauthorized { .. } | Self::SignatureRefused { .. } | Self::NoCredentials { .. }
+        )
+    }
+
+    /// The same error, for a refused request signed with `ak` (for
+    /// [`SourceError::Unauthorized`]).
+    pub fn signature_refused(self, ak: &str) -> Self {
+        match self {
+            Self::Unauthorized { source_name, url, status, message, .. } => {
+                Self::SignatureRefused { source_name, url, status, ak: ak.to_string(), message }
             }
             other => other,
         }

@@ -1,6 +1,6 @@
 //! Talking to a CEC source: the HTTP client with retries and a rate limit, the auth
-//! strategies, reading a page's envelope, and the paging strategies that turn a month
-//! slice into pages.
+//! strategies and the C2 request signature, reading a page's envelope, and the paging
+//! strategies that turn a month slice into pages.
 
 pub mod auth;
 pub mod client;
@@ -11,6 +11,7 @@ pub mod paging;
 pub mod retry;
 #[cfg(test)]
 mod scripted;
+pub mod signature;
 
 pub use client::SourceClient;
 pub use error::SourceError;

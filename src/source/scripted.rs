@@ -27,10 +27,11 @@ pub(crate) struct Received {
 }
 
 impl Received {
-    /// The value of header `name` (any case), if sent.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    /// Every value of header `name` (any case), in the order sent: empty when it was not
+    /// sent, more than one when it was repeated.
+    pub(crate) fn header(&self, name: &str) -> Vec<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 
@@ -205,18 +206,15 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
     };
     let head = String::from_utf8_lossy(&data[..head_end]).to_string();
     let path = head.split_whitespace().nth(1)?.to_string();
-    let headers = head
+    let headers: Vec<(String, String)> = head
         .lines()
         .skip(1)
         .filter_map(|l| l.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
-        })
+    let length: usize = headers
+        .iter()
+        .find_map(|(name, value)| (name == "content-length").then(|| value.parse().ok())?)
         .unwrap_or(0);
     while data.len() < head_end + length {
         let n = stream.read(&mut chunk).await.ok()?;

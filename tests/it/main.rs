@@ -1,6 +1,7 @@
 //! Integration tests: the real binary and library against the built-in simulator over real
 //! HTTP on loopback, with the Parquet lake read back and compared row by row.
 
+mod aksk;
 mod appraise;
 mod bad_input;
 mod call_detail_records;
