@@ -1,5 +1,5 @@
-//! `cecsync demo`: the built-in simulator in-process, a year backfilled into a local lake,
-//! and a look at what was written.
+//! `cecsync demo`: the built-in simulator in-process, a year of every dataset backfilled
+//! into a local lake, and a look at what was written.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +25,8 @@ pub enum DemoError {
     Engine(#[from] EngineError),
 }
 
-/// The demo's configuration: the simulator as the OIFDE source, `lake` as the destination.
+/// The demo's configuration: the simulator as the OIFDE and API Fabric sources, `lake` as
+/// the destination.
 pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions) -> String {
     format!(
         r#"tenant_id = "{tenant}"
@@ -35,10 +36,19 @@ url = "file://{lake}"
 base_url = "{base_url}"
 timezone = "+08:00"
 auth_token = "{token}"
+[sources.fabric]
+base_url = "{base_url}/apiaccess"
+timezone = "+08:00"
+app_key = "{fabric_key}"
+app_secret = "{fabric_secret}"
+user_id = "{fabric_user}"
 "#,
         tenant = opts.tenant_id,
         lake = lake.display(),
         token = opts.auth_token,
+        fabric_key = opts.fabric_app_key,
+        fabric_secret = opts.fabric_app_secret,
+        fabric_user = opts.fabric_user_id,
     )
 }
 
@@ -56,8 +66,10 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
     let settings = Settings::parse(&lake.join("demo.toml"), &text, &|_| None)?;
     let engine = Engine::open(settings)?;
     let bar = progress::for_stderr();
-    let report = engine.backfill("rbt_recognition", first, last, false, bar.as_ref()).await?;
-    println!("{report}\n");
+    for pipeline in engine.enabled_pipelines() {
+        let report = engine.backfill(&pipeline, first, last, false, bar.as_ref()).await?;
+        println!("{report}\n");
+    }
     println!("{}\n", status_table(&status(&engine).await?));
     println!("Parquet files written under {}:", lake.display());
     let mut files = Vec::new();

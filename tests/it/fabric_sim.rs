@@ -1,10 +1,14 @@
 //! The harness's `[sources.fabric]` table against the simulator's API Fabric routes: what
 //! an engine reading that table would send reaches data, over real HTTP on loopback.
 
+use std::collections::BTreeMap;
+
+use cecsync::calendar::Month;
+use cecsync::engine::progress::LogProgress;
 use cecsync::sim::SimOptions;
 use serde_json::{json, Value};
 
-use crate::common::{month, Harness};
+use crate::common::{lake_rows, month, Harness, Row};
 
 /// POSTs `body` as JSON to `url` with `headers`; returns the status and the JSON answer.
 async fn post(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
@@ -62,5 +66,82 @@ async fn the_fabric_source_table_reaches_the_simulator() {
     let (status, records) = post(&url, &headers[..1], &day).await;
     assert_eq!((status, records["retCode"].as_str()), (200, Some("0")), "{records}");
     assert_eq!(h.sim.stats().fabric_token_requests, 1);
+    h.running.shutdown().await;
+}
+
+/// Epoch-seconds fields of an inspection call; the lake holds them as timestamps (ms).
+const CALL_SECONDS: [&str; 3] = ["call_time", "upload_time", "create_time"];
+
+/// Asserts that `dataset` holds exactly `truth` (rows by key), every field of the truth
+/// equal (after `expected` adapts a truth value to its lake form), each row in the partition
+/// of `event_ms(row)`'s month at +08:00.
+fn assert_dataset_equals(
+    h: &Harness,
+    dataset: &str,
+    key: &str,
+    truth: &BTreeMap<String, Value>,
+    expected: impl Fn(&str, &Value) -> Value,
+    event_ms: impl Fn(&Row) -> i64,
+) {
+    let mut seen = BTreeMap::new();
+    for (partition, row) in lake_rows(&h.lake(), dataset) {
+        let id = row[key].as_str().unwrap().to_string();
+        let want = truth.get(&id).unwrap_or_else(|| panic!("{dataset} {id} is not in the API"));
+        for (field, value) in want.as_object().unwrap() {
+            let got = row.get(field).unwrap_or(&Value::Null);
+            assert_eq!(*got, expected(field, value), "{dataset} {id}.{field}");
+        }
+        let month = Month::containing_ms(event_ms(&row), h.opts.zone).unwrap();
+        assert_eq!(month.to_string(), partition, "{dataset} {id} partition");
+        assert!(seen.insert(id.clone(), ()).is_none(), "{dataset} {id} appears twice");
+    }
+    assert_eq!(seen.len(), truth.len(), "{dataset}: the lake holds every row of the API");
+}
+
+/// Both API Fabric datasets backfilled from the simulator across a month edge equal its
+/// ground truth row by row: inspection calls over several pages of whole groups (each call
+/// in the month of its `call_time`, groups straddling the edge included), call records over
+/// several pages of 7-day windows; tokens die early, so the backfill logs in again as it
+/// goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fabric_datasets_equal_the_simulator_truth() {
+    let mut options = SimOptions {
+        appraise_calls_per_month: 400,
+        cdrs_per_month: 700,
+        fabric_token_lifetime: Some(std::time::Duration::from_millis(250)),
+        ..SimOptions::default()
+    };
+    options.faults.delay_rate = 0.3;
+    options.faults.delay = std::time::Duration::from_millis(60);
+    let h = Harness::start(options).await;
+    let engine = h.engine(&h.fabric_source_text());
+    let (from, to) = (month("2025-01"), month("2025-02"));
+    let calls = engine.backfill("appraise_calls", from, to, false, &LogProgress).await.unwrap();
+    let records =
+        engine.backfill("call_detail_records", from, to, false, &LogProgress).await.unwrap();
+    assert!(calls.pages() > 4, "inspection calls took several pages a month");
+    assert!(records.pages() > 10, "call records took several pages");
+    assert!(h.sim.stats().fabric_token_requests > 1, "tokens expired and were renewed");
+
+    let truth = h.sim.appraise_calls([from, to]);
+    assert!(truth.len() > 700, "{} calls", truth.len());
+    let seconds_as_ms = |field: &str, value: &Value| match value.as_i64() {
+        Some(s) if CALL_SECONDS.contains(&field) => json!(s * 1000),
+        _ => value.clone(),
+    };
+    let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
+    assert_dataset_equals(&h, "appraise_calls", "call_uuid", &truth, seconds_as_ms, call_ms);
+
+    let truth = h.sim.call_detail_records([from, to]);
+    assert!(truth.len() > 1300, "{} call records", truth.len());
+    let start_ms = |row: &Row| row["startTime"].as_i64().unwrap();
+    assert_dataset_equals(
+        &h,
+        "call_detail_records",
+        "callSerialNo",
+        &truth,
+        |_, v| v.clone(),
+        start_ms,
+    );
     h.running.shutdown().await;
 }
