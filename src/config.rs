@@ -525,6 +525,20 @@ impl Settings {
                 },
             );
         }
+        for (name, dataset) in catalog.iter() {
+            let Some(fan_out) = dataset.spec.fan_out() else { continue };
+            let explicit = raw.pipelines.get(name).is_some_and(|p| p.enabled == Some(true));
+            if explicit && !pipelines.get(&fan_out.parent).is_some_and(|p| p.enabled) {
+                return Err(v.invalid(
+                    &format!("pipelines.{name}.enabled"),
+                    &format!("is true, but its parent '{}' is not enabled", fan_out.parent),
+                    &format!(
+                        "enable pipelines.{} (its slices fetch {name}), or set enabled = false",
+                        fan_out.parent
+                    ),
+                ));
+            }
+        }
         let spool_dir = raw.spool_dir.map(|d| base.join(d)).unwrap_or_else(std::env::temp_dir);
         let service = v.service(&raw.service)?;
         Ok(Self {

@@ -43,6 +43,9 @@ pub enum CatalogError {
         kind: schema::FieldKind,
         need: &'static str,
     },
+    /// A fan-out dataset does not fit its parent.
+    #[error("pipeline {pipeline}: {key}: {problem}")]
+    FanOut { pipeline: String, key: &'static str, problem: String },
     /// A catalog folder could not be read.
     #[error("catalog folder {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -124,6 +127,9 @@ impl Catalog {
             }
             datasets.insert(spec.name.clone(), Dataset { spec: Arc::new(spec), schema });
         }
+        for dataset in datasets.values() {
+            check_fan_out(dataset, &datasets)?;
+        }
         Ok(Self { datasets })
     }
 
@@ -141,6 +147,65 @@ impl Catalog {
     pub fn names(&self) -> Vec<&str> {
         self.datasets.keys().map(String::as_str).collect()
     }
+}
+
+/// A fan-out dataset's parent exists and runs on its own, the columns the fan-out reads
+/// are the parent's, and the fan-out schema holds the parent's key columns (to match rows
+/// to their parent row) with the same types.
+fn check_fan_out(
+    dataset: &Dataset,
+    datasets: &BTreeMap<String, Dataset>,
+) -> Result<(), CatalogError> {
+    let Some(fan_out) = dataset.spec.fan_out() else { return Ok(()) };
+    let pipeline = &dataset.spec.name;
+    let bad =
+        |key, problem: String| CatalogError::FanOut { pipeline: pipeline.clone(), key, problem };
+    let parent = datasets.get(&fan_out.parent).ok_or_else(|| {
+        bad("slicing.parent", format!("'{}' is not a known dataset", fan_out.parent))
+    })?;
+    if parent.spec.fan_out().is_some() {
+        return Err(bad(
+            "slicing.parent",
+            format!(
+                "'{}' is itself a fan-out dataset; name a dataset with its own slicing",
+                fan_out.parent
+            ),
+        ));
+    }
+    let parent_columns = fan_out
+        .body_from_parent
+        .values()
+        .map(|c| ("slicing.body_from_parent", c))
+        .chain(fan_out.when.iter().map(|w| ("slicing.when.field", &w.field)))
+        .chain(fan_out.changed.iter().map(|c| ("slicing.changed", c)));
+    for (key, column) in parent_columns {
+        if parent.schema.field(column).is_none() {
+            return Err(bad(key, format!("'{column}' is not a column of {}", fan_out.parent)));
+        }
+    }
+    if let Some(when) = &fan_out.when {
+        let kind = parent.schema.field(&when.field).map(|f| f.kind);
+        if !matches!(kind, Some(FieldKind::Int32 | FieldKind::Int64)) {
+            return Err(bad(
+                "slicing.when.field",
+                format!("'{}' must be an int32 or int64 column of {}", when.field, fan_out.parent),
+            ));
+        }
+    }
+    for key in &parent.spec.records.primary_key {
+        let (theirs, ours) = (parent.schema.field(key), dataset.schema.field(key));
+        if ours.map(|f| f.kind) != theirs.map(|f| f.kind) {
+            return Err(bad(
+                "records.primary_key",
+                format!(
+                    "the rows must carry the parent's key column '{key}' with its type ({:?}), \
+                     to be matched to their parent row",
+                    theirs.map(|f| f.kind)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn read_dir(dir: &Path, ext: &str) -> Result<Vec<(String, String)>, CatalogError> {

@@ -169,35 +169,40 @@ pub enum PagingSpec {
         #[serde(default)]
         as_strings: bool,
     },
+    /// No paging: one response holds every record of the request (a detail object, a
+    /// configuration list). The records are their own total.
+    None,
 }
 
 impl PagingSpec {
-    /// Rows asked for per page.
+    /// Rows asked for per page (unbounded without paging).
     pub fn page_size(&self) -> u64 {
         match self {
             Self::PageNumber { page_size, .. } | Self::OffsetLimit { page_size, .. } => *page_size,
+            Self::None => u64::MAX,
         }
     }
 
-    /// Dotted path of the total row count in the response.
-    pub fn total_path(&self) -> &str {
+    /// Dotted path of the total row count in the response; None without paging.
+    pub fn total_path(&self) -> Option<&str> {
         match self {
             Self::PageNumber { total_path, .. } | Self::OffsetLimit { total_path, .. } => {
-                total_path
+                Some(total_path)
             }
+            Self::None => None,
         }
     }
 
     /// The body fields that ask for page `index` (0 for the first page) when a page holds
     /// `per_page` rows, and the page's number for messages (the API's page number, or
-    /// `index + 1` for offsets).
-    pub fn page_fields(&self, index: u64, per_page: u64) -> (u64, [(&str, serde_json::Value); 2]) {
+    /// `index + 1` for offsets and for the single response of `none`).
+    pub fn page_fields(&self, index: u64, per_page: u64) -> (u64, Vec<(&str, serde_json::Value)>) {
         match self {
             Self::PageNumber { page_field, size_field, first_page, page_size, .. } => {
                 let page = first_page + index;
                 (
                     page,
-                    [
+                    vec![
                         (page_field.as_str(), page.into()),
                         (size_field.as_str(), (*page_size).into()),
                     ],
@@ -208,12 +213,13 @@ impl PagingSpec {
                     true => serde_json::Value::String(n.to_string()),
                     false => serde_json::Value::from(n),
                 };
-                let fields = [
+                let fields = vec![
                     (offset_field.as_str(), number(index * per_page)),
                     (limit_field.as_str(), number(*page_size)),
                 ];
                 (index + 1, fields)
             }
+            Self::None => (index + 1, Vec::new()),
         }
     }
 }
@@ -260,6 +266,43 @@ pub enum SlicingSpec {
         #[serde(default)]
         max_window_days: Option<u32>,
     },
+    /// No time range of its own: one request per row of a parent dataset (a detail per
+    /// call), made while the parent's partition is staged and committed before it, into a
+    /// partition of the same month. See [`FanOutSpec`].
+    FanOut(FanOutSpec),
+}
+
+/// How a fan-out dataset follows its parent: which parent rows are asked about, with what
+/// body, and when they are asked again.
+///
+/// A parent row is fetched when it passes `when` and is new to its partition, or any of the
+/// `changed` columns differs from the stored row, or the fan-out dataset has no partition
+/// for the month yet. The rows of the other parent rows stay as they are; the rows of a
+/// parent row that left the partition or no longer passes `when` are dropped. Fan-out
+/// datasets of one parent that send the same request share one request per parent row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanOutSpec {
+    /// The parent dataset: a pipeline with `calendar_month` slicing.
+    pub parent: String,
+    /// Request body fields taken from the parent row: body field name -> parent column.
+    pub body_from_parent: BTreeMap<String, String>,
+    /// Only the parent rows whose integer column holds one of the values (`status` 2).
+    #[serde(default)]
+    pub when: Option<OneOf>,
+    /// Parent columns whose change since the last sync fetches the row again.
+    #[serde(default)]
+    pub changed: Vec<String>,
+}
+
+/// A condition on an integer column: its value is one of `one_of`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneOf {
+    /// The column (int32 or int64).
+    pub field: String,
+    /// The values that pass.
+    pub one_of: Vec<i64>,
 }
 
 /// The request fields of an incremental sync's window on an arrival-time cursor: the
@@ -310,8 +353,12 @@ impl TimeFormat {
 #[serde(deny_unknown_fields)]
 pub struct RecordsSpec {
     /// Path of the record array in the response (`rbtRecognitions`), or of nested arrays
-    /// (`data[].calls[]`): see [`RecordsPath`].
-    pub path: RecordsPath,
+    /// (`data[].calls[]`): see [`RecordsPath`]; for a fan-out dataset, a table of labelled
+    /// arrays of the detail object instead (see [`RecordsPaths`]).
+    pub path: RecordsPaths,
+    /// With labelled arrays: the column that receives each record's label.
+    #[serde(default)]
+    pub label_field: Option<String>,
     /// Fields of the enclosing objects of a nested path copied into each record
     /// (`call_group_id`); a field the record has itself is kept as the record sends it.
     #[serde(default)]
@@ -390,6 +437,79 @@ impl std::fmt::Display for RecordsPath {
             f.write_str("[]")?;
         }
         Ok(())
+    }
+}
+
+/// The records path of a pipeline: one array (possibly nested), or, for a fan-out
+/// dataset, several arrays of the response object, each with a label that its records
+/// carry in `records.label_field`:
+///
+/// ```toml
+/// path = { left = "left_emotions[]", right = "right_emotions[]" }
+/// label_field = "channel"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawPaths")]
+pub enum RecordsPaths {
+    /// One array.
+    One(RecordsPath),
+    /// Arrays by label.
+    Labelled(BTreeMap<String, RecordsPath>),
+}
+
+/// The TOML forms of [`RecordsPaths`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPaths {
+    One(String),
+    Labelled(BTreeMap<String, String>),
+}
+
+impl TryFrom<RawPaths> for RecordsPaths {
+    type Error = String;
+
+    fn try_from(raw: RawPaths) -> Result<Self, String> {
+        match raw {
+            RawPaths::One(text) => RecordsPath::try_from(text).map(Self::One),
+            RawPaths::Labelled(table) if table.is_empty() => {
+                Err("the table of labelled records paths is empty".into())
+            }
+            RawPaths::Labelled(table) => table
+                .into_iter()
+                .map(|(label, text)| Ok((label, RecordsPath::try_from(text)?)))
+                .collect::<Result<_, String>>()
+                .map(Self::Labelled),
+        }
+    }
+}
+
+impl RecordsPaths {
+    /// The single array of a paged pipeline; None for labelled arrays.
+    pub fn single(&self) -> Option<&RecordsPath> {
+        match self {
+            Self::One(path) => Some(path),
+            Self::Labelled(_) => None,
+        }
+    }
+
+    /// Every array with its label (None for a single array).
+    pub fn arrays(&self) -> Vec<(Option<&str>, &RecordsPath)> {
+        match self {
+            Self::One(path) => vec![(None, path)],
+            Self::Labelled(paths) => paths.iter().map(|(l, p)| (Some(l.as_str()), p)).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for RecordsPaths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::One(path) => path.fmt(f),
+            Self::Labelled(paths) => {
+                let parts: Vec<String> = paths.iter().map(|(l, p)| format!("{l} = {p}")).collect();
+                write!(f, "{{ {} }}", parts.join(", "))
+            }
+        }
     }
 }
 
@@ -474,8 +594,7 @@ impl PipelineSpec {
         if spec.paging.page_size() == 0 {
             return Err(invalid("paging.page_size", "must be at least 1".into()));
         }
-        let SlicingSpec::CalendarMonth { max_window_days, .. } = &spec.slicing;
-        if *max_window_days == Some(0) {
+        if let SlicingSpec::CalendarMonth { max_window_days: Some(0), .. } = &spec.slicing {
             return Err(invalid("slicing.max_window_days", "must be at least 1 day".into()));
         }
         if let Some(open) = &spec.records.open_while {
@@ -489,11 +608,14 @@ impl PipelineSpec {
                 ));
             }
         }
+        spec.check_fan_out().map_err(|(key, problem)| invalid(key, problem))?;
+        let fan_out = spec.fan_out().is_some();
+        let nested = spec.records.path.single().is_some_and(RecordsPath::is_nested);
         let either = matches!(
             &spec.paging,
             PagingSpec::PageNumber { total_counts: TotalCounts::Either, .. }
         );
-        if either && !spec.records.path.is_nested() {
+        if either && !nested {
             return Err(invalid(
                 "paging.total_counts",
                 format!(
@@ -503,7 +625,7 @@ impl PipelineSpec {
                 ),
             ));
         }
-        if !spec.records.parent_fields.is_empty() && !spec.records.path.is_nested() {
+        if !spec.records.parent_fields.is_empty() && !nested && !fan_out {
             return Err(invalid(
                 "records.parent_fields",
                 "needs nested records (a path like a[].b[]) to copy fields from".into(),
@@ -511,6 +633,65 @@ impl PipelineSpec {
         }
         spec.request.resolve_path(&BTreeMap::new()).map_err(|p| invalid("request.path", p))?;
         Ok(spec)
+    }
+
+    /// The fan-out of a dataset fed by a parent dataset, if it is one.
+    pub fn fan_out(&self) -> Option<&FanOutSpec> {
+        match &self.slicing {
+            SlicingSpec::FanOut(fan_out) => Some(fan_out),
+            SlicingSpec::CalendarMonth { .. } => None,
+        }
+    }
+
+    /// The rules that tie fan-out slicing, the `none` paging and labelled records paths
+    /// together; the failing key and the problem.
+    fn check_fan_out(&self) -> Result<(), (&'static str, String)> {
+        let labelled = self.records.path.single().is_none();
+        match (self.fan_out(), &self.paging) {
+            (Some(fan_out), PagingSpec::None) => {
+                if fan_out.body_from_parent.is_empty() {
+                    return Err((
+                        "slicing.body_from_parent",
+                        "name at least one body field and the parent column it comes from".into(),
+                    ));
+                }
+                if self.records.open_while.is_some() {
+                    return Err((
+                        "records.open_while",
+                        "a fan-out dataset is re-read when its parent row changes; set \
+                         open_while on the parent"
+                            .into(),
+                    ));
+                }
+            }
+            (Some(_), _) => {
+                return Err((
+                    "paging.style",
+                    "a fan-out dataset gets one response per parent row; use style = \"none\""
+                        .into(),
+                ))
+            }
+            (None, _) if labelled => {
+                return Err((
+                    "records.path",
+                    "labelled arrays are read from the response object of a fan-out dataset; \
+                     name one array"
+                        .into(),
+                ))
+            }
+            (None, _) => {}
+        }
+        match (labelled, &self.records.label_field) {
+            (true, None) => Err((
+                "records.label_field",
+                "labelled arrays need the column that receives the label".into(),
+            )),
+            (false, Some(_)) => Err((
+                "records.label_field",
+                "is only for labelled arrays (path = { label = \"array[]\", ... })".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Every field the pipeline reads from a record: keys, copied parent fields, update
@@ -522,10 +703,12 @@ impl PipelineSpec {
         let update = self.records.update_time.iter().map(|u| ("records.update_time", u.as_str()));
         let open =
             self.records.open_while.iter().map(|o| ("records.open_while.field", o.field.as_str()));
+        let label = self.records.label_field.iter().map(|l| ("records.label_field", l.as_str()));
         keys.chain(parents)
             .chain(update)
             .chain(std::iter::once(("records.event_time", self.records.event_time.as_str())))
             .chain(open)
+            .chain(label)
     }
 }
 
@@ -563,8 +746,7 @@ mod tests {
     #[test]
     fn a_minimal_pipeline_parses_with_defaults() {
         let p = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
-        let SlicingSpec::CalendarMonth { cursor, .. } = &p.slicing;
-        assert!(cursor.is_none());
+        assert!(matches!(&p.slicing, SlicingSpec::CalendarMonth { cursor: None, .. }));
         let with_cursor = MINIMAL.replace(
             "time_format = \"epoch_ms\"",
             "time_format = \"epoch_s\"\ncursor = { begin_field = \"upload_from\", end_field = \"upload_to\" }",
@@ -648,6 +830,61 @@ mod tests {
         }
     }
 
+    /// A fan-out dataset: `none` paging, its parent's columns, labelled arrays with their
+    /// label column; each rule that ties them is checked with the key to fix.
+    #[test]
+    fn fan_out_datasets_are_checked() {
+        const FAN_OUT: &str = r#"
+            name = "emotions"
+            description = "x"
+            source = "fabric"
+            [request]
+            path = "/detail"
+            [auth]
+            style = "fabric_token"
+            [paging]
+            style = "none"
+            [slicing]
+            style = "fan_out"
+            parent = "calls"
+            body_from_parent = { call_uuid = "call_uuid" }
+            when = { field = "status", one_of = [2] }
+            changed = ["status", "review_status"]
+            [records]
+            path = { left = "left_emotions[]", right = "right_emotions[]" }
+            label_field = "channel"
+            parent_fields = ["call_uuid", "call_time"]
+            primary_key = ["call_uuid", "channel", "type"]
+            event_time = "call_time"
+        "#;
+        let p = PipelineSpec::parse("e.toml", FAN_OUT).unwrap();
+        let fan_out = p.fan_out().expect("a fan-out dataset");
+        assert_eq!(fan_out.parent, "calls");
+        assert_eq!(fan_out.when, Some(OneOf { field: "status".into(), one_of: vec![2] }));
+        let labels: Vec<_> = p.records.path.arrays().into_iter().map(|(l, _)| l).collect();
+        assert_eq!(labels, [Some("left"), Some("right")]);
+        assert!(p.referenced_fields().any(|(k, f)| k == "records.label_field" && f == "channel"));
+        assert_eq!(p.paging.page_fields(0, 1).1, Vec::new());
+        let err = |from: &str, to: &str| {
+            PipelineSpec::parse("e.toml", &FAN_OUT.replace(from, to)).unwrap_err().to_string()
+        };
+        let paged = err("style = \"none\"", "style = \"offset_limit\"\noffset_field = \"o\"\nlimit_field = \"l\"\npage_size = 9\ntotal_path = \"t\"");
+        assert!(paged.contains("paging.style") && paged.contains("\"none\""), "{paged}");
+        let no_label = err("label_field = \"channel\"", "");
+        assert!(no_label.contains("records.label_field"), "{no_label}");
+        let no_body =
+            err("body_from_parent = { call_uuid = \"call_uuid\" }", "body_from_parent = {}");
+        assert!(no_body.contains("slicing.body_from_parent"), "{no_body}");
+        let labelled_paged = MINIMAL.replace("path = \"items\"", "path = { a = \"x[]\" }");
+        let e = PipelineSpec::parse("d.toml", &labelled_paged).unwrap_err().to_string();
+        assert!(e.contains("records.path") && e.contains("labelled"), "{e}");
+        let single = err(
+            "path = { left = \"left_emotions[]\", right = \"right_emotions[]\" }",
+            "path = \"segments[]\"",
+        );
+        assert!(single.contains("label_field"), "{single}");
+    }
+
     /// `total_counts = "either"` and `parent_fields` need a nested path; placeholders need
     /// a default; the time formats write ms or whole seconds.
     #[test]
@@ -691,7 +928,9 @@ mod tests {
         let (number, fields) = p.paging.page_fields(2, 400);
         assert_eq!(number, 3);
         assert_eq!(fields, [("offset", "800".into()), ("limit", "1000".into())]);
-        let SlicingSpec::CalendarMonth { time_format, max_window_days, .. } = p.slicing;
+        let SlicingSpec::CalendarMonth { time_format, max_window_days, .. } = p.slicing else {
+            panic!("a calendar_month pipeline")
+        };
         assert_eq!((time_format, max_window_days), (TimeFormat::EpochMsString, Some(7)));
         assert_eq!(p.records.open_while, Some(OpenWhile { field: "state".into(), below: 3 }));
         assert_eq!(p.referenced_fields().last(), Some(("records.open_while.field", "state")));
@@ -702,7 +941,7 @@ mod tests {
         let pages = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
         assert_eq!(
             pages.paging.page_fields(2, 400),
-            (3, [("pageNum", 3.into()), ("pageSize", 1000.into())])
+            (3, vec![("pageNum", 3.into()), ("pageSize", 1000.into())])
         );
 
         for (bad, key) in [

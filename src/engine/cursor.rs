@@ -24,6 +24,7 @@ use chrono::{FixedOffset, Utc};
 use tracing::info;
 
 use super::error::EngineError;
+use super::fan_out::{FanOut, ParentPartition};
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use super::slice::{
@@ -83,7 +84,11 @@ async fn attempt_window(
     let body =
         range_body(run, (&cursor.begin_field, &cursor.end_field), time_format, begin_ms, end_ms);
     let mut routed: BTreeMap<Month, Vec<RecordBatch>> = BTreeMap::new();
+    let mut fan_out = FanOut::of(run)?;
     let fetched = fetch_normalized(run, window_month, body, &mut normalizer, progress, |batch| {
+        if let Some(fan_out) = fan_out.as_mut() {
+            fan_out.observe(&batch)?;
+        }
         route(&batch, event_column, run.zone, &mut routed)
     })
     .await?;
@@ -106,6 +111,19 @@ async fn attempt_window(
         stages.push((id, stage));
     }
     fetched.reconcile(spec, distinct)?;
+    if let Some(fan_out) = fan_out {
+        let parents: Vec<ParentPartition> = stages
+            .iter()
+            .map(|(id, _)| ParentPartition {
+                id: id.clone(),
+                mode: WriteMode::Merge,
+                window: (begin_ms, end_ms),
+                closed: false,
+                synced_at,
+            })
+            .collect();
+        fan_out.commit(&parents).await?;
+    }
 
     let mut outcomes = Vec::with_capacity(stages.len());
     for (id, stage) in stages {

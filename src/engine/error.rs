@@ -24,6 +24,17 @@ pub enum EngineError {
         /// The source it needs.
         source_name: String,
     },
+    /// A fan-out dataset was asked to run on its own.
+    #[error(
+        "dataset '{name}' is fetched with its parent '{parent}': run '{parent}' (its slices \
+         fetch '{name}' too)"
+    )]
+    FanOutDataset {
+        /// The fan-out dataset.
+        name: String,
+        /// Its parent.
+        parent: String,
+    },
     /// The pipeline's request path cannot be filled in from the source's `path_params`.
     #[error("pipeline '{pipeline}': request path: {problem}")]
     RequestPath {

@@ -3,6 +3,7 @@
 
 pub mod cursor;
 pub mod error;
+mod fan_out;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

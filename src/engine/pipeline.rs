@@ -35,6 +35,8 @@ pub struct PipelineRun<'a> {
     pub state: &'a StateStore,
     /// Local staging folder.
     pub spool_dir: PathBuf,
+    /// The enabled fan-out datasets fed by this one, each with its own context.
+    pub children: Vec<PipelineRun<'a>>,
 }
 
 impl PipelineRun<'_> {

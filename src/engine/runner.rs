@@ -136,6 +136,14 @@ impl Engine {
             dataset.spec.request.resolve_path(&source.path_params).map_err(|problem| {
                 EngineError::RequestPath { pipeline: name.to_string(), problem }
             })?;
+        let mut children = Vec::new();
+        for (child, child_settings) in &self.settings.pipelines {
+            let fed =
+                catalog.get(child).and_then(|d| d.spec.fan_out()).is_some_and(|f| f.parent == name);
+            if fed && child_settings.enabled {
+                children.push(self.pipeline_run(child)?);
+            }
+        }
         Ok(PipelineRun {
             dataset,
             settings,
@@ -147,12 +155,34 @@ impl Engine {
             store: self.store.clone(),
             state: &self.state,
             spool_dir: self.settings.spool_dir.clone(),
+            children,
         })
     }
 
-    /// Names of the pipelines that `sync` runs.
+    /// The context of a pipeline that runs on its own (not a fan-out dataset, which runs
+    /// within its parent's slices).
+    fn standalone_run(&self, name: &str) -> Result<PipelineRun<'_>, EngineError> {
+        let run = self.pipeline_run(name)?;
+        match run.dataset.spec.fan_out() {
+            Some(fan_out) => Err(EngineError::FanOutDataset {
+                name: name.to_string(),
+                parent: fan_out.parent.clone(),
+            }),
+            None => Ok(run),
+        }
+    }
+
+    /// Names of the enabled pipelines that run on their own: what `sync` and `backfill`
+    /// run (an enabled fan-out dataset runs within its parent's slices).
     pub fn enabled_pipelines(&self) -> Vec<String> {
-        self.settings.pipelines.iter().filter(|(_, p)| p.enabled).map(|(n, _)| n.clone()).collect()
+        let catalog = &self.settings.catalog;
+        let standalone = |name: &str| catalog.get(name).is_some_and(|d| d.spec.fan_out().is_none());
+        self.settings
+            .pipelines
+            .iter()
+            .filter(|(name, p)| p.enabled && standalone(name))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Fetches whole months `from..=to` of a pipeline. Months already complete are
@@ -165,7 +195,7 @@ impl Engine {
         refresh: bool,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
-        let run = self.pipeline_run(name)?;
+        let run = self.standalone_run(name)?;
         let current = Month::containing(Utc::now(), run.zone);
         if from > to {
             return Err(EngineError::BadRange(format!(
@@ -223,7 +253,7 @@ impl Engine {
         name: &str,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
-        let run = self.pipeline_run(name)?;
+        let run = self.standalone_run(name)?;
         let now = Utc::now();
         let previous = self.state.pipeline(name, &run.tenant_id).await?;
         let start = previous
@@ -241,13 +271,17 @@ impl Engine {
         let from = open_since.into_iter().fold(start - lookback, DateTime::min).min(now);
         info!(dataset = name, from = %from, to = %now, open_since = ?open_since, "Incremental sync window.");
         let (from_ms, now_ms) = (from.timestamp_millis(), now.timestamp_millis());
-        let SlicingSpec::CalendarMonth { cursor, time_format, .. } = &run.dataset.spec.slicing;
+        let cursor = match &run.dataset.spec.slicing {
+            SlicingSpec::CalendarMonth { cursor: Some(cursor), time_format, .. } => {
+                Some((cursor, *time_format))
+            }
+            _ => None,
+        };
         let result = match cursor {
-            Some(cursor) => {
+            Some((cursor, time_format)) => {
                 progress.start(name, 1);
                 let window =
-                    run_cursor_window(&run, cursor, *time_format, (from_ms, now_ms), progress)
-                        .await;
+                    run_cursor_window(&run, cursor, time_format, (from_ms, now_ms), progress).await;
                 progress.finish();
                 window.map(|slices| {
                     for outcome in &slices {
@@ -287,7 +321,7 @@ impl Engine {
         end_ms: i64,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
-        let run = self.pipeline_run(name)?;
+        let run = self.standalone_run(name)?;
         let slices: Vec<(MonthSlice, WriteMode)> = split_by_month(begin_ms, end_ms, run.zone)
             .into_iter()
             .map(|s| {

@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use super::error::EngineError;
+use super::fan_out::{FanOut, ParentPartition};
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use crate::calendar::{Month, MonthSlice};
@@ -182,13 +183,6 @@ pub(super) fn range_body(
     body
 }
 
-/// The request body of one window of a slice: the fixed fields plus the range.
-fn window_body(run: &PipelineRun<'_>, begin_ms: i64, end_ms: i64) -> Map<String, Value> {
-    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format, .. } =
-        &run.dataset.spec.slicing;
-    range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms)
-}
-
 /// The oldest event time (epoch ms) among the rows of `batch` that are still open, if any.
 /// The catalog has checked that both columns exist and are numeric or timestamps.
 fn oldest_open(batch: &RecordBatch, open: &OpenWhile, event_time: &str) -> Option<i64> {
@@ -216,7 +210,8 @@ fn stage_batch(
     stage.append(batch)
 }
 
-fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
+/// A TOML body value as JSON, `{tenant_id}` filled in.
+pub(super) fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s.replace("{tenant_id}", tenant_id)),
         toml::Value::Integer(i) => Value::from(*i),
@@ -482,21 +477,32 @@ async fn attempt_slice(
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }
     stage.mark_fetch_start();
+    let mut fan_out = FanOut::of(run)?;
     let mut oldest_open_ms = None;
     let mut rejects: Vec<RejectedRecord> = Vec::new();
     let mut rejected_texts: HashSet<String> = HashSet::new();
     let mut summary = PagingSummary::default();
-    let SlicingSpec::CalendarMonth { max_window_days, .. } = &spec.slicing;
+    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format, max_window_days, .. } =
+        &spec.slicing
+    else {
+        let parent = spec.fan_out().map(|f| f.parent.clone()).unwrap_or_default();
+        return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
+    };
     // Each window is paged on its own and its rows must add up to its own total.
     for (begin_ms, end_ms) in slice.windows(*max_window_days) {
         let distinct_before = stage.distinct_fetched();
         let fetched = fetch_normalized(
             run,
             slice.month,
-            window_body(run, begin_ms, end_ms),
+            range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms),
             &mut normalizer,
             progress,
-            |batch| stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms),
+            |batch| {
+                if let Some(fan_out) = fan_out.as_mut() {
+                    fan_out.observe(&batch)?;
+                }
+                stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms)
+            },
         )
         .await?;
         summary.pages += fetched.summary.pages;
@@ -511,15 +517,21 @@ async fn attempt_slice(
         rejects.extend(fetched.rejects);
         rejected_texts.extend(fetched.rejected_texts);
     }
+    // Complete only if the month had ended before the fetch began.
+    let closed = synced_at > month.end();
+    let window = (slice.begin_ms, slice.end_ms);
+    if let Some(fan_out) = fan_out {
+        let parent = ParentPartition { id: id.clone(), mode, window, closed, synced_at };
+        fan_out.commit(std::slice::from_ref(&parent)).await?;
+    }
     let commit = Commit {
         id,
         stage,
         rejects: rejects.iter().collect(),
         rejected_texts: &rejected_texts,
         mode,
-        window: (slice.begin_ms, slice.end_ms),
-        // Complete only if the month had ended before the fetch began.
-        closed: synced_at > month.end(),
+        window,
+        closed,
         summary,
         synced_at,
         oldest_open_ms,

@@ -13,6 +13,8 @@
 //!   ─► AFTER_REJECTS ─► (BATCH_WRITTEN ... ─► BEFORE_COMPLETE ─► PUT) ─► AFTER_DATA
 //!   ─► checkpoint ─► AFTER_CHECKPOINT
 //! ```
+//! A parent dataset with fan-out datasets commits each of their partitions (the same points)
+//! and reaches CHILDREN_COMMITTED before its own FETCHED.
 
 /// The environment variable that arms one crash point: `NAME:N` aborts at the Nth time the
 /// point `NAME` is reached (N counts from 1).
@@ -30,6 +32,8 @@ pub const AFTER_REJECTS: &str = "slice.after_rejects";
 pub const AFTER_DATA: &str = "slice.after_data";
 /// After the partition checkpoint.
 pub const AFTER_CHECKPOINT: &str = "slice.after_checkpoint";
+/// After the fan-out datasets' partitions are committed, before their parent's commit.
+pub const CHILDREN_COMMITTED: &str = "slice.children_committed";
 /// After a batch of rows is handed to the Parquet writer and a full row group, if any, is
 /// flushed into the upload.
 pub const BATCH_WRITTEN: &str = "writer.batch_written";
@@ -46,6 +50,7 @@ pub const ALL: &[&str] = &[
     BEFORE_COMPLETE,
     AFTER_DATA,
     AFTER_CHECKPOINT,
+    CHILDREN_COMMITTED,
 ];
 
 /// Marks a crash point: aborts the process when it is the armed point's Nth hit.

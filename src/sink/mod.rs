@@ -24,7 +24,7 @@
 
 pub mod crash;
 mod error;
-mod key;
+pub(crate) mod key;
 pub mod layout;
 pub mod stage;
 pub mod store;

@@ -214,13 +214,25 @@ impl AsyncFileWriter for HashingUpload {
 
 /// Appends the rows of the existing partition object (if any) to `stage`, batch by batch,
 /// so that a merge keeps old rows whose keys the new fetch did not return. Columns are
-/// matched by name: a column the object lacks is filled with nulls when nullable, a column
-/// the schema no longer has is dropped, and anything else is an error. Returns the rows read
-/// (0 when the object is absent).
+/// matched as [`read_existing`] does. Returns the rows read (0 when the object is absent).
 pub async fn stage_existing(
     store: &Arc<dyn ObjectStore>,
     id: &PartitionId,
     stage: &mut PartitionStage,
+) -> Result<u64, SinkError> {
+    let target = stage.schema().clone();
+    read_existing(store, id, &target, |batch| stage.append(&batch)).await
+}
+
+/// Hands the rows of the existing partition object (if any) to `on_batch`, batch by batch,
+/// with the columns of `target`, matched by name: a column the object lacks is filled with
+/// nulls when nullable, a column the schema no longer has is dropped, and anything else is
+/// an error. Returns the rows read (0 when the object is absent).
+pub async fn read_existing(
+    store: &Arc<dyn ObjectStore>,
+    id: &PartitionId,
+    target: &SchemaRef,
+    mut on_batch: impl FnMut(RecordBatch) -> Result<(), SinkError>,
 ) -> Result<u64, SinkError> {
     let path = id.data_path();
     let Some(reader) = ObjectReader::open(store, &path).await? else {
@@ -228,9 +240,8 @@ pub async fn stage_existing(
     };
     let parquet_err = |source| SinkError::Parquet { path: path.to_string(), source };
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(parquet_err)?;
-    let target = stage.schema().clone();
     let file_schema = builder.schema().clone();
-    let wanted = column_sources(&file_schema, &target, &path)?;
+    let wanted = column_sources(&file_schema, target, &path)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().flatten().copied());
     let mut stream = builder
         .with_projection(mask)
@@ -239,8 +250,8 @@ pub async fn stage_existing(
         .map_err(parquet_err)?;
     let mut rows = 0;
     while let Some(batch) = stream.try_next().await.map_err(parquet_err)? {
-        stage.append(&conform(&batch, &target, &path)?)?;
         rows += batch.num_rows() as u64;
+        on_batch(conform(&batch, target, &path)?)?;
     }
     Ok(rows)
 }

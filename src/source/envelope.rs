@@ -10,9 +10,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::error::SourceError;
-use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath};
+
+use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath, RecordsPaths};
 
 /// One page of a response, its records still raw JSON (borrowed from the body unless they
 /// were flattened from nested arrays).
@@ -156,13 +158,24 @@ fn group_identity(group: &Object<'_>, raw: &RawValue, parent_fields: &[String]) 
 /// walked to it, and its depth (1 for a group).
 type Pending<'a, 'p> = (&'a RawValue, Vec<(&'p str, &'a RawValue)>, String, usize);
 
+/// How [`flatten`] treats a missing inner array.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MissingArray {
+    /// A shape error: the array is part of every group.
+    Error,
+    /// No records: the array is optional (the emotions of a channel without any).
+    Empty,
+}
+
 /// Flattens the elements of `outer` (the groups at `levels[0]`) down to the innermost
 /// records, copying `parent_fields` from every enclosing object (the nearest one wins, and a
-/// field the record has itself is kept).
+/// field the record has itself is kept), and `seed` into every record (weakest of all).
 fn flatten<'a, 'p>(
     outer: Vec<&'a RawValue>,
     levels: &[String],
     parent_fields: &'p [String],
+    seed: Vec<(&'p str, &'a RawValue)>,
+    missing: MissingArray,
     url: &str,
 ) -> Result<(Vec<Cow<'a, RawValue>>, Vec<String>), SourceError> {
     let mut records = Vec::new();
@@ -171,7 +184,7 @@ fn flatten<'a, 'p>(
     let mut pending: Vec<Pending<'a, 'p>> = outer
         .into_iter()
         .enumerate()
-        .map(|(i, g)| (g, Vec::new(), format!("{}[{i}]", levels[0]), 1))
+        .map(|(i, g)| (g, seed.clone(), format!("{}[{i}]", levels[0]), 1))
         .collect();
     pending.reverse();
     while let Some((element, inherited, walked, depth)) = pending.pop() {
@@ -207,6 +220,7 @@ fn flatten<'a, 'p>(
         let inner_path = format!("{walked}.{}", levels[depth]);
         let inner = match lookup(&obj, &levels[depth], url)? {
             Some(raw) if raw.get() != "null" => array(raw, url, &inner_path)?,
+            _ if missing == MissingArray::Empty => Vec::new(),
             _ => {
                 return Err(SourceError::Shape {
                     url: url.to_string(),
@@ -270,8 +284,57 @@ pub fn parse_page<'a>(
         let records = outer.into_iter().map(Cow::Borrowed).collect();
         return Ok(Page { records, groups: Vec::new(), length, total });
     }
-    let (records, groups) = flatten(outer, levels, parent_fields, url)?;
+    let (records, groups) =
+        flatten(outer, levels, parent_fields, Vec::new(), MissingArray::Error, url)?;
     Ok(Page { length: groups.len(), records, groups, total })
+}
+
+/// Reads the records of a response object (the detail of a fan-out request): checks the
+/// envelope, then reads every array of `paths` inside the object, copying `parent_fields`
+/// of the object into each record and, for labelled arrays, the array's label into
+/// `label_field`. A missing or `null` array holds no records: a detail may omit what it
+/// has none of.
+pub fn object_records<'a>(
+    body: &'a str,
+    envelope: &EnvelopeSpec,
+    paths: &RecordsPaths,
+    parent_fields: &[String],
+    label_field: Option<&str>,
+    url: &str,
+) -> Result<Vec<Cow<'a, RawValue>>, SourceError> {
+    let top = object(body, url, "$")?;
+    if check_envelope(&top, envelope, url)? == Verdict::Empty {
+        return Ok(Vec::new());
+    }
+    let root: &RawValue = serde_json::from_str(body).map_err(|e| SourceError::Shape {
+        url: url.to_string(),
+        path: "$".into(),
+        problem: format!("the body is not JSON: {e}"),
+    })?;
+    let arrays = paths.arrays();
+    let labels: Vec<Option<Box<RawValue>>> = arrays
+        .iter()
+        .map(|(label, _)| label.map(|l| RawValue::from_string(Value::from(l).to_string())))
+        .map(Option::transpose)
+        .collect::<Result<_, _>>()
+        .map_err(|e| SourceError::Shape {
+            url: url.to_string(),
+            path: "$".into(),
+            problem: format!("a label could not be written: {e}"),
+        })?;
+    let mut records = Vec::new();
+    for ((_, path), label) in arrays.iter().zip(&labels) {
+        let levels: Vec<String> =
+            std::iter::once("$".to_string()).chain(path.levels().iter().cloned()).collect();
+        let seed = match (label_field, label) {
+            (Some(field), Some(label)) => vec![(field, label.as_ref())],
+            _ => Vec::new(),
+        };
+        let (found, _) =
+            flatten(vec![root], &levels, parent_fields, seed, MissingArray::Empty, url)?;
+        records.extend(found.into_iter().map(|r| Cow::Owned(r.into_owned())));
+    }
+    Ok(records)
 }
 
 #[cfg(test)]

@@ -123,24 +123,24 @@ where
     fn parse<'b>(
         body: &'b str,
         spec: &PipelineSpec,
-        total_path: &str,
+        total_path: Option<&str>,
         url: &str,
     ) -> Result<Page<'b>, SourceError> {
         let records = &spec.records;
-        parse_page(
-            body,
-            &spec.envelope,
-            &records.path,
-            &records.parent_fields,
-            Some(total_path),
-            url,
-        )
+        // The catalog allows labelled arrays only for fan-out datasets, which are not paged.
+        let path = records.path.single().ok_or_else(|| SourceError::Shape {
+            url: url.to_string(),
+            path: records.path.to_string(),
+            problem: "labelled records paths cannot be paged".into(),
+        })?;
+        parse_page(body, &spec.envelope, path, &records.parent_fields, total_path, url)
     }
     let page = match parse(first, spec, total_path, &url) {
         Ok(page) => page,
         Err(e) => return Err(auth.redact(e).await.into()),
     };
-    let total = page.total.unwrap_or(0);
+    // Without paging the one response holds every record: they are the total.
+    let total = page.total.unwrap_or(page.records.len() as u64);
     let first_len = page.length as u64;
     // A server that clamps the page size below what was asked shows it on the first page.
     let per_page = if first_len > 0 && first_len < page_size && first_len < total {
@@ -157,7 +157,7 @@ where
     if pages > MAX_PAGES {
         return Err(SourceError::Shape {
             url,
-            path: total_path.to_string(),
+            path: total_path.unwrap_or("$").to_string(),
             problem: format!(
                 "total {total} at {per_page} rows a page needs {pages} pages, more than the \
                  {MAX_PAGES} a slice may take"

@@ -1,7 +1,7 @@
 //! The harness's `[sources.fabric]` table against the simulator's API Fabric routes: what
 //! an engine reading that table would send reaches data, over real HTTP on loopback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cecsync::calendar::Month;
 use cecsync::engine::progress::LogProgress;
@@ -72,20 +72,24 @@ async fn the_fabric_source_table_reaches_the_simulator() {
 /// Epoch-seconds fields of an inspection call; the lake holds them as timestamps (ms).
 const CALL_SECONDS: [&str; 3] = ["call_time", "upload_time", "create_time"];
 
-/// Asserts that `dataset` holds exactly `truth` (rows by key), every field of the truth
-/// equal (after `expected` adapts a truth value to its lake form), each row in the partition
-/// of `event_ms(row)`'s month at +08:00.
+/// Asserts that `dataset` holds exactly `truth` (rows by their `key` columns' values joined
+/// with `/`), every field of the truth equal (after `expected` adapts a truth value to its
+/// lake form), each row in the partition of `event_ms(row)`'s month at +08:00.
 fn assert_dataset_equals(
     h: &Harness,
     dataset: &str,
-    key: &str,
+    key: &[&str],
     truth: &BTreeMap<String, Value>,
     expected: impl Fn(&str, &Value) -> Value,
     event_ms: impl Fn(&Row) -> i64,
 ) {
     let mut seen = BTreeMap::new();
     for (partition, row) in lake_rows(&h.lake(), dataset) {
-        let id = row[key].as_str().unwrap().to_string();
+        let text = |column: &&str| match &row[*column] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let id = key.iter().map(text).collect::<Vec<_>>().join("/");
         let want = truth.get(&id).unwrap_or_else(|| panic!("{dataset} {id} is not in the API"));
         for (field, value) in want.as_object().unwrap() {
             let got = row.get(field).unwrap_or(&Value::Null);
@@ -98,17 +102,34 @@ fn assert_dataset_equals(
     assert_eq!(seen.len(), truth.len(), "{dataset}: the lake holds every row of the API");
 }
 
+/// The segments and emotions of `months` in the lake equal the simulator's ground truth.
+fn assert_fan_out_equals(h: &Harness, months: &[Month]) {
+    let seconds_as_ms = |field: &str, value: &Value| match value.as_i64() {
+        Some(s) if field == "call_time" => json!(s * 1000),
+        _ => value.clone(),
+    };
+    let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
+    let segments = h.sim.appraise_segments(months.iter().copied());
+    assert!(!segments.is_empty(), "inspected calls have segments");
+    let key = ["call_uuid", "segment_id"];
+    assert_dataset_equals(h, "appraise_segments", &key, &segments, seconds_as_ms, call_ms);
+    let emotions = h.sim.appraise_emotions(months.iter().copied());
+    assert!(!emotions.is_empty(), "inspected calls have emotion scores");
+    let key = ["call_uuid", "channel", "type"];
+    assert_dataset_equals(h, "appraise_emotions", &key, &emotions, seconds_as_ms, call_ms);
+}
+
 /// Both API Fabric datasets backfilled from the simulator across a month edge equal its
 /// ground truth row by row: inspection calls over several pages of whole groups (each call
 /// in the month of its `call_time`, groups straddling the edge included), call records over
-/// several pages of 7-day windows; tokens die after 400 ms, so the backfill logs in again
+/// several pages of 7-day windows; tokens die after a second, so the backfill logs in again
 /// as it goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fabric_datasets_equal_the_simulator_truth() {
     let mut options = SimOptions {
         appraise_calls_per_month: 400,
         cdrs_per_month: 700,
-        fabric_token_lifetime: Some(std::time::Duration::from_millis(400)),
+        fabric_token_lifetime: Some(std::time::Duration::from_millis(1000)),
         ..SimOptions::default()
     };
     // Half the answers held back, so that the run outlives several tokens; a token lives
@@ -134,7 +155,8 @@ async fn fabric_datasets_equal_the_simulator_truth() {
         _ => value.clone(),
     };
     let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
-    assert_dataset_equals(&h, "appraise_calls", "call_uuid", &truth, seconds_as_ms, call_ms);
+    assert_dataset_equals(&h, "appraise_calls", &["call_uuid"], &truth, seconds_as_ms, call_ms);
+    assert_fan_out_equals(&h, &[from, to]);
 
     let truth = h.sim.call_detail_records([from, to]);
     assert!(truth.len() > 1300, "{} call records", truth.len());
@@ -142,10 +164,169 @@ async fn fabric_datasets_equal_the_simulator_truth() {
     assert_dataset_equals(
         &h,
         "call_detail_records",
-        "callSerialNo",
+        &["callSerialNo"],
         &truth,
         |_, v| v.clone(),
         start_ms,
     );
     h.running.shutdown().await;
+}
+
+/// The call_uuids of the inspected calls (status 2) of `months`, as the simulator has them.
+fn inspected(h: &Harness, months: &[Month]) -> BTreeSet<String> {
+    let calls = h.sim.appraise_calls(months.iter().copied());
+    calls.into_iter().filter(|(_, call)| call["status"] == 2).map(|(uuid, _)| uuid).collect()
+}
+
+/// The calls asked for with `appraisecall/detail` since `before` (a copy of the
+/// simulator's counts), each asked once.
+fn asked_since(h: &Harness, before: &BTreeMap<String, u64>) -> BTreeSet<String> {
+    let now = h.sim.appraise_detail_requests();
+    let mut asked = BTreeSet::new();
+    for (uuid, count) in now {
+        let new = count - before.get(&uuid).copied().unwrap_or(0);
+        assert!(new <= 1, "{uuid} was asked for {new} times in one run");
+        if new == 1 {
+            asked.insert(uuid);
+        }
+    }
+    asked
+}
+
+/// Details are asked for once per inspected call by a backfill; a refresh asks again for
+/// exactly the calls whose inspection finished or whose review changed (and nothing when
+/// nothing changed); an incremental sync asks for exactly the late uploads that are
+/// inspected. After each run, segments and emotions equal the simulator's ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn details_are_asked_for_new_or_changed_inspected_calls_only() {
+    let (jan, feb) = (month("2025-01"), month("2025-02"));
+    let options = SimOptions {
+        appraise_calls_per_month: 80,
+        first_month: jan,
+        last_month: feb,
+        ..SimOptions::default()
+    };
+    let h = Harness::start(options).await;
+    let engine = h.engine(&h.fabric_source_text());
+    engine.backfill("appraise_calls", jan, feb, false, &LogProgress).await.unwrap();
+    let asked = asked_since(&h, &BTreeMap::new());
+    assert_eq!(asked, inspected(&h, &[jan, feb]), "every inspected call, and only those");
+    assert_fan_out_equals(&h, &[jan, feb]);
+
+    let before = h.sim.appraise_detail_requests();
+    let changed: BTreeSet<String> = h.sim.appraise_advance(jan, 4, 4).into_iter().collect();
+    assert!(changed.len() >= 4, "{changed:?}");
+    engine.backfill("appraise_calls", jan, jan, true, &LogProgress).await.unwrap();
+    assert_eq!(asked_since(&h, &before), changed, "exactly the changed calls");
+    assert_fan_out_equals(&h, &[jan, feb]);
+
+    let before = h.sim.appraise_detail_requests();
+    engine.backfill("appraise_calls", jan, feb, true, &LogProgress).await.unwrap();
+    assert_eq!(asked_since(&h, &before), BTreeSet::new(), "nothing changed, nothing asked");
+
+    let before = h.sim.appraise_detail_requests();
+    let uploaded = chrono::Utc::now().timestamp() - 3600;
+    let late: BTreeSet<String> =
+        h.sim.appraise_add_late_uploads(jan, 12, uploaded).into_iter().collect();
+    engine.sync("appraise_calls", &LogProgress).await.unwrap();
+    let late_inspected: BTreeSet<String> =
+        late.intersection(&inspected(&h, &[jan])).cloned().collect();
+    assert!(!late_inspected.is_empty(), "some late uploads are inspected: {late:?}");
+    assert_eq!(asked_since(&h, &before), late_inspected, "exactly the inspected late uploads");
+    assert_fan_out_equals(&h, &[jan, feb]);
+    h.running.shutdown().await;
+}
+
+/// A fan-out dataset runs within its parent's slices, not on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_dataset_is_run_through_its_parent() {
+    let h = Harness::start(SimOptions::default()).await;
+    let engine = h.engine(&h.fabric_source_text());
+    let jan = month("2025-01");
+    let err = engine.backfill("appraise_segments", jan, jan, false, &LogProgress).await;
+    let message = err.unwrap_err().to_string();
+    assert!(message.contains("appraise_calls"), "{message}");
+    let standalone = engine.enabled_pipelines();
+    assert!(standalone.contains(&"appraise_calls".to_string()), "{standalone:?}");
+    assert!(!standalone.iter().any(|p| p.starts_with("appraise_segments")), "{standalone:?}");
+    h.running.shutdown().await;
+}
+
+/// A backfill of the real binary killed while the fan-out datasets and their parent are
+/// committed never shows an inspected call without its segments and emotions, and the
+/// next run ends with exactly the simulator's rows in all three datasets.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_details_and_calls_never_shows_calls_without_details() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    use cecsync::sink::crash::{self, CRASH_AT_VARIABLE};
+
+    let jan = month("2025-01");
+    // The first child's checkpoint, both children committed, the parent's data object.
+    for (point, hit) in
+        [(crash::AFTER_CHECKPOINT, 1), (crash::CHILDREN_COMMITTED, 1), (crash::AFTER_DATA, 3)]
+    {
+        let options = SimOptions {
+            appraise_calls_per_month: 60,
+            first_month: jan,
+            last_month: jan,
+            ..SimOptions::default()
+        };
+        let h = Harness::start(options).await;
+        let config = h.config_file(&h.fabric_source_text());
+        let backfill = |crash_at: Option<String>| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_cecsync"));
+            cmd.args(["backfill", "--config"])
+                .arg(&config)
+                .args(["--pipeline", "appraise_calls", "--from", "2025-01", "--to", "2025-01"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(at) = crash_at {
+                cmd.env(CRASH_AT_VARIABLE, at);
+            }
+            cmd.status().unwrap()
+        };
+        let killed = backfill(Some(format!("{point}:{hit}")));
+        assert!(killed.signal().is_some(), "{point}:{hit} was reached: {killed:?}");
+        let segments: BTreeSet<String> = lake_rows(&h.lake(), "appraise_segments")
+            .into_iter()
+            .map(|(_, row)| row["call_uuid"].as_str().unwrap().to_string())
+            .collect();
+        let emotions: BTreeSet<String> = lake_rows(&h.lake(), "appraise_emotions")
+            .into_iter()
+            .map(|(_, row)| row["call_uuid"].as_str().unwrap().to_string())
+            .collect();
+        let segments_truth = h.sim.appraise_segments([jan]);
+        let with_segments: BTreeSet<&str> =
+            segments_truth.values().map(|s| s["call_uuid"].as_str().unwrap()).collect();
+        let visible_calls = lake_rows(&h.lake(), "appraise_calls");
+        for (_, call) in &visible_calls {
+            let uuid = call["call_uuid"].as_str().unwrap();
+            if with_segments.contains(uuid) {
+                assert!(
+                    segments.contains(uuid),
+                    "{point}: call {uuid} is visible without segments"
+                );
+                assert!(
+                    emotions.contains(uuid),
+                    "{point}: call {uuid} is visible without emotions"
+                );
+            }
+        }
+        if point != crash::AFTER_DATA {
+            assert!(visible_calls.is_empty(), "{point}: the calls are not committed yet");
+        }
+        assert!(backfill(None).success(), "the next run after {point} succeeds");
+        let truth = h.sim.appraise_calls([jan]);
+        let seconds_as_ms = |field: &str, value: &Value| match value.as_i64() {
+            Some(s) if CALL_SECONDS.contains(&field) => json!(s * 1000),
+            _ => value.clone(),
+        };
+        let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
+        assert_dataset_equals(&h, "appraise_calls", &["call_uuid"], &truth, seconds_as_ms, call_ms);
+        assert_fan_out_equals(&h, &[jan]);
+        h.running.shutdown().await;
+    }
 }

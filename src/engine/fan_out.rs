@@ -1,0 +1,497 @@
+//! Fan-out datasets (`[slicing] style = "fan_out"`): one request per row of a parent
+//! dataset (the detail of an inspected call), made while the parent's partition is staged,
+//! and committed before the parent so that a reader never sees parent rows without theirs.
+//!
+//! ```text
+//!  parent pages ──> parent stage                      (the parent slice, as always)
+//!        └──> tap: key, month and the columns the fan-out reads, per parent row
+//!  before the parent commits, for each of its partitions:
+//!    stored parent rows ─┐
+//!    tapped parent rows ─┴─> rows to ask about: pass `when`, and new, changed, or never
+//!                            asked for this month
+//!    fan-out stage = stored fan-out rows of the other parent rows still passing `when`
+//!                  + the answers (bounded concurrent requests, normalized per dataset)
+//!    commit every fan-out partition ─> CHILDREN_COMMITTED ─> the parent's commit
+//! ```
+//! A crash before the parent's checkpoint leaves the parent partition unconfirmed: the
+//! next run fetches it again, its rows are new to the stored partition, so their details
+//! are asked for again and replace the earlier answers by key.
+
+use std::collections::{HashMap, HashSet};
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::TimestampMillisecondType;
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset, Utc};
+use futures::stream::{self, StreamExt};
+use serde_json::{Map, Value};
+use tracing::info;
+
+use super::error::EngineError;
+use super::pipeline::PipelineRun;
+use super::slice::{commit_partition, new_stage, toml_to_json, Commit, WriteMode};
+use crate::calendar::Month;
+use crate::catalog::pipeline::FanOutSpec;
+use crate::normalize::rejects::RejectedRecord;
+use crate::normalize::Normalizer;
+use crate::sink::crash;
+use crate::sink::key::KeyColumns;
+use crate::sink::layout::PartitionId;
+use crate::sink::stage::PartitionStage;
+use crate::sink::writer::read_existing;
+use crate::sink::SinkError;
+use crate::source::envelope::object_records;
+use crate::source::paging::PagingSummary;
+use crate::source::SourceError;
+
+/// Rows normalized before they are handed to a fan-out stage as one batch.
+const BATCH_ROWS: usize = 8192;
+
+/// A parent partition about to be committed, as its fan-out partitions are committed too.
+pub(super) struct ParentPartition {
+    /// The parent's partition.
+    pub(super) id: PartitionId,
+    /// Replace or merge, as the parent.
+    pub(super) mode: WriteMode,
+    /// The range fetched, epoch ms.
+    pub(super) window: (i64, i64),
+    /// Whether the month had ended before the fetch began.
+    pub(super) closed: bool,
+    /// When the parent's fetch began.
+    pub(super) synced_at: DateTime<Utc>,
+}
+
+/// The fan-out of one parent fetch: watches the parent's rows as they are staged, then
+/// fetches and commits the fan-out partitions before the parent's.
+pub(super) struct FanOut<'r, 'a> {
+    run: &'r PipelineRun<'a>,
+    groups: Vec<RequestGroup<'r, 'a>>,
+    tap: ParentRows,
+}
+
+/// Fan-out datasets that send the same request for a parent row: one request serves all.
+struct RequestGroup<'r, 'a> {
+    spec: &'r FanOutSpec,
+    members: Vec<&'r PipelineRun<'a>>,
+}
+
+impl<'r, 'a> FanOut<'r, 'a> {
+    /// The fan-out of `run`, or None when none of its fan-out datasets is enabled.
+    pub(super) fn of(run: &'r PipelineRun<'a>) -> Result<Option<Self>, EngineError> {
+        let mut groups: Vec<RequestGroup<'r, 'a>> = Vec::new();
+        for child in &run.children {
+            let Some(spec) = child.dataset.spec.fan_out() else { continue };
+            let same_request = |g: &&mut RequestGroup<'r, 'a>| {
+                let lead = g.members[0];
+                g.spec == spec
+                    && lead.request_path == child.request_path
+                    && lead.dataset.spec.source == child.dataset.spec.source
+                    && lead.dataset.spec.request.body == child.dataset.spec.request.body
+            };
+            match groups.iter_mut().find(same_request) {
+                Some(group) => group.members.push(child),
+                None => groups.push(RequestGroup { spec, members: vec![child] }),
+            }
+        }
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        let mut columns: Vec<String> = Vec::new();
+        for group in &groups {
+            let spec = group.spec;
+            let wanted = spec.body_from_parent.values().chain(spec.when.iter().map(|w| &w.field));
+            for name in wanted.chain(&spec.changed) {
+                if !columns.contains(name) {
+                    columns.push(name.clone());
+                }
+            }
+        }
+        let tap = ParentRows::new(run, columns)?;
+        Ok(Some(Self { run, groups, tap }))
+    }
+
+    /// Notes the parent rows of a batch about to be staged.
+    pub(super) fn observe(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.tap.observe(batch)
+    }
+
+    /// Fetches and commits the fan-out partitions of every parent partition (which must
+    /// all be staged, their rows observed, and not yet committed).
+    pub(super) async fn commit(self, partitions: &[ParentPartition]) -> Result<(), EngineError> {
+        for partition in partitions {
+            for group in &self.groups {
+                self.commit_group(group, partition).await?;
+            }
+        }
+        crash::point(crash::CHILDREN_COMMITTED);
+        Ok(())
+    }
+
+    /// One request group's partitions for one parent partition.
+    async fn commit_group(
+        &self,
+        group: &RequestGroup<'r, 'a>,
+        parent: &ParentPartition,
+    ) -> Result<(), EngineError> {
+        let month = parent.id.month;
+        let run = self.run;
+        let parent_err =
+            |source| EngineError::Sink { dataset: run.dataset_name().to_string(), month, source };
+        let mut stored = ParentRows::new(run, self.tap.column_names()).map_err(parent_err)?;
+        let schema = run.dataset.schema.arrow_schema();
+        read_existing(&run.store, &parent.id, &schema, |batch| stored.observe(&batch))
+            .await
+            .map_err(parent_err)?;
+        let fetched = self.tap.rows.iter().filter(|(_, row)| row.month == month);
+        let current: HashMap<&[u8], &ParentRow> = match parent.mode {
+            WriteMode::Replace => fetched.map(|(k, r)| (k.as_ref(), r)).collect(),
+            WriteMode::Merge => {
+                let mut rows: HashMap<&[u8], &ParentRow> =
+                    stored.rows.iter().map(|(k, r)| (k.as_ref(), r)).collect();
+                rows.extend(fetched.map(|(k, r)| (k.as_ref(), r)));
+                rows
+            }
+        };
+        let mut never_asked = false;
+        for member in &group.members {
+            let id = PartitionId::new(member.dataset_name(), run.tenant_id.clone(), month);
+            never_asked |= run.state.partition(&id).await?.is_none();
+        }
+        let passes = |row: &ParentRow| self.tap.passes(group.spec, row);
+        let mut ask: Vec<(&[u8], &ParentRow)> = Vec::new();
+        let mut keep: HashSet<&[u8]> = HashSet::new();
+        for (&key, &row) in current.iter().filter(|(_, r)| passes(r)) {
+            let unchanged = stored.rows.get(key).is_some_and(|old| {
+                passes(old)
+                    && self.tap.fingerprint(group.spec, old)
+                        == self.tap.fingerprint(group.spec, row)
+            });
+            if unchanged && !never_asked {
+                keep.insert(key);
+            } else {
+                ask.push((key, row));
+            }
+        }
+        let mut children = Vec::with_capacity(group.members.len());
+        for &member in &group.members {
+            children.push(
+                ChildStage::open(member, parent, &run.dataset.spec.records.primary_key, &keep)
+                    .await?,
+            );
+        }
+        let lead = group.members[0];
+        let requests = ask.len();
+        let bodies: Vec<Map<String, Value>> =
+            ask.iter().map(|(_, row)| self.tap.request_body(group.spec, lead, row)).collect();
+        drop(ask);
+        let mut answers =
+            stream::iter(bodies)
+                .map(move |body| async move {
+                    lead.auth.post(lead.client, &lead.request_path, body).await
+                })
+                .buffer_unordered(lead.settings.page_concurrency.max(1));
+        let mut answered = 0u64;
+        while let Some(answer) = answers.next().await {
+            answered += 1;
+            let bytes = match answer {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let source = Box::new(lead.auth.redact(e).await);
+                    let dataset = lead.dataset_name().to_string();
+                    return Err(EngineError::Source { dataset, month, source });
+                }
+            };
+            for child in &mut children {
+                child.take(&bytes, answered)?;
+            }
+        }
+        for child in children {
+            child.commit(parent, answered).await?;
+        }
+        info!(
+            dataset = run.dataset_name(), month = %month, requests,
+            kept = keep.len(), fan_out = ?group.members.iter().map(|m| m.dataset_name()).collect::<Vec<_>>(),
+            "Fan-out datasets committed."
+        );
+        Ok(())
+    }
+}
+
+/// One fan-out dataset's partition being assembled.
+struct ChildStage<'r, 'a> {
+    run: &'r PipelineRun<'a>,
+    id: PartitionId,
+    stage: PartitionStage,
+    normalizer: Normalizer,
+    rejects: Vec<RejectedRecord>,
+    rejected_texts: HashSet<String>,
+    records: u64,
+}
+
+impl<'r, 'a> ChildStage<'r, 'a> {
+    /// A stage holding the stored rows of the parent rows in `keep` (matched on the
+    /// parent's key columns, which the fan-out schema shares).
+    async fn open(
+        run: &'r PipelineRun<'a>,
+        parent: &ParentPartition,
+        parent_key: &[String],
+        keep: &HashSet<&[u8]>,
+    ) -> Result<Self, EngineError> {
+        let month = parent.id.month;
+        let id = PartitionId::new(run.dataset_name(), run.tenant_id.clone(), month);
+        let sink_err =
+            |source| EngineError::Sink { dataset: run.dataset_name().to_string(), month, source };
+        let mut stage = new_stage(run).map_err(sink_err)?;
+        let schema: SchemaRef = run.dataset.schema.arrow_schema();
+        let keys = KeyColumns::new(&schema, parent_key).map_err(sink_err)?;
+        read_existing(&run.store, &id, &schema, |batch| {
+            let encoded = keys.encode(&batch)?;
+            let mask: BooleanArray =
+                encoded.iter().map(|k| Some(keep.contains(k.as_ref()))).collect();
+            let kept = filter_record_batch(&batch, &mask).map_err(|source| SinkError::Arrow {
+                context: "keeping the rows of unchanged parent rows".into(),
+                source,
+            })?;
+            stage.append(&kept)
+        })
+        .await
+        .map_err(sink_err)?;
+        stage.mark_fetch_start();
+        let bounds = month.slice(run.zone);
+        let normalizer =
+            Normalizer::new(run.dataset.schema.clone(), parent.synced_at.timestamp_millis())
+                .with_event_window(
+                    &run.dataset.spec.records.event_time,
+                    bounds.begin_ms,
+                    bounds.end_ms,
+                );
+        Ok(Self {
+            run,
+            id,
+            stage,
+            normalizer,
+            rejects: Vec::new(),
+            rejected_texts: HashSet::new(),
+            records: 0,
+        })
+    }
+
+    fn sink_err(&self, source: SinkError) -> EngineError {
+        EngineError::Sink {
+            dataset: self.run.dataset_name().to_string(),
+            month: self.id.month,
+            source,
+        }
+    }
+
+    /// Reads this dataset's records out of one answer (the `number`th) and stages them.
+    fn take(&mut self, answer: &Bytes, number: u64) -> Result<(), EngineError> {
+        let spec = &self.run.dataset.spec;
+        let url = self.run.client.url(&self.run.request_path);
+        let shape =
+            |problem: String| SourceError::Shape { url: url.clone(), path: "$".into(), problem };
+        let body = std::str::from_utf8(answer).map_err(|_| shape("the body is not UTF-8".into()));
+        let records = body.and_then(|body| {
+            object_records(
+                body,
+                &spec.envelope,
+                &spec.records.path,
+                &spec.records.parent_fields,
+                spec.records.label_field.as_deref(),
+                &url,
+            )
+        });
+        let records = records.map_err(|source| EngineError::Source {
+            dataset: self.run.dataset_name().to_string(),
+            month: self.id.month,
+            source: Box::new(source),
+        })?;
+        for record in &records {
+            self.records += 1;
+            if let Err(reason) = self.normalizer.push(record) {
+                if self.rejected_texts.insert(record.get().to_string()) {
+                    self.rejects.push(RejectedRecord::new(reason, record, number));
+                }
+            }
+            if self.normalizer.len() >= BATCH_ROWS {
+                let batch = self.normalizer.finish();
+                self.stage.append(&batch).map_err(|e| self.sink_err(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the partition with the parent's mode, after `requests` answers.
+    async fn commit(mut self, parent: &ParentPartition, requests: u64) -> Result<(), EngineError> {
+        if !self.normalizer.is_empty() {
+            let batch = self.normalizer.finish();
+            self.stage.append(&batch).map_err(|e| self.sink_err(e))?;
+        }
+        let summary = PagingSummary {
+            pages: requests,
+            records: self.records,
+            total: self.records,
+            total_changed: false,
+        };
+        let commit = Commit {
+            id: self.id,
+            stage: self.stage,
+            rejects: self.rejects.iter().collect(),
+            rejected_texts: &self.rejected_texts,
+            mode: parent.mode,
+            window: parent.window,
+            closed: parent.closed,
+            summary,
+            synced_at: parent.synced_at,
+            oldest_open_ms: None,
+        };
+        commit_partition(self.run, commit).await?;
+        Ok(())
+    }
+}
+
+/// Parent rows by primary key: their month and the columns a fan-out reads.
+struct ParentRows {
+    keys: KeyColumns,
+    event_column: usize,
+    update_column: Option<usize>,
+    zone: FixedOffset,
+    /// The columns read, by name, and their positions in the parent schema.
+    columns: Vec<(String, usize)>,
+    rows: HashMap<Box<[u8]>, ParentRow>,
+}
+
+/// What a fan-out needs of one parent row.
+struct ParentRow {
+    month: Month,
+    update_ms: Option<i64>,
+    /// The values of [`ParentRows::columns`], in order.
+    values: Vec<Value>,
+}
+
+impl ParentRows {
+    fn new(run: &PipelineRun<'_>, columns: Vec<String>) -> Result<Self, SinkError> {
+        let schema = run.dataset.schema.arrow_schema();
+        let records = &run.dataset.spec.records;
+        let index = |name: &str| {
+            schema.index_of(name).map_err(|_| SinkError::KeyColumn {
+                column: name.to_string(),
+                problem: format!(
+                    "the fan-out of {} reads it, but it is not a column",
+                    run.dataset_name()
+                ),
+            })
+        };
+        Ok(Self {
+            keys: KeyColumns::new(&schema, &records.primary_key)?,
+            event_column: index(&records.event_time)?,
+            update_column: records.update_time.as_deref().map(index).transpose()?,
+            zone: run.zone,
+            columns: columns
+                .iter()
+                .map(|c| Ok((c.clone(), index(c)?)))
+                .collect::<Result<_, SinkError>>()?,
+            rows: HashMap::new(),
+        })
+    }
+
+    /// The names of the columns read.
+    fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Notes every row of `batch`; a key seen before keeps its newest version, as the
+    /// partition stage does (the later one on equal or missing update times).
+    fn observe(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        let keys = self.keys.encode(batch)?;
+        let times = int64_column(batch, self.event_column)?;
+        let updates = self.update_column.map(|i| int64_column(batch, i)).transpose()?;
+        for (row, key) in keys.iter().enumerate() {
+            let Some(month) = (!times.is_null(row))
+                .then(|| Month::containing_ms(times.value(row), self.zone))
+                .flatten()
+            else {
+                continue;
+            };
+            let update_ms = updates.as_ref().and_then(|u| (!u.is_null(row)).then(|| u.value(row)));
+            if self.rows.get(key.as_ref()).is_some_and(|old| old.update_ms > update_ms) {
+                continue;
+            }
+            let values =
+                self.columns.iter().map(|(_, i)| cell(batch.column(*i).as_ref(), row)).collect();
+            self.rows.insert(key.as_ref().into(), ParentRow { month, update_ms, values });
+        }
+        Ok(())
+    }
+
+    fn value<'v>(&self, row: &'v ParentRow, column: &str) -> &'v Value {
+        let position = self.columns.iter().position(|(name, _)| name == column);
+        position.map_or(&Value::Null, |p| &row.values[p])
+    }
+
+    /// Whether the row passes the fan-out's `when`.
+    fn passes(&self, spec: &FanOutSpec, row: &ParentRow) -> bool {
+        spec.when.as_ref().is_none_or(|when| {
+            self.value(row, &when.field).as_i64().is_some_and(|v| when.one_of.contains(&v))
+        })
+    }
+
+    /// The values of the fan-out's `changed` columns.
+    fn fingerprint<'v>(&self, spec: &FanOutSpec, row: &'v ParentRow) -> Vec<&'v Value> {
+        spec.changed.iter().map(|c| self.value(row, c)).collect()
+    }
+
+    /// The request body for a parent row: the dataset's fixed fields, then the parent's.
+    fn request_body(
+        &self,
+        spec: &FanOutSpec,
+        run: &PipelineRun<'_>,
+        row: &ParentRow,
+    ) -> Map<String, Value> {
+        let mut body: Map<String, Value> = run
+            .dataset
+            .spec
+            .request
+            .body
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id)))
+            .collect();
+        for (field, column) in &spec.body_from_parent {
+            body.insert(field.clone(), self.value(row, column).clone());
+        }
+        body
+    }
+}
+
+/// A numeric or timestamp column as Int64.
+fn int64_column(batch: &RecordBatch, index: usize) -> Result<arrow::array::Int64Array, SinkError> {
+    let column =
+        cast(batch.column(index), &DataType::Int64).map_err(|source| SinkError::Arrow {
+            context: format!("reading column {} as Int64", batch.schema().field(index).name()),
+            source,
+        })?;
+    Ok(column.as_primitive::<Int64Type>().clone())
+}
+
+/// One value of a column as JSON: numbers, text and booleans as themselves, timestamps as
+/// epoch milliseconds, anything else as its display text.
+fn cell(column: &dyn Array, row: usize) -> Value {
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    match column.data_type() {
+        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).into(),
+        DataType::Int32 => column.as_primitive::<Int32Type>().value(row).into(),
+        DataType::Float64 => column.as_primitive::<Float64Type>().value(row).into(),
+        DataType::Boolean => column.as_boolean().value(row).into(),
+        DataType::Utf8 => column.as_string::<i32>().value(row).into(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            column.as_primitive::<TimestampMillisecondType>().value(row).into()
+        }
+        _ => arrow::util::display::array_value_to_string(column, row)
+            .map_or(Value::Null, Value::String),
+    }
+}
