@@ -1079,6 +1079,32 @@ mod tests {
         assert!(s.pipelines["rbt_recognition"].enabled);
     }
 
+    /// Fan-out datasets follow their parent: enabled with it by default, off with it, and an
+    /// explicit `enabled = true` without the parent is refused naming the key and the fix.
+    #[test]
+    fn fan_out_datasets_need_their_parent() {
+        let fabric = r#"
+            tenant_id = "202101"
+            [destination]
+            url = "file://./lake"
+            [sources.fabric]
+            base_url = "https://service.besclouds.com/apiaccess"
+            app_key = "ak"
+            app_secret = "${TOKEN}"
+        "#;
+        let s = parse(fabric).unwrap();
+        assert!(s.pipelines["appraise_calls"].enabled && s.pipelines["appraise_segments"].enabled);
+        let off = format!("{fabric}\n[pipelines.appraise_calls]\nenabled = false\n");
+        assert!(parse(&off).is_ok());
+        let on = format!("{off}[pipelines.appraise_segments]\nenabled = true\n");
+        let e = parse(&on).unwrap_err().to_string();
+        assert!(
+            e.contains("pipelines.appraise_segments.enabled")
+                && e.contains("enable pipelines.appraise_calls"),
+            "{e}"
+        );
+    }
+
     /// The API Fabric keys: the token URL defaults to the origin of base_url, the lifetime
     /// to 3600 s; a lifetime outside 1..=3600, a token URL that is not http(s) or a path
     /// parameter that is not one segment is refused naming its key and the fix.

@@ -272,4 +272,47 @@ mod tests {
             "{err}"
         );
     }
+
+    /// The detail datasets are fan-outs of appraise_calls; a fan-out that reads a column its
+    /// parent lacks, names an unknown parent, or lacks the parent's key is refused with the
+    /// key to fix.
+    #[test]
+    fn fan_out_datasets_fit_their_parent() {
+        let c = Catalog::builtin().unwrap();
+        for child in ["appraise_segments", "appraise_emotions"] {
+            let fan_out = c.get(child).unwrap().spec.fan_out().cloned();
+            assert_eq!(fan_out.map(|f| f.parent), Some("appraise_calls".to_string()), "{child}");
+        }
+        let files = |edit: &dyn Fn(&str) -> String| {
+            let pick = |list: &[(&str, &str)], edit: &dyn Fn(&str) -> String| {
+                list.iter()
+                    .filter(|(f, _)| f.starts_with("appraise_"))
+                    .map(|(f, t)| {
+                        let text = if f.starts_with("appraise_segments") {
+                            edit(t)
+                        } else {
+                            t.to_string()
+                        };
+                        (f.to_string(), text)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            Catalog::from_files(
+                pick(builtin::PIPELINES, edit),
+                pick(builtin::SCHEMAS, &|t| t.to_string()),
+            )
+        };
+        assert!(files(&|t| t.to_string()).is_ok());
+        let err = |from: &'static str, to: &'static str| {
+            files(&move |t: &str| t.replacen(from, to, 1)).unwrap_err().to_string()
+        };
+        let e = err(r#"changed = ["status""#, r#"changed = ["no_such_column""#);
+        assert!(e.contains("slicing.changed") && e.contains("no_such_column"), "{e}");
+        let e = err(r#"parent = "appraise_calls""#, r#"parent = "appraise_call""#);
+        assert!(e.contains("slicing.parent") && e.contains("appraise_call"), "{e}");
+        let e = err(r#"parent = "appraise_calls""#, r#"parent = "appraise_emotions""#);
+        assert!(e.contains("itself a fan-out"), "{e}");
+        let e = err(r#"field = "status""#, r#"field = "staff_id""#);
+        assert!(e.contains("slicing.when.field") && e.contains("int32 or int64"), "{e}");
+    }
 }

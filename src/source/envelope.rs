@@ -515,4 +515,53 @@ mod tests {
         .unwrap();
         assert_eq!((p.records.len(), p.length), (0, 0));
     }
+
+    /// A detail object's arrays become records carrying the object's chosen fields and, for
+    /// labelled arrays, their label; a missing or null array has no records; an error code
+    /// or a body that is not an object is an error, never an empty detail.
+    #[test]
+    fn object_records_read_labelled_arrays_of_a_detail() {
+        let detail = r#"{"call_uuid":"u1","call_time":1635318854,"staff_name":"x",
+            "segments":[{"segment_id":1,"asr_text":"请问"},{"segment_id":2,"call_uuid":"own"}],
+            "left_emotions":[{"type":"negative","score":65.0}],"right_emotions":null}"#;
+        let parents = ["call_uuid".to_string(), "call_time".to_string()];
+        let read = |paths: &str, label: Option<&str>| {
+            let paths: RecordsPaths = toml::from_str::<toml::Table>(&format!("p = {paths}"))
+                .unwrap()["p"]
+                .clone()
+                .try_into()
+                .unwrap();
+            object_records(detail, &EnvelopeSpec::default(), &paths, &parents, label, "u")
+                .unwrap()
+                .iter()
+                .map(|r| r.get().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            read(r#""segments[]""#, None),
+            [
+                r#"{"asr_text":"请问","call_time":1635318854,"call_uuid":"u1","segment_id":1}"#,
+                r#"{"call_time":1635318854,"call_uuid":"own","segment_id":2}"#,
+            ]
+        );
+        let emotions =
+            r#"{ left = "left_emotions[]", right = "right_emotions[]", both = "absent[]" }"#;
+        assert_eq!(
+            read(emotions, Some("channel")),
+            [
+                r#"{"call_time":1635318854,"call_uuid":"u1","channel":"left","score":65.0,"type":"negative"}"#
+            ]
+        );
+        let one = RecordsPaths::One(path("segments[]"));
+        let coded = EnvelopeSpec {
+            code_fields: vec!["resultCode".into()],
+            message_fields: vec!["resultDesc".into()],
+            ..EnvelopeSpec::default()
+        };
+        let refused = r#"{"resultCode":"500","resultDesc":"inspection store unavailable"}"#;
+        let err = object_records(refused, &coded, &one, &parents, None, "u").unwrap_err();
+        assert!(err.to_string().contains("inspection store unavailable"), "{err}");
+        let err = object_records("[1]", &coded, &one, &parents, None, "u").unwrap_err();
+        assert!(matches!(err, SourceError::Shape { .. }), "{err:?}");
+    }
 }
