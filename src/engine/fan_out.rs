@@ -121,30 +121,38 @@ impl<'r, 'a> FanOut<'r, 'a> {
     /// Fetches and commits the fan-out partitions of every parent partition (which must
     /// all be staged, their rows observed, and not yet committed).
     pub(super) async fn commit(self, partitions: &[ParentPartition]) -> Result<(), EngineError> {
+        let run = self.run;
         for partition in partitions {
+            let month = partition.id.month;
+            let parent_err = |source| EngineError::Sink {
+                dataset: run.dataset_name().to_string(),
+                month,
+                source,
+            };
+            // The parent rows as stored before this fetch: what the answers kept belong to.
+            let mut stored = ParentRows::new(run, self.tap.column_names()).map_err(parent_err)?;
+            let schema = run.dataset.schema.arrow_schema();
+            read_existing(&run.store, &partition.id, &schema, |batch| stored.observe(&batch))
+                .await
+                .map_err(parent_err)?;
             for group in &self.groups {
-                self.commit_group(group, partition).await?;
+                self.commit_group(group, partition, &stored).await?;
             }
         }
         crash::point(crash::CHILDREN_COMMITTED);
         Ok(())
     }
 
-    /// One request group's partitions for one parent partition.
+    /// One request group's partitions for one parent partition, whose rows stored before
+    /// this fetch are `stored`.
     async fn commit_group(
         &self,
         group: &RequestGroup<'r, 'a>,
         parent: &ParentPartition,
+        stored: &ParentRows,
     ) -> Result<(), EngineError> {
         let month = parent.id.month;
         let run = self.run;
-        let parent_err =
-            |source| EngineError::Sink { dataset: run.dataset_name().to_string(), month, source };
-        let mut stored = ParentRows::new(run, self.tap.column_names()).map_err(parent_err)?;
-        let schema = run.dataset.schema.arrow_schema();
-        read_existing(&run.store, &parent.id, &schema, |batch| stored.observe(&batch))
-            .await
-            .map_err(parent_err)?;
         let fetched = self.tap.rows.iter().filter(|(_, row)| row.month == month);
         let current: HashMap<&[u8], &ParentRow> = match parent.mode {
             WriteMode::Replace => fetched.map(|(k, r)| (k.as_ref(), r)).collect(),

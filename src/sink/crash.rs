@@ -40,7 +40,8 @@ pub const BATCH_WRITTEN: &str = "writer.batch_written";
 /// After the Parquet footer is encoded, before the upload of the data object completes.
 pub const BEFORE_COMPLETE: &str = "writer.before_complete";
 
-/// Every crash point, in the order a slice reaches them.
+/// Every crash point of a slice, in the order it reaches them ([`CHILDREN_COMMITTED`] comes
+/// first only for a dataset with fan-out datasets).
 pub const ALL: &[&str] = &[
     PAGE_STAGED,
     FETCHED,
@@ -50,7 +51,6 @@ pub const ALL: &[&str] = &[
     BEFORE_COMPLETE,
     AFTER_DATA,
     AFTER_CHECKPOINT,
-    CHILDREN_COMMITTED,
 ];
 
 /// Marks a crash point: aborts the process when it is the armed point's Nth hit.
