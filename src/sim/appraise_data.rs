@@ -9,7 +9,7 @@
 //! later (into the next month). The data live in memory: the simulator is meant for tests
 //! and demos with thousands of calls a month, not millions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use chrono::FixedOffset;
@@ -190,6 +190,9 @@ pub(crate) struct AppraiseStore {
     seed: u64,
     zone: FixedOffset,
     groups: RwLock<Vec<Group>>,
+    /// Where each call is in `groups` (group, call), by call_uuid; rebuilt when groups move.
+    /// Locked after `groups`.
+    positions: RwLock<HashMap<String, (usize, usize)>>,
     mutations: Mutex<u64>,
     detail_requests: Mutex<BTreeMap<String, u64>>,
 }
@@ -210,6 +213,7 @@ impl AppraiseStore {
         Self {
             seed,
             zone,
+            positions: RwLock::new(positions(&groups)),
             groups: RwLock::new(groups),
             mutations: Mutex::new(0),
             detail_requests: Mutex::default(),
@@ -252,7 +256,9 @@ impl AppraiseStore {
     /// counts the answer for [`AppraiseStore::detail_requests`].
     pub(crate) fn detail(&self, call_uuid: &str) -> Option<Value> {
         let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
-        let call = groups.iter().flat_map(|g| &g.calls).find(|c| c.call_uuid == call_uuid)?;
+        let positions = self.positions.read().unwrap_or_else(PoisonError::into_inner);
+        let &(g, c) = positions.get(call_uuid)?;
+        let call = &groups[g].calls[c];
         let body = detail_body(call);
         let mut counts = self.detail_requests.lock().unwrap_or_else(PoisonError::into_inner);
         *counts.entry(call_uuid.to_string()).or_default() += 1;
@@ -404,6 +410,7 @@ impl AppraiseStore {
             groups.push(Group { id: call.call_uuid.clone(), calls: vec![call] });
         }
         groups.sort_by(|a, b| a.key().cmp(&b.key()));
+        *self.positions.write().unwrap_or_else(PoisonError::into_inner) = positions(&groups);
         added
     }
 
@@ -414,6 +421,17 @@ impl AppraiseStore {
         *count += 1;
         SmallRng::seed_from_u64(mix(&[self.seed, ordinal(month), *count, 0x0a77]))
     }
+}
+
+/// Where each call of `groups` is: call_uuid -> (group, call).
+fn positions(groups: &[Group]) -> HashMap<String, (usize, usize)> {
+    groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, group)| {
+            group.calls.iter().enumerate().map(move |(c, call)| (call.call_uuid.clone(), (g, c)))
+        })
+        .collect()
 }
 
 /// The `appraisecall/detail` body of `call`: its fields as documented for 2.5, plus the
