@@ -196,7 +196,7 @@ fn oldest_open(batch: &RecordBatch, open: &OpenWhile, event_time: &str) -> Optio
 }
 
 /// Appends a normalized batch to the stage, noting the oldest open event time it holds.
-fn stage_batch(
+pub(super) fn stage_batch(
     stage: &mut PartitionStage,
     batch: &RecordBatch,
     records: &RecordsSpec,

@@ -256,3 +256,63 @@ async fn appraise_calls_backfill_and_cursor_sync_follow_the_served_calls() {
     assert!(verify.findings.is_empty(), "{:?}", verify.findings);
     server.abort();
 }
+
+/// A pipeline with a cursor and an open condition (`status` below 2: not inspected yet)
+/// remembers the event time of the oldest open call of its window and starts the next
+/// window no later, so a call whose status changes without a new upload time is read
+/// again; merges keep an open month open and make a month without a checkpoint partial.
+#[tokio::test]
+async fn cursor_sync_reads_open_calls_again_until_they_close() {
+    let h = Harness::start(SimOptions::default()).await;
+    let shared: Shared = Arc::default();
+    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    let now_s = chrono::Utc::now().timestamp();
+    let current = Month::containing_ms(now_s * 1000, zone).unwrap();
+    // Inside the current month and the first sync's window (from the month's start).
+    let recent = (now_s - 3 * 3_600).max(current.start(zone).timestamp());
+    // Called at least a month before, uploaded only now and not inspected yet.
+    let open_call_time = recent - 40 * 86_400;
+    let old = Month::containing_ms(open_call_time * 1000, zone).unwrap();
+    assert!(old < current);
+    {
+        let mut s = shared.lock().unwrap();
+        s.calls.push(call(1, 0, recent, recent + 1, 2));
+        s.calls.push(call(2, 0, open_call_time, recent + 2, 1));
+    }
+    let (base_url, server) = serve(&shared).await;
+    let open_while = "open_while = { field = \"status\", below = 2 }";
+    let extra = "[pipelines.appraise_calls]\nlookback_hours = 0\n";
+    let engine = appraise_engine(&h, &base_url, open_while, extra);
+    let open_since = || async {
+        let cp = engine.state().pipeline("appraise_calls", &h.opts.tenant_id).await.unwrap();
+        cp.unwrap().open_since_ms
+    };
+
+    engine.backfill("appraise_calls", current, current, false, &LogProgress).await.unwrap();
+    assert_eq!(partition(&engine, current).await.state, SliceState::Open);
+    let report = engine.sync("appraise_calls", &LogProgress).await.unwrap();
+    assert_eq!(report.slices.iter().map(|s| s.month).collect::<Vec<_>>(), [old, current]);
+    assert_eq!(report.oldest_open_ms(), Some(open_call_time * 1000));
+    assert_eq!(open_since().await, Some(open_call_time * 1000), "the open call is remembered");
+    assert_lake_equals(&h, &shared);
+    assert_eq!(partition(&engine, current).await.state, SliceState::Open);
+    assert_eq!(partition(&engine, old).await.state, SliceState::Partial);
+
+    // The call is inspected; its upload time stays before the last sync.
+    let seen = {
+        let mut s = shared.lock().unwrap();
+        s.calls[1]["status"] = json!(2);
+        s.requests.len()
+    };
+    engine.sync("appraise_calls", &LogProgress).await.unwrap();
+    {
+        let s = shared.lock().unwrap();
+        let from = s.requests[seen..].iter().map(|b| b["upload_from"].as_i64().unwrap()).min();
+        assert_eq!(from, Some(open_call_time), "the window starts at the open call's time");
+    }
+    assert_lake_equals(&h, &shared);
+    assert_eq!(open_since().await, None, "no call is open any more");
+    assert_eq!(partition(&engine, current).await.state, SliceState::Open);
+    assert_eq!(partition(&engine, old).await.state, SliceState::Partial);
+    server.abort();
+}
