@@ -73,14 +73,29 @@ pub enum StateError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SliceState {
-    /// The whole month, fetched after it had ended: backfill skips it.
+    /// The whole month, fetched after it had ended (and any rows merged into it since):
+    /// backfill skips it.
     Complete,
-    /// The whole month, fetched while it was still running: fetched again.
+    /// The whole month, fetched while it was still running (and any rows merged into it
+    /// since): fetched again.
     Open,
-    /// Part of the month merged by key by an incremental sync.
+    /// Only the parts of the month merged by key by incremental syncs.
     Partial,
     /// A write started and has not been confirmed: fetched again.
     Writing,
+}
+
+impl SliceState {
+    /// The state of a partition once rows of part of its month have been merged by key into
+    /// it, given its state before (`None`: no checkpoint yet). A merge only adds or replaces
+    /// keys, so a month held whole (`complete` or `open`) stays as it was; any other
+    /// (none, `partial`, or an interrupted write whose outcome is unknown) is `partial`.
+    pub fn after_merge(previous: Option<SliceState>) -> SliceState {
+        match previous {
+            Some(whole @ (SliceState::Complete | SliceState::Open)) => whole,
+            Some(SliceState::Partial | SliceState::Writing) | None => SliceState::Partial,
+        }
+    }
 }
 
 impl std::fmt::Display for SliceState {
@@ -104,15 +119,17 @@ pub struct PartitionCheckpoint {
     pub tenant_id: String,
     /// The month, `YYYY-MM`.
     pub month: String,
-    /// Whether the month was over when fetched.
+    /// Whether the month was fetched whole, and whether it was over then.
     pub state: SliceState,
     /// Rows in the data object.
     pub rows: u64,
-    /// The `total` the API reported for the fetched window.
+    /// The `total` the API reported for the fetched window. A merge into a month held
+    /// whole (`complete` or `open`) keeps the window, total and pages of the whole-month
+    /// fetch, so that they stay comparable with `rows`.
     pub api_total: u64,
     /// Records that could not be normalized (kept in `_rejects/`).
     pub rejects: u64,
-    /// Pages fetched.
+    /// Pages fetched for the window.
     pub pages: u64,
     /// The newest update time among the rows (epoch ms).
     pub max_update_time_ms: Option<i64>,
@@ -432,5 +449,17 @@ mod tests {
         assert!(matches!(state.partition(&feb).await, Err(StateError::Misplaced { .. })));
         let bad = partition_cp("2025-1");
         assert!(matches!(state.put_partition(&bad).await, Err(StateError::BadMonth { .. })));
+    }
+
+    /// A merge keeps a whole month `complete` or `open`; a month not held whole, or whose
+    /// last write was interrupted, is `partial` after it.
+    #[test]
+    fn a_merge_keeps_whole_months_whole() {
+        use SliceState::*;
+        assert_eq!(SliceState::after_merge(Some(Complete)), Complete);
+        assert_eq!(SliceState::after_merge(Some(Open)), Open);
+        assert_eq!(SliceState::after_merge(Some(Partial)), Partial);
+        assert_eq!(SliceState::after_merge(Some(Writing)), Partial);
+        assert_eq!(SliceState::after_merge(None), Partial);
     }
 }

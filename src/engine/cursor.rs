@@ -12,7 +12,9 @@
 //! The window's rows are held in memory until the window adds up: an incremental window is
 //! small (the arrivals since the last sync); whole months go through the month slices of
 //! a backfill. Rejected records have no trustworthy event time, so they are kept with the
-//! partition of the month in which the window ends.
+//! partition of the month in which the window ends. Each month's outcome carries the
+//! oldest event time of its window rows still open (`records.open_while`), so that the
+//! next sync starts no later.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +30,8 @@ use super::fan_out::{FanOut, ParentPartition};
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use super::slice::{
-    commit_partition, fetch_normalized, new_stage, range_body, with_attempts, AttemptError, Commit,
-    SliceOutcome, WriteMode,
+    commit_partition, fetch_normalized, new_stage, range_body, stage_batch, with_attempts,
+    AttemptError, Commit, SliceOutcome, WriteMode,
 };
 use crate::calendar::Month;
 use crate::catalog::pipeline::{CursorSpec, TimeFormat};
@@ -96,7 +98,8 @@ async fn attempt_window(
         routed.entry(window_month).or_default();
     }
 
-    // Each month: its existing rows, then the window's rows, newest version per key.
+    // Each month: its existing rows, then the window's rows, newest version per key, noting
+    // the oldest event time of the window's rows still open.
     let mut stages = Vec::with_capacity(routed.len());
     let mut distinct = 0;
     for (month, batches) in routed {
@@ -104,17 +107,19 @@ async fn attempt_window(
         let mut stage = new_stage(run).map_err(|e| sink_err(month, e))?;
         stage_existing(&run.store, &id, &mut stage).await.map_err(|e| sink_err(month, e))?;
         stage.mark_fetch_start();
+        let mut oldest_open_ms = None;
         for batch in &batches {
-            stage.append(batch).map_err(|e| sink_err(month, e))?;
+            stage_batch(&mut stage, batch, &spec.records, &mut oldest_open_ms)
+                .map_err(|e| sink_err(month, e))?;
         }
         distinct += stage.distinct_fetched();
-        stages.push((id, stage));
+        stages.push((id, stage, oldest_open_ms));
     }
     fetched.reconcile(spec, distinct)?;
     if let Some(fan_out) = fan_out {
         let parents: Vec<ParentPartition> = stages
             .iter()
-            .map(|(id, _)| ParentPartition {
+            .map(|(id, _, _)| ParentPartition {
                 id: id.clone(),
                 mode: WriteMode::Merge,
                 window: (begin_ms, end_ms),
@@ -126,7 +131,7 @@ async fn attempt_window(
     }
 
     let mut outcomes = Vec::with_capacity(stages.len());
-    for (id, stage) in stages {
+    for (id, stage, oldest_open_ms) in stages {
         let rejects =
             if id.month == window_month { fetched.rejects.iter().collect() } else { Vec::new() };
         let commit = Commit {
@@ -139,7 +144,7 @@ async fn attempt_window(
             closed: false,
             summary: fetched.summary,
             synced_at,
-            oldest_open_ms: None,
+            oldest_open_ms,
         };
         let outcome = commit_partition(run, commit).await?;
         info!(

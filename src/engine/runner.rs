@@ -263,7 +263,11 @@ impl Engine {
             .unwrap_or_else(|| Month::containing(now, run.zone).start(run.zone));
         let lookback =
             ChronoDuration::from_std(run.settings.lookback).unwrap_or(ChronoDuration::zero());
-        // Records still open at the last sync are read again until they close.
+        // Records still open at the last sync are read again until they close. open_since is
+        // an event time; for a pipeline with a cursor the window is one of arrival (upload)
+        // time, but a record cannot arrive before it happened, so a window from the oldest
+        // open record's event time holds every record open at the last sync: wider than
+        // needed, never short.
         let open_since = previous
             .as_ref()
             .and_then(|p| p.open_since_ms)

@@ -196,7 +196,7 @@ fn oldest_open(batch: &RecordBatch, open: &OpenWhile, event_time: &str) -> Optio
 }
 
 /// Appends a normalized batch to the stage, noting the oldest open event time it holds.
-fn stage_batch(
+pub(super) fn stage_batch(
     stage: &mut PartitionStage,
     batch: &RecordBatch,
     records: &RecordsSpec,
@@ -336,7 +336,7 @@ pub(super) struct Commit<'f> {
     pub(super) mode: WriteMode,
     /// The range fetched, epoch ms.
     pub(super) window: (i64, i64),
-    /// Whether the month had ended before the fetch began.
+    /// Whether the month had ended before the fetch began (the state of a replace).
     pub(super) closed: bool,
     /// The API's total and the pages fetched.
     pub(super) summary: PagingSummary,
@@ -369,9 +369,22 @@ pub(super) async fn commit_partition(
     let sink_err = |source| EngineError::Sink { dataset: dataset.to_string(), month, source };
     crash::point(crash::FETCHED);
     let write_started = Instant::now();
+    let previous = run.state.partition(&id).await?;
+    let state = match mode {
+        WriteMode::Replace if closed => SliceState::Complete,
+        WriteMode::Replace => SliceState::Open,
+        WriteMode::Merge => SliceState::after_merge(previous.as_ref().map(|cp| cp.state)),
+    };
+    // A merge that leaves the month whole keeps the checkpoint's whole-month fetch, so that
+    // its API total stays comparable with the rows (see `PartitionCheckpoint::api_total`).
+    let (fetch_window, api_total, pages) = match &previous {
+        Some(cp) if mode == WriteMode::Merge && state != SliceState::Partial => {
+            ((cp.window_begin_ms, cp.window_end_ms), cp.api_total, cp.pages)
+        }
+        _ => (window, summary.total, summary.pages),
+    };
     // The intent: until the final checkpoint, the partition reads as being written, so a
     // crash in between is fetched again and shows in `status` and `verify`.
-    let previous = run.state.partition(&id).await?;
     let mut intent = previous.unwrap_or_else(|| PartitionCheckpoint {
         dataset: dataset.to_string(),
         tenant_id: run.tenant_id.clone(),
@@ -406,23 +419,18 @@ pub(super) async fn commit_partition(
     let max_update = stage.max_update_ms();
     let written = write_partition(&run.store, &id, stage).await.map_err(sink_err)?;
     crash::point(crash::AFTER_DATA);
-    let state = match (mode, closed) {
-        (WriteMode::Replace, true) => SliceState::Complete,
-        (WriteMode::Replace, false) => SliceState::Open,
-        (WriteMode::Merge, _) => SliceState::Partial,
-    };
     let checkpoint = PartitionCheckpoint {
         dataset: dataset.to_string(),
         tenant_id: run.tenant_id.clone(),
         month: month.to_string(),
         state,
         rows: written.rows,
-        api_total: summary.total,
+        api_total,
         rejects: reject_count,
-        pages: summary.pages,
+        pages,
         max_update_time_ms: max_update,
-        window_begin_ms: window.0,
-        window_end_ms: window.1,
+        window_begin_ms: fetch_window.0,
+        window_end_ms: fetch_window.1,
         object_path: written.path.to_string(),
         object_bytes: written.bytes,
         content_sha256: written.sha256,

@@ -15,7 +15,9 @@ use axum::extract::State;
 use axum::Json;
 use cecsync::calendar::Month;
 use cecsync::engine::progress::LogProgress;
+use cecsync::engine::Engine;
 use cecsync::sim::SimOptions;
+use cecsync::state::{PartitionCheckpoint, SliceState};
 use serde_json::{json, Value};
 
 use crate::common::{engine_for, lake_rows, Harness};
@@ -130,14 +132,44 @@ fn assert_lake_equals(h: &Harness, shared: &Shared) {
     }
 }
 
-fn catalog_dir(h: &Harness) -> std::path::PathBuf {
+/// A catalog_dir holding the built-in pipeline on the OIFDE body token, with `records`
+/// (lines of its `[records]` table) added.
+fn catalog_dir(h: &Harness, records: &str) -> std::path::PathBuf {
     let dir = h.dir.path().join("catalog");
     std::fs::create_dir_all(dir.join("pipelines")).unwrap();
     let builtin = include_str!("../../pipelines/appraise_calls.toml")
         .replace("source = \"fabric\"", "source = \"oifde\"")
-        .replace("style = \"fabric_token\"", "style = \"body_token\"\nfield = \"authToken\"");
+        .replace("style = \"fabric_token\"", "style = \"body_token\"\nfield = \"authToken\"")
+        .replace("event_time = \"call_time\"", &format!("event_time = \"call_time\"\n{records}"));
     std::fs::write(dir.join("pipelines/appraise_calls.toml"), builtin).unwrap();
     dir
+}
+
+/// Serves the stand-in API over `shared` on a free loopback port: its base URL and task.
+async fn serve(shared: &Shared) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().fallback(axum::routing::post(details)).with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    (base_url, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+/// An engine whose `appraise_calls` (the catalog_dir pipeline with `records` added) reads
+/// the stand-in at `base_url`; `extra` is appended to the configuration.
+fn appraise_engine(h: &Harness, base_url: &str, records: &str, extra: &str) -> Engine {
+    let text = format!(
+        "catalog_dir = \"{}\"\n{}",
+        catalog_dir(h, records).display(),
+        h.config_text(extra)
+    )
+    .replace(&h.running.base_url, base_url)
+    .replace(&format!("auth_token = \"{}\"", h.opts.auth_token), "auth_token = \"tok\"");
+    engine_for(h, &text)
+}
+
+/// The checkpoint of the `appraise_calls` partition of `month`.
+async fn partition(engine: &Engine, month: Month) -> PartitionCheckpoint {
+    let id = engine.partition_id("appraise_calls", month);
+    engine.state().partition(&id).await.unwrap().unwrap_or_else(|| panic!("{month} checkpoint"))
 }
 
 /// A backfill across the January/February boundary (at +08:00) pages past the server cap
@@ -157,15 +189,8 @@ async fn appraise_calls_backfill_and_cursor_sync_follow_the_served_calls() {
             }
         }
     }
-    let app = axum::Router::new().fallback(axum::routing::post(details)).with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let text = format!("catalog_dir = \"{}\"\n{}", catalog_dir(&h).display(), h.config_text(""))
-        .replace(&h.running.base_url, &base_url)
-        .replace(&format!("auth_token = \"{}\"", h.opts.auth_token), "auth_token = \"tok\"");
-    let engine = engine_for(&h, &text);
+    let (base_url, server) = serve(&shared).await;
+    let engine = appraise_engine(&h, &base_url, "", "");
     let (jan, feb) = (Month::new(2025, 1).unwrap(), Month::new(2025, 2).unwrap());
     let report = engine.backfill("appraise_calls", jan, feb, false, &LogProgress).await.unwrap();
     assert_eq!(report.slices.len(), 2);
@@ -204,10 +229,90 @@ async fn appraise_calls_backfill_and_cursor_sync_follow_the_served_calls() {
         s.calls.push(call(3, 7, FEB_START_S - 86_400, now_s - 3, 2));
         s.calls.push(call(40, 0, FEB_START_S + 86_400, now_s - 2, 0));
     }
+    let backfilled = [partition(&engine, jan).await, partition(&engine, feb).await];
     let report = engine.sync("appraise_calls", &LogProgress).await.unwrap();
     assert_eq!(report.slices.iter().map(|s| s.month).collect::<Vec<_>>(), [jan, feb]);
     assert_lake_equals(&h, &shared);
-    let s = shared.lock().unwrap();
-    assert!(s.requests.iter().all(|b| b["call_from"].is_null() && b["upload_from"].is_i64()));
+    {
+        let s = shared.lock().unwrap();
+        assert!(s.requests.iter().all(|b| b["call_from"].is_null() && b["upload_from"].is_i64()));
+    }
+
+    // The merge leaves both months whole: still complete, with the whole-month fetch's
+    // window and total, the new rows and content; a backfill skips them.
+    for (before, month) in backfilled.into_iter().zip([jan, feb]) {
+        let after = partition(&engine, month).await;
+        assert_eq!(after.state, SliceState::Complete, "{month}");
+        assert_eq!(
+            (after.window_begin_ms, after.window_end_ms, after.api_total),
+            (before.window_begin_ms, before.window_end_ms, before.api_total),
+            "{month}"
+        );
+        assert_ne!(after.content_sha256, before.content_sha256, "{month} was rewritten");
+    }
+    let again = engine.backfill("appraise_calls", jan, feb, false, &LogProgress).await.unwrap();
+    assert_eq!((again.slices.len(), again.skipped), (0, vec![jan, feb]));
+    let verify = cecsync::engine::report::verify(&engine).await.unwrap();
+    assert!(verify.findings.is_empty(), "{:?}", verify.findings);
+    server.abort();
+}
+
+/// A pipeline with a cursor and an open condition (`status` below 2: not inspected yet)
+/// remembers the event time of the oldest open call of its window and starts the next
+/// window no later, so a call whose status changes without a new upload time is read
+/// again; merges keep an open month open and make a month without a checkpoint partial.
+#[tokio::test]
+async fn cursor_sync_reads_open_calls_again_until_they_close() {
+    let h = Harness::start(SimOptions::default()).await;
+    let shared: Shared = Arc::default();
+    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    let now_s = chrono::Utc::now().timestamp();
+    let current = Month::containing_ms(now_s * 1000, zone).unwrap();
+    // Inside the current month and the first sync's window (from the month's start).
+    let recent = (now_s - 3 * 3_600).max(current.start(zone).timestamp());
+    // Called at least a month before, uploaded only now and not inspected yet.
+    let open_call_time = recent - 40 * 86_400;
+    let old = Month::containing_ms(open_call_time * 1000, zone).unwrap();
+    assert!(old < current);
+    {
+        let mut s = shared.lock().unwrap();
+        s.calls.push(call(1, 0, recent, recent + 1, 2));
+        s.calls.push(call(2, 0, open_call_time, recent + 2, 1));
+    }
+    let (base_url, server) = serve(&shared).await;
+    let open_while = "open_while = { field = \"status\", below = 2 }";
+    let extra = "[pipelines.appraise_calls]\nlookback_hours = 0\n";
+    let engine = appraise_engine(&h, &base_url, open_while, extra);
+    let open_since = || async {
+        let cp = engine.state().pipeline("appraise_calls", &h.opts.tenant_id).await.unwrap();
+        cp.unwrap().open_since_ms
+    };
+
+    engine.backfill("appraise_calls", current, current, false, &LogProgress).await.unwrap();
+    assert_eq!(partition(&engine, current).await.state, SliceState::Open);
+    let report = engine.sync("appraise_calls", &LogProgress).await.unwrap();
+    assert_eq!(report.slices.iter().map(|s| s.month).collect::<Vec<_>>(), [old, current]);
+    assert_eq!(report.oldest_open_ms(), Some(open_call_time * 1000));
+    assert_eq!(open_since().await, Some(open_call_time * 1000), "the open call is remembered");
+    assert_lake_equals(&h, &shared);
+    assert_eq!(partition(&engine, current).await.state, SliceState::Open);
+    assert_eq!(partition(&engine, old).await.state, SliceState::Partial);
+
+    // The call is inspected; its upload time stays before the last sync.
+    let seen = {
+        let mut s = shared.lock().unwrap();
+        s.calls[1]["status"] = json!(2);
+        s.requests.len()
+    };
+    engine.sync("appraise_calls", &LogProgress).await.unwrap();
+    {
+        let s = shared.lock().unwrap();
+        let from = s.requests[seen..].iter().map(|b| b["upload_from"].as_i64().unwrap()).min();
+        assert_eq!(from, Some(open_call_time), "the window starts at the open call's time");
+    }
+    assert_lake_equals(&h, &shared);
+    assert_eq!(open_since().await, None, "no call is open any more");
+    assert_eq!(partition(&engine, current).await.state, SliceState::Open);
+    assert_eq!(partition(&engine, old).await.state, SliceState::Partial);
     server.abort();
 }

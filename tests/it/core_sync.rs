@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use cecsync::calendar::parse_zone;
 use cecsync::engine::progress::LogProgress;
 use cecsync::sim::SimOptions;
+use cecsync::state::SliceState;
 use sha2::{Digest, Sha256};
 
 use crate::common::{assert_lake_equals, lake_rows, month, on_every_store, Harness, StoreKind};
@@ -123,7 +124,9 @@ async fn rerun_is_a_no_op_and_refresh_rewrites_the_same_rows(kind: StoreKind) {
 }
 on_every_store!(rerun_is_a_no_op_and_refresh_rewrites_the_same_rows);
 
-/// An incremental sync merges updated and added records into the open partition by key.
+/// An incremental sync merges updated and added records into the partition by key; a
+/// month that was complete stays complete (its whole-month window and total kept), so a
+/// backfill still skips it, and `verify` agrees with the merged partition.
 async fn sync_merges_changes_by_key(kind: StoreKind) {
     let Some(h) = Harness::start_on(kind, opts("2025-01", "2025-01", 800)).await else { return };
     let engine = h.engine("");
@@ -136,12 +139,28 @@ async fn sync_merges_changes_by_key(kind: StoreKind) {
         .backfill("rbt_recognition", month("2025-01"), month("2025-01"), false, &LogProgress)
         .await
         .unwrap();
+    let id = engine.partition_id("rbt_recognition", month("2025-01"));
+    let backfilled = engine.state().partition(&id).await.unwrap().unwrap();
+    assert_eq!(backfilled.state, SliceState::Complete);
     let touched = h.sim.rbt_mutate(month("2025-01"), 25, 10);
     assert_eq!(touched.len(), 35);
     engine
         .fetch_range("rbt_recognition", begin + 10 * 86_400_000, end, &LogProgress)
         .await
         .unwrap();
+    let merged = engine.state().partition(&id).await.unwrap().unwrap();
+    assert_eq!(merged.state, SliceState::Complete, "a merge keeps a complete month complete");
+    assert_eq!(
+        (merged.window_begin_ms, merged.window_end_ms, merged.api_total),
+        (begin, end, backfilled.api_total)
+    );
+    let again = engine
+        .backfill("rbt_recognition", month("2025-01"), month("2025-01"), false, &LogProgress)
+        .await
+        .unwrap();
+    assert_eq!(again.skipped, [month("2025-01")]);
+    let verify = cecsync::engine::report::verify(&engine).await.unwrap();
+    assert!(verify.findings.is_empty(), "{:?}", verify.findings);
     let truth = h.truth([month("2025-01")]);
     assert_eq!(truth.len(), 810);
     let lake = lake_rows(&h.lake_view().await, "rbt_recognition");
