@@ -191,6 +191,9 @@ impl<'r, 'a> FanOut<'r, 'a> {
             );
         }
         let lead = group.members[0];
+        // A shared request goes at the pace of the most concurrent dataset that shares it.
+        let concurrency =
+            group.members.iter().map(|m| m.settings.page_concurrency).max().unwrap_or(1).max(1);
         let requests = ask.len();
         let bodies: Vec<Map<String, Value>> =
             ask.iter().map(|(_, row)| self.tap.request_body(group.spec, lead, row)).collect();
@@ -200,7 +203,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
                 .map(move |body| async move {
                     lead.auth.post(lead.client, &lead.request_path, body).await
                 })
-                .buffer_unordered(lead.settings.page_concurrency.max(1));
+                .buffer_unordered(concurrency);
         let mut answered = 0u64;
         while let Some(answer) = answers.next().await {
             answered += 1;
