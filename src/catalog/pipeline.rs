@@ -327,23 +327,36 @@ pub enum TimeFormat {
     EpochMsString,
     /// Epoch seconds as a JSON number; a range end keeps its whole last second.
     EpochS,
+    /// The calendar day in the source zone, `yyyy-MM-dd` (`beginLogDay`, iSales
+    /// `beginTime`): a range of whole days writes its first and its last day.
+    Date,
+    /// `yyyy-MM-dd HH:mm:ss` in UTC, whatever the source zone (CMS `queryMissedCalls`).
+    UtcDatetime,
 }
 
 impl TimeFormat {
-    /// The instant `ms` (epoch milliseconds) as this format writes it; seconds are rounded
-    /// down, so that an inclusive end `...999` covers its whole second.
+    /// The instant `ms` (epoch milliseconds) as this format writes it, days in `zone`;
+    /// seconds are rounded down, so that an inclusive end `...999` covers its whole second.
     ///
     /// ```
     /// # use cecsync::catalog::pipeline::TimeFormat;
-    /// assert_eq!(TimeFormat::EpochMs.write(1572794607999), serde_json::json!(1572794607999_i64));
-    /// assert_eq!(TimeFormat::EpochMsString.write(1572794607000), serde_json::json!("1572794607000"));
-    /// assert_eq!(TimeFormat::EpochS.write(1572794607999), serde_json::json!(1572794607));
+    /// let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    /// assert_eq!(TimeFormat::EpochMs.write(1572794607999, zone), serde_json::json!(1572794607999_i64));
+    /// assert_eq!(TimeFormat::EpochMsString.write(1572794607000, zone), serde_json::json!("1572794607000"));
+    /// assert_eq!(TimeFormat::EpochS.write(1572794607999, zone), serde_json::json!(1572794607));
+    /// // 2019-11-03T15:23:27.999Z is 23:23 on the 3rd at +08:00, and the 4th from 16:00 UTC.
+    /// assert_eq!(TimeFormat::Date.write(1572794607999, zone), serde_json::json!("2019-11-03"));
+    /// assert_eq!(TimeFormat::Date.write(1572796800000, zone), serde_json::json!("2019-11-04"));
+    /// assert_eq!(TimeFormat::UtcDatetime.write(1572794607999, zone), serde_json::json!("2019-11-03 15:23:27"));
     /// ```
-    pub fn write(self, ms: i64) -> serde_json::Value {
+    pub fn write(self, ms: i64, zone: chrono::FixedOffset) -> serde_json::Value {
+        let instant = || chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
         match self {
             Self::EpochMs => ms.into(),
             Self::EpochMsString => ms.to_string().into(),
             Self::EpochS => ms.div_euclid(1000).into(),
+            Self::Date => instant().with_timezone(&zone).format("%Y-%m-%d").to_string().into(),
+            Self::UtcDatetime => instant().format("%Y-%m-%d %H:%M:%S").to_string().into(),
         }
     }
 }

@@ -178,8 +178,8 @@ pub(super) fn range_body(
     for (k, v) in &run.dataset.spec.request.body {
         body.insert(k.clone(), toml_to_json(v, &run.tenant_id));
     }
-    body.insert(begin_field.to_string(), time_format.write(begin_ms));
-    body.insert(end_field.to_string(), time_format.write(end_ms));
+    body.insert(begin_field.to_string(), time_format.write(begin_ms, run.zone));
+    body.insert(end_field.to_string(), time_format.write(end_ms, run.zone));
     body
 }
 
