@@ -405,17 +405,25 @@ pub struct OpenWhile {
 /// records, the dotted path of an array inside each element, and so on. Levels are
 /// separated by `[].`: with `data[].calls[]` every element of `data` is a group holding an
 /// array `calls`, and every element of every `calls` is a record. A trailing `[]` is
-/// optional.
+/// optional. A flat path may name alternatives, `resultDesc | resultDatas`: the records are
+/// the first of those arrays that the response holds (not missing, not `null`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct RecordsPath {
     levels: Vec<String>,
+    /// Further names of the (flat) array, tried in order when the first is absent.
+    fallbacks: Vec<String>,
 }
 
 impl RecordsPath {
     /// The dotted paths of the arrays, outermost first.
     pub fn levels(&self) -> &[String] {
         &self.levels
+    }
+
+    /// The dotted paths where the outermost array may be, in the order they are tried.
+    pub fn outer_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.levels[0].as_str()).chain(self.fallbacks.iter().map(String::as_str))
     }
 
     /// Whether records are nested in groups.
@@ -428,6 +436,22 @@ impl TryFrom<String> for RecordsPath {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, String> {
+        if text.contains('|') {
+            let names: Vec<String> = text.split('|').map(|n| n.trim().to_string()).collect();
+            let mut alternatives = Vec::with_capacity(names.len());
+            for name in names {
+                let path =
+                    Self::try_from(name).map_err(|e| format!("records path '{text}': {e}"))?;
+                if path.is_nested() {
+                    return Err(format!(
+                        "records path '{text}': alternatives ('a | b') are for flat arrays only"
+                    ));
+                }
+                alternatives.extend(path.levels);
+            }
+            let fallbacks = alternatives.split_off(1);
+            return Ok(Self { levels: alternatives, fallbacks });
+        }
         let trimmed = text.strip_suffix("[]").unwrap_or(&text);
         let levels: Vec<String> = trimmed.split("[].").map(String::from).collect();
         let bad = levels.iter().any(|l| {
@@ -439,13 +463,16 @@ impl TryFrom<String> for RecordsPath {
                  separated by '[].')"
             ));
         }
-        Ok(Self { levels })
+        Ok(Self { levels, fallbacks: Vec::new() })
     }
 }
 
 impl std::fmt::Display for RecordsPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.levels.join("[]."))?;
+        for fallback in &self.fallbacks {
+            write!(f, " | {fallback}")?;
+        }
         if self.is_nested() {
             f.write_str("[]")?;
         }
@@ -837,7 +864,12 @@ mod tests {
         assert_eq!(nested.to_string(), "data[].calls[]");
         let flat = RecordsPath::try_from("result.data".to_string()).unwrap();
         assert_eq!((flat.levels(), flat.is_nested()), (&["result.data".to_string()][..], false));
-        for bad in ["", "data[]calls", "a..b", "data[].[]", "x[0]"] {
+        let either = RecordsPath::try_from("resultDesc | resultDatas".to_string()).unwrap();
+        assert_eq!(either.outer_names().collect::<Vec<_>>(), ["resultDesc", "resultDatas"]);
+        assert_eq!(either.to_string(), "resultDesc | resultDatas");
+        let err = RecordsPath::try_from("a | b[].c".to_string()).unwrap_err();
+        assert!(err.contains("flat arrays only"), "{err}");
+        for bad in ["", "data[]calls", "a..b", "data[].[]", "x[0]", "a | "] {
             let err = RecordsPath::try_from(bad.to_string()).unwrap_err();
             assert!(err.contains(bad), "{err}");
         }

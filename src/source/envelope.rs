@@ -268,13 +268,20 @@ pub fn parse_page<'a>(
         None => None,
     };
     let levels = records.levels();
-    let outer = match lookup(&top, &levels[0], url)? {
-        Some(raw) if raw.get() != "null" => array(raw, url, &levels[0])?,
-        _ if total == Some(0) => Vec::new(),
-        _ => {
+    let mut found = None;
+    for name in records.outer_names() {
+        if let Some(raw) = lookup(&top, name, url)?.filter(|raw| raw.get() != "null") {
+            found = Some((name, raw));
+            break;
+        }
+    }
+    let outer = match found {
+        Some((name, raw)) => array(raw, url, name)?,
+        None if total == Some(0) => Vec::new(),
+        None => {
             return Err(SourceError::Shape {
                 url: url.to_string(),
-                path: levels[0].clone(),
+                path: records.to_string(),
                 problem: "the records array is missing".into(),
             })
         }
@@ -563,5 +570,22 @@ mod tests {
         assert!(err.to_string().contains("inspection store unavailable"), "{err}");
         let err = object_records("[1]", &coded, &one, &parents, None, "u").unwrap_err();
         assert!(matches!(err, SourceError::Shape { .. }), "{err:?}");
+    }
+
+    /// A path with alternatives reads the first array present: `resultDesc`, else the
+    /// legacy `resultDatas`; neither is a shape error naming both, unless the total is 0.
+    #[test]
+    fn alternative_arrays_are_read_in_order() {
+        let either = path("resultDesc | resultDatas");
+        let read = |body: &str| {
+            parse_page(body, &EnvelopeSpec::default(), &either, &[], None, "u")
+                .map(|p| p.records.iter().map(|r| r.get().to_string()).collect::<Vec<_>>())
+        };
+        let both = r#"{"resultDesc":[{"a":1}],"resultDatas":[{"a":2}]}"#;
+        assert_eq!(read(both).unwrap(), [r#"{"a":1}"#]);
+        let legacy = r#"{"resultDesc":null,"resultDatas":[{"a":2}]}"#;
+        assert_eq!(read(legacy).unwrap(), [r#"{"a":2}"#]);
+        let err = read(r#"{"result":"0"}"#).unwrap_err().to_string();
+        assert!(err.contains("resultDesc | resultDatas") && err.contains("missing"), "{err}");
     }
 }
