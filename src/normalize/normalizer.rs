@@ -14,7 +14,7 @@ use crate::catalog::schema::{DatasetSchema, FieldKind};
 const INITIAL_ROWS: usize = 1024;
 
 /// The range of event times a record must fall in.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct EventWindow {
     field: String,
     /// The timestamp column of `field`, or why the schema cannot check it.
@@ -54,6 +54,18 @@ impl Normalizer {
         };
         let window = EventWindow { field: field.to_string(), column, begin_ms, end_ms };
         Self { window: Some(window), ..self }
+    }
+
+    /// A normalizer with the same schema, `_synced_at` and event window, and no rows: one
+    /// per page, so that pages are normalized in parallel.
+    pub fn fresh(&self) -> Self {
+        Self {
+            schema: Arc::clone(&self.schema),
+            synced_at_ms: self.synced_at_ms,
+            window: self.window.clone(),
+            keys: KeyOrder::new(&self.schema),
+            columns: Columns::new(&self.schema, INITIAL_ROWS),
+        }
     }
 
     /// Decodes one record and appends it as a row, or says why it cannot be one
