@@ -469,6 +469,21 @@ mod tests {
         assert!(unknown.push(&record("")).unwrap_err().0.contains("does not declare"));
     }
 
+    /// A fresh normalizer keeps the schema, `_synced_at` and event window, not the rows.
+    #[test]
+    fn fresh_keeps_the_rules_not_the_rows() {
+        let mut n = Normalizer::new(schema(), SYNCED).with_event_window("at", 0, 10);
+        n.push(&record("")).unwrap();
+        let mut copy = n.fresh();
+        assert!(copy.is_empty());
+        let late = raw(r#"{"id": 1, "code": 2, "name": "n", "at": 11}"#);
+        assert!(copy.push(&late).unwrap_err().0.contains("outside the window"));
+        copy.push(&record("")).unwrap();
+        let b = copy.finish();
+        assert_eq!((b.num_rows(), millis(&b, SYNCED_AT_COLUMN, 0)), (1, Some(SYNCED)));
+        assert_eq!(n.len(), 1, "the original keeps its rows");
+    }
+
     /// `finish` returns the rows since the last call and starts afresh.
     #[test]
     fn finish_starts_a_new_batch() {
