@@ -86,9 +86,27 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (user + system) of this process so far, in seconds (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks of 1/100 s.
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 /// Resets the peak RSS counter (Linux 4.0+), so that each phase is measured on its own.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The CPU seconds used since `before`, simulator included, for the report.
+fn cpu_used(before: Option<f64>) -> String {
+    match (before, cpu_seconds()) {
+        (Some(before), Some(now)) => format!("{:.2} s", now - before),
+        _ => "n/a".into(),
+    }
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -122,7 +140,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
     let http = reqwest::Client::new();
     let url = format!("{base_url}/oifde/rest/api/queryRbtRecognitionResult");
     let zone = opts.zone;
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
     let mut bytes = 0u64;
     for month in first.through(last) {
         let slice = month.slice(zone);
@@ -145,6 +163,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
         bytes += sizes.iter().sum::<u64>();
     }
     let fetch_secs = started.elapsed().as_secs_f64();
+    let fetch_cpu = cpu_used(cpu_before);
     let fetch_rss = peak_rss_bytes();
 
     // Phase 2: the sync itself, into a fresh lake.
@@ -159,15 +178,22 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
     ));
     let settings = Settings::parse(&lake.join("bench.toml"), &text, &|_| None)?;
     let engine = Engine::open(settings)?;
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
     let report = engine.backfill("rbt_recognition", first, last, true, &LogProgress).await?;
     let sync_secs = started.elapsed().as_secs_f64();
+    let sync_cpu = cpu_used(cpu_before);
     let sync_rss = peak_rss_bytes();
 
     let mb = bytes as f64 / 1e6;
-    println!("plain fetch: {rows} rows in {fetch_secs:.2} s = {:.0} rows/s, {:.1} MB/s of JSON, peak RSS {}", rows as f64 / fetch_secs, mb / fetch_secs, mib(fetch_rss));
     println!(
-        "sync:        {} rows in {sync_secs:.2} s = {:.0} rows/s, peak RSS {}",
+        "plain fetch: {rows} rows in {fetch_secs:.2} s = {:.0} rows/s, {:.1} MB/s of JSON, \
+         CPU {fetch_cpu}, peak RSS {}",
+        rows as f64 / fetch_secs,
+        mb / fetch_secs,
+        mib(fetch_rss)
+    );
+    println!(
+        "sync:        {} rows in {sync_secs:.2} s = {:.0} rows/s, CPU {sync_cpu}, peak RSS {}",
         report.rows(),
         report.rows() as f64 / sync_secs,
         mib(sync_rss)

@@ -15,6 +15,7 @@
 //! - [`state`]: checkpoints kept in the lake (`_state/`).
 //! - [`engine`]: backfill and incremental sync of month slices; status and verify.
 //! - [`service`]: `cecsync run`: schedules, control API, status page, lease, shutdown.
+//! - [`task`]: spawned tasks that are aborted with their handle.
 //! - [`telemetry`]: metric names and the registry behind `/metrics`.
 //! - [`sim`]: a simulator of the CEC APIs for the demo and the tests.
 
@@ -31,4 +32,5 @@ pub mod sim;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod task;
 pub mod telemetry;

@@ -78,7 +78,7 @@ async fn attempt_window(
     let event_time = &spec.records.event_time;
     let synced_at = Utc::now();
     // Any event time is accepted (a missing one is rejected): rows are routed by it.
-    let mut normalizer = Normalizer::new(schema.clone(), synced_at.timestamp_millis())
+    let normalizer = Normalizer::new(schema.clone(), synced_at.timestamp_millis())
         .with_event_window(event_time, i64::MIN, i64::MAX);
     let event_column = schema.index_of(event_time).ok_or_else(|| {
         EngineError::BadRange(format!("{dataset}: the schema has no event time {event_time}"))
@@ -87,7 +87,7 @@ async fn attempt_window(
         range_body(run, (&cursor.begin_field, &cursor.end_field), time_format, begin_ms, end_ms);
     let mut routed: BTreeMap<Month, Vec<RecordBatch>> = BTreeMap::new();
     let mut fan_out = FanOut::of(run)?;
-    let fetched = fetch_normalized(run, window_month, body, &mut normalizer, progress, |batch| {
+    let fetched = fetch_normalized(run, window_month, body, &normalizer, progress, |batch| {
         if let Some(fan_out) = fan_out.as_mut() {
             fan_out.observe(&batch)?;
         }

@@ -40,12 +40,10 @@ use crate::sink::writer::{
     read_rejects, reject_record_text, stage_existing, write_partition, write_rejects,
 };
 use crate::sink::SinkError;
-use crate::source::paging::{fetch_pages, PagingSummary};
+use crate::source::envelope::Page;
+use crate::source::paging::{fetch_pages, PagedRequest, PagingSummary};
 use crate::source::SourceError;
 use crate::state::{PartitionCheckpoint, SliceState};
-
-/// Rows normalized before they are handed to the stage as one batch.
-const BATCH_ROWS: usize = 8192;
 
 /// Whether a slice replaces its partition or merges into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,13 +261,36 @@ impl Fetched {
     }
 }
 
-/// Fetches every page of `body`, normalizing the records with `normalizer` and handing
-/// the rows to `on_batch` in batches. `month` names the range in errors.
+/// One page normalized: its rows, its rejected records and its groups.
+struct NormalizedPage {
+    batch: RecordBatch,
+    rejects: Vec<RejectedRecord>,
+    groups: Vec<String>,
+    records: u64,
+}
+
+/// Normalizes the records of a page with a fresh copy of `normalizer`.
+fn normalize_page(normalizer: &Normalizer, page_no: u64, page: Page<'_>) -> NormalizedPage {
+    let mut rows = normalizer.fresh();
+    let mut rejects = Vec::new();
+    for record in &page.records {
+        if let Err(reason) = rows.push(record) {
+            rejects.push(RejectedRecord::new(reason, record, page_no));
+        }
+    }
+    let records = page.records.len() as u64;
+    NormalizedPage { batch: rows.finish(), rejects, groups: page.groups, records }
+}
+
+/// Fetches every page of `body`, normalizing the records of each page (in the page's
+/// task, so pages are normalized in parallel) with a fresh copy of `normalizer`, and
+/// handing the rows to `on_batch` one page at a time, in page order. `month` names the
+/// range in errors.
 pub(super) async fn fetch_normalized(
     run: &PipelineRun<'_>,
     month: Month,
     body: Map<String, Value>,
-    normalizer: &mut Normalizer,
+    normalizer: &Normalizer,
     progress: &dyn Progress,
     mut on_batch: impl FnMut(RecordBatch) -> Result<(), SinkError>,
 ) -> Result<Fetched, EngineError> {
@@ -277,31 +298,30 @@ pub(super) async fn fetch_normalized(
     let mut rejects: Vec<RejectedRecord> = Vec::new();
     let mut rejected_texts: HashSet<String> = HashSet::new();
     let mut groups: HashSet<String> = HashSet::new();
-    let summary = fetch_pages::<PageError, _>(
-        run.client,
-        &run.auth,
-        &run.dataset.spec,
-        &run.request_path,
+    let request = PagedRequest {
+        client: run.client,
+        auth: &run.auth,
+        spec: &run.dataset.spec,
+        path: &run.request_path,
         body,
-        run.settings.page_concurrency,
-        |page_no, page| {
-            let rows = page.records.len() as u64;
-            groups.extend(page.groups);
-            for record in &page.records {
-                if let Err(reason) = normalizer.push(record) {
-                    if rejected_texts.insert(record.get().to_string()) {
-                        rejects.push(RejectedRecord::new(reason, record, page_no));
-                    }
-                }
-                if normalizer.len() >= BATCH_ROWS {
-                    on_batch(normalizer.finish()).map_err(PageError::Sink)?;
-                }
+        concurrency: run.settings.page_concurrency,
+    };
+    let template = normalizer.fresh();
+    let decode = move |page_no, page: Page<'_>| normalize_page(&template, page_no, page);
+    let summary = fetch_pages::<PageError, _, _, _>(request, decode, |page| {
+        groups.extend(page.groups);
+        for reject in page.rejects {
+            if rejected_texts.insert(reject.record.get().to_string()) {
+                rejects.push(reject);
             }
-            progress.page(rows);
-            crash::point(crash::PAGE_STAGED);
-            Ok(())
-        },
-    )
+        }
+        if page.batch.num_rows() > 0 {
+            on_batch(page.batch).map_err(PageError::Sink)?;
+        }
+        progress.page(page.records);
+        crash::point(crash::PAGE_STAGED);
+        Ok(())
+    })
     .await
     .map_err(|e| match e {
         PageError::Source(source) => {
@@ -311,13 +331,6 @@ pub(super) async fn fetch_normalized(
             EngineError::Sink { dataset: dataset.to_string(), month, source }
         }
     })?;
-    if !normalizer.is_empty() {
-        on_batch(normalizer.finish()).map_err(|source| EngineError::Sink {
-            dataset: dataset.to_string(),
-            month,
-            source,
-        })?;
-    }
     Ok(Fetched { summary, rejects, rejected_texts, groups })
 }
 
@@ -478,7 +491,7 @@ async fn attempt_slice(
     let spec = &run.dataset.spec;
     let synced_at = Utc::now();
     let month = slice.month.slice(run.zone);
-    let mut normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis())
+    let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis())
         .with_event_window(&spec.records.event_time, month.begin_ms, month.end_ms);
     let mut stage = new_stage(run).map_err(sink_err)?;
     if mode == WriteMode::Merge {
@@ -503,7 +516,7 @@ async fn attempt_slice(
             run,
             slice.month,
             range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms),
-            &mut normalizer,
+            &normalizer,
             progress,
             |batch| {
                 if let Some(fan_out) = fan_out.as_mut() {

@@ -14,7 +14,7 @@ use crate::catalog::schema::{DatasetSchema, FieldKind};
 const INITIAL_ROWS: usize = 1024;
 
 /// The range of event times a record must fall in.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct EventWindow {
     field: String,
     /// The timestamp column of `field`, or why the schema cannot check it.
@@ -54,6 +54,18 @@ impl Normalizer {
         };
         let window = EventWindow { field: field.to_string(), column, begin_ms, end_ms };
         Self { window: Some(window), ..self }
+    }
+
+    /// A normalizer with the same schema, `_synced_at` and event window, and no rows: one
+    /// per page, so that pages are normalized in parallel.
+    pub fn fresh(&self) -> Self {
+        Self {
+            schema: Arc::clone(&self.schema),
+            synced_at_ms: self.synced_at_ms,
+            window: self.window.clone(),
+            keys: KeyOrder::new(&self.schema),
+            columns: Columns::new(&self.schema, INITIAL_ROWS),
+        }
     }
 
     /// Decodes one record and appends it as a row, or says why it cannot be one
@@ -455,6 +467,21 @@ mod tests {
         );
         let mut unknown = normalizer().with_event_window("nope", begin, end);
         assert!(unknown.push(&record("")).unwrap_err().0.contains("does not declare"));
+    }
+
+    /// A fresh normalizer keeps the schema, `_synced_at` and event window, not the rows.
+    #[test]
+    fn fresh_keeps_the_rules_not_the_rows() {
+        let mut n = Normalizer::new(schema(), SYNCED).with_event_window("at", 0, 10);
+        n.push(&record("")).unwrap();
+        let mut copy = n.fresh();
+        assert!(copy.is_empty());
+        let late = raw(r#"{"id": 1, "code": 2, "name": "n", "at": 11}"#);
+        assert!(copy.push(&late).unwrap_err().0.contains("outside the window"));
+        copy.push(&record("")).unwrap();
+        let b = copy.finish();
+        assert_eq!((b.num_rows(), millis(&b, SYNCED_AT_COLUMN, 0)), (1, Some(SYNCED)));
+        assert_eq!(n.len(), 1, "the original keeps its rows");
     }
 
     /// `finish` returns the rows since the last call and starts afresh.

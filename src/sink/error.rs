@@ -149,6 +149,14 @@ pub enum SinkError {
         /// The underlying error.
         source: ParquetError,
     },
+    /// The task that writes a partition object ended without an answer (it panicked).
+    #[error("writing {path}: the writer task ended: {detail}")]
+    WriterTask {
+        /// The object.
+        path: String,
+        /// Why the task ended.
+        detail: String,
+    },
     /// An existing partition object cannot be mapped onto the current schema.
     #[error("existing partition {path}: column '{column}': {problem}")]
     ExistingSchema {

@@ -53,13 +53,17 @@ impl KeyColumns {
         self.encode_columns(self.indices.iter().map(|&i| batch.column(i).clone()).collect())
     }
 
+    /// Refuses key columns (given in key order) that hold a null.
+    pub(crate) fn check_nulls(&self, columns: &[ArrayRef]) -> Result<(), SinkError> {
+        match self.names.iter().zip(columns).find(|(_, column)| column.null_count() > 0) {
+            Some((name, _)) => Err(SinkError::NullKey { column: name.clone() }),
+            None => Ok(()),
+        }
+    }
+
     /// Encodes key columns given in key order; a null key value is an error.
     pub(crate) fn encode_columns(&self, columns: Vec<ArrayRef>) -> Result<Rows, SinkError> {
-        for (name, column) in self.names.iter().zip(&columns) {
-            if column.null_count() > 0 {
-                return Err(SinkError::NullKey { column: name.clone() });
-            }
-        }
+        self.check_nulls(&columns)?;
         self.converter
             .convert_columns(&columns)
             .map_err(|source| SinkError::Arrow { context: "key encoding".into(), source })

@@ -25,6 +25,7 @@
 pub mod crash;
 mod error;
 pub(crate) mod key;
+mod key_index;
 pub mod layout;
 pub mod stage;
 pub mod store;

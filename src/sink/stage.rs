@@ -6,7 +6,6 @@
 //! lost to a newer version of their key are filtered out, so the output keeps the staging
 //! order.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 use std::path::Path;
@@ -20,6 +19,7 @@ use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 
 use super::key::KeyColumns;
+use super::key_index::KeyIndex;
 use super::SinkError;
 
 /// Rows of one partition being assembled: spooled to a local Arrow IPC file (memory stays
@@ -31,7 +31,7 @@ pub struct PartitionStage {
     update_column: Option<usize>,
     spool: StreamWriter<BufWriter<File>>,
     spool_dir: String,
-    index: HashMap<Box<[u8]>, Version>,
+    index: KeyIndex<Version>,
     rows_appended: u64,
     fetch_start: u64,
     fetched_keys: u64,
@@ -60,6 +60,7 @@ impl PartitionStage {
         update_column: Option<&str>,
     ) -> Result<Self, SinkError> {
         let keys = KeyColumns::new(&schema, key_columns)?;
+        let index = KeyIndex::new(&keys, &schema);
         let update_column = update_column.map(|name| update_index(&schema, name)).transpose()?;
         let dir = spool_dir.display().to_string();
         let file = tempfile::tempfile_in(spool_dir)
@@ -72,7 +73,7 @@ impl PartitionStage {
             update_column,
             spool,
             spool_dir: dir,
-            index: HashMap::new(),
+            index,
             rows_appended: 0,
             fetch_start: 0,
             fetched_keys: 0,
@@ -95,35 +96,41 @@ impl PartitionStage {
                 found: field_list(&batch.schema()),
             });
         }
-        let keys = self.keys.encode(batch)?;
+        // Null keys are refused before anything is spooled.
+        let columns: Vec<_> =
+            self.keys.indices().iter().map(|&i| batch.column(i).clone()).collect();
+        self.keys.check_nulls(&columns)?;
         let updates = self.update_column.map(|i| update_values(batch.column(i).as_ref()));
         self.broken = true;
         self.spool
             .write(batch)
             .map_err(|source| SinkError::Spool { dir: self.spool_dir.clone(), source })?;
         self.broken = false;
-        for (i, key) in keys.iter().enumerate() {
+        let (first_row, fetch_start) = (self.rows_appended, self.fetch_start);
+        let fetched_keys = &mut self.fetched_keys;
+        self.index.update(&self.keys, batch, |i, staged| {
             let update_ms = updates.as_ref().and_then(|u| u[i]);
-            let row = self.rows_appended + i as u64;
-            let fetched = row >= self.fetch_start;
+            let row = first_row + i as u64;
+            let fetched = row >= fetch_start;
             let candidate = Version { row, update_ms, fetched };
-            match self.index.get_mut(key.as_ref()) {
+            match staged {
                 Some(staged) => {
                     if fetched && !staged.fetched {
-                        self.fetched_keys += 1;
+                        *fetched_keys += 1;
                     }
                     let fetched = fetched || staged.fetched;
                     if candidate.update_ms >= staged.update_ms {
                         *staged = candidate;
                     }
                     staged.fetched = fetched;
+                    *staged
                 }
                 None => {
-                    self.fetched_keys += u64::from(fetched);
-                    self.index.insert(key.as_ref().into(), candidate);
+                    *fetched_keys += u64::from(fetched);
+                    candidate
                 }
             }
-        }
+        })?;
         self.rows_appended += batch.num_rows() as u64;
         Ok(())
     }

@@ -8,6 +8,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -40,6 +43,128 @@ fn object<'a>(raw: &'a str, url: &str, path: &str) -> Result<Object<'a>, SourceE
         path: path.to_string(),
         problem: format!("expected a JSON object, found {}", kind(raw)),
     })
+}
+
+/// The top-level object of a body, read in one pass: every field as raw JSON, except the
+/// field of the outer records array (when it is a top-level field), whose elements are
+/// read at once rather than skipped over and read again.
+struct TopLevel<'a> {
+    fields: Object<'a>,
+    /// The records field, when it was asked for and is present.
+    records: Option<RecordsField<'a>>,
+}
+
+/// The value of the records field.
+enum RecordsField<'a> {
+    Array(Vec<&'a RawValue>),
+    Null,
+    /// Not an array: what it is, for the error.
+    Other(&'static str),
+}
+
+/// Reads `body` as a [`TopLevel`], the records at field `records_key` if given.
+fn top_level<'a>(
+    body: &'a str,
+    records_key: Option<&str>,
+    url: &str,
+) -> Result<TopLevel<'a>, SourceError> {
+    let mut json = serde_json::Deserializer::from_str(body);
+    TopLevelSeed { records_key }
+        .deserialize(&mut json)
+        .and_then(|top| json.end().map(|()| top))
+        .map_err(|_| SourceError::Shape {
+            url: url.to_string(),
+            path: "$".into(),
+            problem: format!("expected a JSON object, found {}", kind(body)),
+        })
+}
+
+struct TopLevelSeed<'k> {
+    records_key: Option<&'k str>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevelSeed<'_> {
+    type Value = TopLevel<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevelSeed<'_> {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut fields, mut records) = (Object::new(), None);
+        while let Some(key) = map.next_key::<String>()? {
+            if Some(key.as_str()) == self.records_key {
+                records = Some(map.next_value_seed(RecordsSeed)?);
+            } else {
+                fields.insert(key, map.next_value()?);
+            }
+        }
+        Ok(TopLevel { fields, records })
+    }
+}
+
+/// Reads the records field: the elements of an array as raw JSON, else what it is.
+struct RecordsSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = RecordsField<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = RecordsField<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(record) = seq.next_element()? {
+            records.push(record);
+        }
+        Ok(RecordsField::Array(records))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(RecordsField::Other("an object"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(RecordsField::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(RecordsField::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(RecordsField::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(RecordsField::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(RecordsField::Other("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(RecordsField::Other("a string"))
+    }
 }
 
 fn kind(raw: &str) -> &'static str {
@@ -136,11 +261,17 @@ fn count(raw: &RawValue, url: &str, path: &str) -> Result<u64, SourceError> {
 
 /// Reads the array at `raw`, which was found at `path`.
 fn array<'a>(raw: &'a RawValue, url: &str, path: &str) -> Result<Vec<&'a RawValue>, SourceError> {
-    serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|_| SourceError::Shape {
+    serde_json::from_str::<Vec<&RawValue>>(raw.get())
+        .map_err(|_| not_an_array(url, path, kind(raw.get())))
+}
+
+/// The error for a records field at `path` that is `what` rather than an array.
+fn not_an_array(url: &str, path: &str, what: &str) -> SourceError {
+    SourceError::Shape {
         url: url.to_string(),
         path: path.to_string(),
-        problem: format!("expected an array of records, found {}", kind(raw.get())),
-    })
+        problem: format!("expected an array of records, found {what}"),
+    }
 }
 
 /// A group's identity: the values of the parent fields it carries, else its whole text.
@@ -249,13 +380,18 @@ pub fn parse_page<'a>(
     total_path: Option<&str>,
     url: &str,
 ) -> Result<Page<'a>, SourceError> {
-    let top = object(body, url, "$")?;
-    if check_envelope(&top, envelope, url)? == Verdict::Empty {
+    let levels = records.levels();
+    // The outer records array is read in the same pass as the top level when it is a
+    // top-level field (not a dotted path, without alternatives).
+    let single = records.outer_names().nth(1).is_none();
+    let records_key = Some(levels[0].as_str()).filter(|key| single && !key.contains('.'));
+    let top = top_level(body, records_key, url)?;
+    if check_envelope(&top.fields, envelope, url)? == Verdict::Empty {
         let total = total_path.map(|_| 0);
         return Ok(Page { records: Vec::new(), groups: Vec::new(), length: 0, total });
     }
     let total = match total_path {
-        Some(path) => match lookup(&top, path, url)? {
+        Some(path) => match lookup(&top.fields, path, url)? {
             Some(raw) if raw.get() != "null" => Some(count(raw, url, path)?),
             _ => {
                 return Err(SourceError::Shape {
@@ -267,16 +403,25 @@ pub fn parse_page<'a>(
         },
         None => None,
     };
-    let levels = records.levels();
-    let mut found = None;
-    for name in records.outer_names() {
-        if let Some(raw) = lookup(&top, name, url)?.filter(|raw| raw.get() != "null") {
-            found = Some((name, raw));
-            break;
+    let found = match (records_key, top.records) {
+        (Some(_), Some(RecordsField::Array(outer))) => Some(outer),
+        (Some(_), Some(RecordsField::Other(what))) => {
+            return Err(not_an_array(url, &levels[0], what));
         }
-    }
+        (Some(_), Some(RecordsField::Null) | None) => None,
+        (None, _) => {
+            let mut found = None;
+            for name in records.outer_names() {
+                if let Some(raw) = lookup(&top.fields, name, url)?.filter(|r| r.get() != "null") {
+                    found = Some(array(raw, url, name)?);
+                    break;
+                }
+            }
+            found
+        }
+    };
     let outer = match found {
-        Some((name, raw)) => array(raw, url, name)?,
+        Some(outer) => outer,
         None if total == Some(0) => Vec::new(),
         None => {
             return Err(SourceError::Shape {
@@ -452,6 +597,31 @@ mod tests {
             .unwrap()
             .records
             .is_empty());
+    }
+
+    /// The records field, read in the same pass as the top level, says what it is when it
+    /// is not an array; a null one with records to come is missing; a body cut short is not
+    /// an object.
+    #[test]
+    fn records_fields_that_are_not_arrays_say_what_they_are() {
+        let cases = [
+            (r#"{"rbtRecognitions":"x","total":1}"#, "rbtRecognitions", "found a string"),
+            (r#"{"rbtRecognitions":7.5,"total":1}"#, "rbtRecognitions", "found a number"),
+            (r#"{"total":1,"rbtRecognitions":{"a":[1]}}"#, "rbtRecognitions", "found an object"),
+            (r#"{"rbtRecognitions":true,"total":1}"#, "rbtRecognitions", "found a boolean"),
+            (r#"{"rbtRecognitions":null,"total":3}"#, "rbtRecognitions", "missing"),
+            (r#"{"rbtRecognitions":[{"a":1}"#, "$", "found an object"),
+        ];
+        for (body, at, says) in cases {
+            match parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u") {
+                Err(e @ SourceError::Shape { .. }) => {
+                    let SourceError::Shape { path: p, .. } = &e else { unreachable!() };
+                    assert_eq!(p, at, "{body}");
+                    assert!(e.to_string().contains(says), "{body}: {e}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     /// Nested records become one record per inner element with the group's fields copied

@@ -12,6 +12,8 @@
 //! total may count records rather than groups, so the page count it gives is an upper
 //! bound: the first empty page ends the result, and a short page is not an alarm.
 
+use std::sync::Arc;
+
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use tracing::info;
@@ -21,22 +23,18 @@ use super::client::SourceClient;
 use super::envelope::{parse_page, Page};
 use super::error::SourceError;
 use crate::catalog::pipeline::{PagingSpec, PipelineSpec, TotalCounts};
+use crate::task::ScopedTask;
 
 /// The most pages one slice may take (100 million rows at 1000 a page): a larger total
 /// is an error of the API, not a month of data.
 pub const MAX_PAGES: u64 = 100_000;
 
-/// A page request running as a task of its own; dropping it (a failed slice) cancels it.
-struct PageTask(tokio::task::JoinHandle<Result<bytes::Bytes, SourceError>>);
+/// A page request running as a task of its own, which also reads the page and decodes its
+/// records (so that pages are decoded in parallel); dropping it (a failed slice) cancels it.
+struct PageTask<T>(ScopedTask<Result<Decoded<T>, SourceError>>);
 
-impl Drop for PageTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl std::future::Future for PageTask {
-    type Output = Result<bytes::Bytes, SourceError>;
+impl<T> std::future::Future for PageTask<T> {
+    type Output = Result<Decoded<T>, SourceError>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -52,6 +50,18 @@ impl std::future::Future for PageTask {
             }),
         })
     }
+}
+
+/// What paging needs to know of a page, and what the caller's decoder made of it.
+struct Decoded<T> {
+    /// The page's length in the unit the API pages by (see [`Page::length`]).
+    length: usize,
+    /// Records on the page.
+    records: u64,
+    /// The total the page reported.
+    total: Option<u64>,
+    /// The decoder's result.
+    value: T,
 }
 
 /// What a paged fetch saw.
@@ -80,68 +90,85 @@ pub fn pages_needed(total: u64, per_page: u64) -> u64 {
     total.div_ceil(per_page.max(1)).max(1)
 }
 
-/// Fetches every page of the request `body` (the fixed and range fields) to `path` (the
-/// pipeline's resolved request path) and calls `on_page` with each, in page order.
-pub async fn fetch_pages<E, F>(
-    client: &SourceClient,
-    auth: &Authenticator,
-    spec: &PipelineSpec,
-    path: &str,
-    body: Map<String, Value>,
-    concurrency: usize,
+/// Reads a response body as a page of `spec`'s records (the envelope, the records at
+/// their path and the total at `total_path`).
+fn read_page<'b>(bytes: &'b [u8], spec: &PipelineSpec, url: &str) -> Result<Page<'b>, SourceError> {
+    let body = std::str::from_utf8(bytes).map_err(|_| SourceError::Shape {
+        url: url.to_string(),
+        path: "$".into(),
+        problem: "the body is not UTF-8".into(),
+    })?;
+    let records = &spec.records;
+    // The catalog allows labelled arrays only for fan-out datasets, which are not paged.
+    let path = records.path.single().ok_or_else(|| SourceError::Shape {
+        url: url.to_string(),
+        path: records.path.to_string(),
+        problem: "labelled records paths cannot be paged".into(),
+    })?;
+    let total_path = spec.paging.total_path();
+    parse_page(body, &spec.envelope, path, &records.parent_fields, total_path, url)
+}
+
+/// One paged request: where it goes, as whom, how it pages, and its fixed and range fields.
+pub struct PagedRequest<'a> {
+    /// The source's client.
+    pub client: &'a SourceClient,
+    /// The pipeline's auth strategy on that source.
+    pub auth: &'a Authenticator,
+    /// The pipeline, for its paging, envelope and records path.
+    pub spec: &'a Arc<PipelineSpec>,
+    /// The resolved request path.
+    pub path: &'a str,
+    /// The request body without the paging fields.
+    pub body: Map<String, Value>,
+    /// Pages in flight at most.
+    pub concurrency: usize,
+}
+
+/// Fetches every page of `request`. Each page is fetched, read and handed to `decode`
+/// (with its page number) by a task of its own, at most `request.concurrency` at once, so
+/// that pages are decoded in parallel while later ones arrive; `on_page` then receives
+/// what `decode` made of each page, in page order.
+pub async fn fetch_pages<E, T, D, F>(
+    request: PagedRequest<'_>,
+    decode: D,
     mut on_page: F,
 ) -> Result<PagingSummary, E>
 where
     E: From<SourceError>,
-    F: FnMut(u64, Page<'_>) -> Result<(), E>,
+    T: Send + 'static,
+    D: Fn(u64, Page<'_>) -> T + Send + Sync + 'static,
+    F: FnMut(T) -> Result<(), E>,
 {
+    let PagedRequest { client, auth, spec, path, body, concurrency } = request;
     let paging = &spec.paging;
-    let (page_size, total_path) = (paging.page_size(), paging.total_path());
+    let page_size = paging.page_size();
     let either = matches!(paging, PagingSpec::PageNumber { total_counts: TotalCounts::Either, .. });
     let url = client.url(path);
-    // Each page is fetched by a task of its own, so that pages keep arriving while the
-    // caller processes the ones before.
-    let request = |index: u64, per_page: u64| {
+    let decode = Arc::new(decode);
+    let page_task = |index: u64, per_page: u64| {
         let mut b = body.clone();
-        let (_, fields) = paging.page_fields(index, per_page);
+        let (number, fields) = paging.page_fields(index, per_page);
         for (field, value) in fields {
             b.insert(field.to_string(), value);
         }
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
-        PageTask(tokio::spawn(async move { auth.post(&client, &path, b).await }))
+        let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
+        PageTask(ScopedTask::spawn(async move {
+            let bytes = auth.post(&client, &path, b).await?;
+            let page = match read_page(&bytes, &spec, &url) {
+                Ok(page) => page,
+                Err(e) => return Err(auth.redact(e).await),
+            };
+            let (length, records, total) = (page.length, page.records.len() as u64, page.total);
+            Ok(Decoded { length, records, total, value: decode(number, page) })
+        }))
     };
-    fn text<'b>(bytes: &'b [u8], url: &str) -> Result<&'b str, SourceError> {
-        std::str::from_utf8(bytes).map_err(|_| SourceError::Shape {
-            url: url.to_string(),
-            path: "$".into(),
-            problem: "the body is not UTF-8".into(),
-        })
-    }
 
-    let first_bytes = request(0, page_size).await?;
-    let first = text(&first_bytes, &url)?;
-    fn parse<'b>(
-        body: &'b str,
-        spec: &PipelineSpec,
-        total_path: Option<&str>,
-        url: &str,
-    ) -> Result<Page<'b>, SourceError> {
-        let records = &spec.records;
-        // The catalog allows labelled arrays only for fan-out datasets, which are not paged.
-        let path = records.path.single().ok_or_else(|| SourceError::Shape {
-            url: url.to_string(),
-            path: records.path.to_string(),
-            problem: "labelled records paths cannot be paged".into(),
-        })?;
-        parse_page(body, &spec.envelope, path, &records.parent_fields, total_path, url)
-    }
-    let page = match parse(first, spec, total_path, &url) {
-        Ok(page) => page,
-        Err(e) => return Err(auth.redact(e).await.into()),
-    };
+    let first = page_task(0, page_size).await?;
     // Without paging the one response holds every record: they are the total.
-    let total = page.total.unwrap_or(page.records.len() as u64);
-    let first_len = page.length as u64;
+    let total = first.total.unwrap_or(first.records);
+    let first_len = first.length as u64;
     // A server that clamps the page size below what was asked shows it on the first page.
     let per_page = if first_len > 0 && first_len < page_size && first_len < total {
         info!(
@@ -157,7 +184,7 @@ where
     if pages > MAX_PAGES {
         return Err(SourceError::Shape {
             url,
-            path: total_path.unwrap_or("$").to_string(),
+            path: paging.total_path().unwrap_or("$").to_string(),
             problem: format!(
                 "total {total} at {per_page} rows a page needs {pages} pages, more than the \
                  {MAX_PAGES} a slice may take"
@@ -166,26 +193,20 @@ where
         .into());
     }
     let mut summary =
-        PagingSummary { pages: 1, records: page.records.len() as u64, total, total_changed: false };
-    on_page(paging.page_fields(0, per_page).0, page)?;
-    drop(first_bytes);
+        PagingSummary { pages: 1, records: first.records, total, total_changed: false };
+    on_page(first.value)?;
 
     let last = pages - 1;
-    let mut bodies = stream::iter(1..=last)
+    let mut decoded = stream::iter(1..=last)
         .map(|index| {
-            let task = request(index, per_page);
-            async move { task.await.map(|b| (index, b)) }
+            let task = page_task(index, per_page);
+            async move { task.await.map(|page| (index, page)) }
         })
         .buffered(concurrency.max(1))
         .map_err(E::from);
-    while let Some((index, bytes)) = bodies.try_next().await? {
-        let body = text(&bytes, &url)?;
-        let page = match parse(body, spec, total_path, &url) {
-            Ok(page) => page,
-            Err(e) => return Err(auth.redact(e).await.into()),
-        };
+    while let Some((index, page)) = decoded.try_next().await? {
         summary.pages += 1;
-        summary.records += page.records.len() as u64;
+        summary.records += page.records;
         summary.total_changed |= page.total.is_some_and(|t| t != total);
         if either && page.length == 0 {
             // The total counted records, not groups: the groups have run out.
@@ -194,7 +215,7 @@ where
         // A page short of rows before the last means the data moved or the total is wrong:
         // stop here, the caller's reconciliation fails the attempt.
         let short = !either && index < last && (page.length as u64) < per_page;
-        on_page(paging.page_fields(index, per_page).0, page)?;
+        on_page(page.value)?;
         if short {
             summary.total_changed = true;
             break;
@@ -217,6 +238,22 @@ mod tests {
     use crate::source::scripted::{client, source, Answer, Received, Script, ScriptedServer};
 
     const QUERY: &str = "/CC-Management/v1/mobileAgent/queryCallDetailRecord";
+
+    /// Fetches every page of `request`; the texts of the records in the order received.
+    async fn record_texts(
+        request: PagedRequest<'_>,
+    ) -> Result<(PagingSummary, Vec<String>), SourceError> {
+        let mut texts = Vec::new();
+        let decode = |_, page: Page<'_>| -> Vec<String> {
+            page.records.iter().map(|r| r.get().to_string()).collect()
+        };
+        let summary = fetch_pages::<SourceError, _, _, _>(request, decode, |page| {
+            texts.extend(page);
+            Ok(())
+        })
+        .await?;
+        Ok((summary, texts))
+    }
 
     /// An offset_limit pipeline: string offsets, 100 rows a page, total at `result.total`.
     fn spec() -> PipelineSpec {
@@ -284,16 +321,29 @@ mod tests {
             SourceAuth::AppCredentials { app_key: "ak".into(), app_secret: Secret::new("sk") };
         let auth = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap();
         let body = json!({"startTime": "1", "endTime": "2"}).as_object().unwrap().clone();
-        let mut keys = Vec::new();
-        let result =
-            fetch_pages::<SourceError, _>(&client, &auth, &spec(), QUERY, body, 4, |_, page| {
-                for record in page.records {
-                    let v: serde_json::Value = serde_json::from_str(record.get()).unwrap();
-                    keys.push(v["callSerialNo"].as_str().unwrap().to_string());
-                }
-                Ok(())
-            })
-            .await;
+        let spec = Arc::new(spec());
+        let request = PagedRequest {
+            client: &client,
+            auth: &auth,
+            spec: &spec,
+            path: QUERY,
+            body,
+            concurrency: 4,
+        };
+        let result = record_texts(request).await;
+        let keys = result.as_ref().map_or_else(
+            |_| Vec::new(),
+            |(_, texts)| {
+                texts
+                    .iter()
+                    .map(|text| {
+                        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+                        v["callSerialNo"].as_str().unwrap().to_string()
+                    })
+                    .collect()
+            },
+        );
+        let result = result.map(|(summary, _)| summary);
         let queries = server.received().into_iter().filter(|r| r.path == QUERY).collect();
         (result, keys, queries)
     }
@@ -423,21 +473,16 @@ mod tests {
         let mut src = source(&server.base_url, Duration::from_secs(5), 1);
         src.auth = SourceAuth::StaticToken(Secret::new("tok"));
         let auth = Authenticator::new(&AuthSpec::BodyToken { field: "t".into() }, &src).unwrap();
-        let mut records = Vec::new();
-        let summary = fetch_pages::<SourceError, _>(
-            &client,
-            &auth,
-            &spec,
-            "/CCISQM/details",
-            Map::new(),
-            2,
-            |_, page| {
-                records.extend(page.records.iter().map(|r| r.get().to_string()));
-                Ok(())
-            },
-        )
-        .await
-        .unwrap();
+        let spec = Arc::new(spec);
+        let request = PagedRequest {
+            client: &client,
+            auth: &auth,
+            spec: &spec,
+            path: "/CCISQM/details",
+            body: Map::new(),
+            concurrency: 2,
+        };
+        let (summary, records) = record_texts(request).await.unwrap();
         (summary, records, server.received())
     }
 
