@@ -39,11 +39,19 @@ mod appraise_data;
 mod auth;
 mod cdr;
 pub mod cli;
+mod cms;
+mod cms_daily;
+mod cms_ivr;
+mod cms_missed;
 mod fabric_auth;
 mod faults;
+mod isales;
+mod isales_data;
+mod params;
 mod rbt;
 mod seeding;
 mod server;
+mod signed;
 mod simulator;
 mod stats;
 #[cfg(test)]
@@ -52,5 +60,5 @@ mod tls;
 
 pub use faults::FaultOptions;
 pub use server::{serve, serve_tls, RunningSim};
-pub use simulator::{SimOptions, Simulator};
+pub use simulator::{CmsEnvelope, SimOptions, Simulator};
 pub use stats::{FaultCounts, SimStats};
