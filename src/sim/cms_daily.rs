@@ -319,12 +319,12 @@ impl DailyStore {
         }
         let ordinal = u64::try_from(day.num_days_from_ce()).unwrap_or_default();
         let salt = match group.direction {
-            Direction::Inbound => 0xca11_1,
-            Direction::Outbound => 0xca11_0,
+            Direction::Inbound => 0x0ca1_1001,
+            Direction::Outbound => 0x0ca1_1002,
         };
         let place = [self.seed, salt, u64::from(group.vdn), ordinal, u64::from(group.index)];
         let place = mix(&[mix(&place), group.call_type as u64]);
-        if place % 5 == 0 {
+        if place.is_multiple_of(5) {
             return None;
         }
         let revision = self

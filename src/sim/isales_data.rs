@@ -318,7 +318,7 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
         for row in &all {
             let mut expected = truth[row["callId"].as_str().unwrap()].clone();
-            assert_eq!(row["callStatus"].is_number(), true, "campaign 2 sends numbers");
+            assert!(row["callStatus"].is_number(), "campaign 2 sends numbers");
             expected["callStatus"] = row["callStatus"].clone();
             assert_eq!(row, &expected);
         }

@@ -204,4 +204,19 @@ mod tests {
         assert_eq!(stats.bad_requests, 1);
         assert_eq!(stats.faults.errors + stats.pages_served + stats.unauthorized, 0);
     }
+
+    /// The iSales gauge admits up to its limit, refuses beyond it without counting, and
+    /// frees a slot when a guard is dropped.
+    #[test]
+    fn the_isales_gauge_stops_at_its_limit() {
+        let counters = Counters::default();
+        let first = counters.enter_isales(2);
+        let second = counters.enter_isales(2);
+        assert!(first.is_some() && second.is_some());
+        assert!(counters.enter_isales(2).is_none());
+        drop(first);
+        assert!(counters.enter_isales(2).is_some());
+        assert_eq!(counters.snapshot().isales_max_in_flight, 2);
+        assert_eq!(counters.snapshot().max_in_flight, 0, "the overall gauge is apart");
+    }
 }
