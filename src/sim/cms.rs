@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -176,16 +177,19 @@ fn missed_query(f: &Fields) -> Result<MissedQuery, ParamError> {
     Ok(MissedQuery { vdn, begin, end, offset, limit })
 }
 
-/// A success in the configured envelope, holding `rows`.
+/// A success in the configured envelope, holding `rows` (serialized once, even when both
+/// arrays carry them).
 fn success(sim: &Simulator, rows: Vec<Value>) -> Response {
     sim.counters().record(Event::PageServed);
+    let rows = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
     let body = match sim.options().cms_envelope {
-        CmsEnvelope::Both => json!({"result": "0", "resultCode": SUCCESS,
-                                    "resultDatas": rows.clone(), "resultDesc": rows}),
-        CmsEnvelope::Current => json!({"resultCode": SUCCESS, "resultDesc": rows}),
-        CmsEnvelope::Legacy => json!({"result": "0", "resultDatas": rows}),
+        CmsEnvelope::Both => format!(
+            r#"{{"result":"0","resultCode":"{SUCCESS}","resultDatas":{rows},"resultDesc":{rows}}}"#
+        ),
+        CmsEnvelope::Current => format!(r#"{{"resultCode":"{SUCCESS}","resultDesc":{rows}}}"#),
+        CmsEnvelope::Legacy => format!(r#"{{"result":"0","resultDatas":{rows}}}"#),
     };
-    Json(body).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn refuse(sim: &Simulator, error: &ParamError) -> Response {

@@ -32,7 +32,7 @@ pub(crate) const FIRST_VDN: u32 = 170;
 pub(crate) const CC_ID: i64 = 1;
 /// A field of every row that the reference does not list.
 pub(crate) const UNLISTED: &str = "transferOutNum";
-/// Indicators that are durations (seconds); the others are counts.
+/// Indicators that are durations (seconds), summed over days.
 const DURATIONS: &[&str] = &[
     "failQueueWaitTime",
     "waitAnsTime",
@@ -97,12 +97,53 @@ const COUNTS: &[&str] = &[
     "inCallAllCostMinute",
     UNLISTED,
 ];
+/// The custom indicators, summed over days; `reserved_col3` counts calls answered within
+/// 15 s, the others are 0 (not configured).
+const RESERVED: &[&str] = &[
+    "reserved_col1",
+    "reserved_col2",
+    "reserved_col3",
+    "reserved_col4",
+    "reserved_col5",
+    "reserved_col6",
+    "reserved_col7",
+    "reserved_col8",
+    "reserved_col9",
+    "reserved_col10",
+    "reserved_col11",
+    "reserved_col12",
+    "reserved_col13",
+    "reserved_col14",
+    "reserved_col15",
+    "reserved_col16",
+    "reserved_col17",
+    "reserved_col18",
+    "reserved_col19",
+    "reserved_col20",
+];
 /// Indicators that keep the largest value of a range.
 const MAXIMA: &[&str] = &["maxQueueWaitTime", "maxWaitAnsTime", "maxCallTime", "maxIvrCallTime"];
 /// Indicators that keep the smallest value of a range.
 const MINIMA: &[&str] = &["minQueueWaitTime", "minWaitAnsTime", "minCallTime", "minIvrCallTime"];
-/// The custom indicators `reserved_col1..=reserved_col20`.
-const RESERVED: u32 = 20;
+/// Fields of the call's last record, kept from the last day of a range.
+const CURRENT: &[&str] = &["currentAgentId", "currentSkillId"];
+
+/// How a figure folds over the days of a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    Sum,
+    Max,
+    Min,
+    Last,
+}
+
+/// Every figure of a row and its fold, in the order [`DailyStore::day`] draws them.
+fn layout() -> impl Iterator<Item = (&'static str, Fold)> {
+    let sums = DURATIONS.iter().chain(COUNTS).chain(RESERVED).map(|n| (*n, Fold::Sum));
+    sums.chain(MAXIMA.iter().map(|n| (*n, Fold::Max)))
+        .chain(MINIMA.iter().map(|n| (*n, Fold::Min)))
+        .chain(CURRENT.iter().map(|n| (*n, Fold::Last)))
+}
 
 /// Which settlement table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,47 +314,45 @@ impl DailyStore {
     /// The row of `group` over `begin..=end`, or `None` when it had no calls then.
     fn aggregate(&self, group: Group, begin: NaiveDate, end: NaiveDate) -> Option<Value> {
         let days = begin.iter_days().take_while(|d| *d <= end);
-        let daily: Vec<Map<String, Value>> = days.filter_map(|d| self.day(group, d)).collect();
-        let last = daily.last()?;
+        let mut figures: Option<Vec<i64>> = None;
+        for day in days.filter_map(|d| self.day(group, d)) {
+            let Some(sofar) = figures.as_mut() else {
+                figures = Some(day);
+                continue;
+            };
+            for ((value, new), (_, fold)) in sofar.iter_mut().zip(day).zip(layout()) {
+                *value = match fold {
+                    Fold::Sum => *value + new,
+                    Fold::Max => (*value).max(new),
+                    Fold::Min => (*value).min(new),
+                    Fold::Last => new,
+                };
+            }
+        }
+        let figures = figures?;
+        let direction = group.direction;
         let mut row = Map::new();
         for (name, value) in [
             ("beginLogDay", Value::from(begin.to_string())),
             ("endLogDay", Value::from(end.to_string())),
-            (
-                group.direction.number_field(),
-                Value::from(group.direction.number(group.vdn, group.index)),
-            ),
+            (direction.number_field(), Value::from(direction.number(group.vdn, group.index))),
             ("callType", Value::from(group.call_type)),
             ("vdn", Value::from(group.vdn)),
             ("serviceNo", Value::from(65535)),
             ("orgCcNo", Value::from(1)),
             ("subCcNo", Value::from(1)),
             ("serCcNo", Value::from(1)),
-            ("currentAgentId", last["currentAgentId"].clone()),
-            ("currentSkillId", last["currentSkillId"].clone()),
         ] {
             row.insert(name.to_string(), value);
         }
-        let fold = |name: &str, pick: fn(i64, i64) -> i64| {
-            daily.iter().filter_map(|d| d[name].as_i64()).reduce(pick).unwrap_or_default()
-        };
-        let reserved: Vec<String> = (1..=RESERVED).map(|i| format!("reserved_col{i}")).collect();
-        let summed =
-            DURATIONS.iter().chain(COUNTS).copied().chain(reserved.iter().map(String::as_str));
-        for name in summed {
-            row.insert(name.to_string(), Value::from(fold(name, |a, b| a + b)));
-        }
-        for name in MAXIMA {
-            row.insert(name.to_string(), Value::from(fold(name, i64::max)));
-        }
-        for name in MINIMA {
-            row.insert(name.to_string(), Value::from(fold(name, i64::min)));
+        for ((name, _), value) in layout().zip(figures) {
+            row.insert(name.to_string(), Value::from(value));
         }
         Some(Value::Object(row))
     }
 
-    /// The indicators of `group` on `day` (no echo fields), or `None` without calls.
-    fn day(&self, group: Group, day: NaiveDate) -> Option<Map<String, Value>> {
+    /// The figures of `group` on `day` in [`layout`] order, or `None` without calls.
+    fn day(&self, group: Group, day: NaiveDate) -> Option<Vec<i64>> {
         if day < self.days.0 || day > self.days.1 {
             return None;
         }
@@ -335,29 +374,22 @@ impl DailyStore {
             .copied()
             .unwrap_or_default();
         let mut rng = SmallRng::seed_from_u64(mix(&[place, u64::from(revision)]));
-        let mut out = Map::new();
-        let mut put = |name: &str, value: i64| out.insert(name.to_string(), Value::from(value));
-        put("currentAgentId", rng.random_range(101..2000));
-        put("currentSkillId", if rng.random_ratio(1, 3) { -1 } else { rng.random_range(1..50) });
-        for name in DURATIONS {
-            put(name, rng.random_range(0..7200));
-        }
-        for name in COUNTS {
-            put(name, rng.random_range(0..60));
-        }
-        for i in 1..=RESERVED {
-            put(&format!("reserved_col{i}"), if i == 3 { rng.random_range(0..40) } else { 0 });
-        }
-        for name in MAXIMA {
-            put(name, rng.random_range(60..900));
-        }
-        for name in MINIMA {
-            put(name, rng.random_range(0..30));
-        }
+        // Recomputation counts late calls: the occupied calls grow with the revision.
         let occupy = rng.random_range(1..80) + i64::from(revision);
-        put("inOccupyNum", occupy);
-        put("inCallSuccNum", rng.random_range(0..=occupy));
-        Some(out)
+        let figures = layout().map(|(name, fold)| match (name, fold) {
+            ("inOccupyNum", _) => occupy,
+            ("inCallSuccNum", _) => rng.random_range(0..=occupy),
+            ("reserved_col3", _) => rng.random_range(0..40),
+            ("currentAgentId", _) => rng.random_range(101..2000),
+            ("currentSkillId", _) if rng.random_ratio(1, 3) => -1,
+            ("currentSkillId", _) => rng.random_range(1..50),
+            (name, Fold::Sum) if name.starts_with("reserved_col") => 0,
+            (name, Fold::Sum) if DURATIONS.contains(&name) => rng.random_range(0..7200),
+            (_, Fold::Sum) => rng.random_range(0..60),
+            (_, Fold::Max) => rng.random_range(60..900),
+            (_, Fold::Min | Fold::Last) => rng.random_range(0..30),
+        });
+        Some(figures.collect())
     }
 }
 
