@@ -15,7 +15,7 @@
 //!   by skill.
 //! - Success is `{"result": "0", "resultCode": "0100000", "resultDatas": [..],
 //!   "resultDesc": [..]}` as in the examples, or one half of it
-//!   ([`CmsEnvelope`](super::CmsEnvelope)).
+//!   ([`CmsEnvelope`]).
 //! - Missed calls: `limit` is mandatory (1 to 5000), `offset` defaults to 0; success is
 //!   `{"returnCode": "0", "returnDesc": "success", "total": n, "missedCalls": [..]}`.
 //! - Refused parameters are HTTP 200 with code [`CMS_BAD_PARAMETER`] in every code field

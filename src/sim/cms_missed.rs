@@ -105,8 +105,8 @@ impl MissedStore {
                     let wait_begin = begin + i * step + rng.random_range(0..step.max(1));
                     let callee =
                         Direction::Inbound.number(vdn, rng.random_range(0..sizes.numbers.max(1)));
-                    let serial =
-                        (ordinal(month) % 1000) * 10_000_000 + u64::from(vdn) * 10_000 + i as u64;
+                    // Unique: calls of one VDN and month differ in `i`, months in time.
+                    let serial = u64::from(vdn) * 10_000_000 + i as u64;
                     calls.push(MissedCall {
                         vdn,
                         call_id: format!("{wait_begin}-{serial}"),

@@ -74,7 +74,7 @@ pub struct SimOptions {
     pub c2_ak: String,
     /// The SK of `c2_ak`.
     pub c2_sk: String,
-    /// VDNs of the tenant (CMS and iSales), numbered from 170.
+    /// VDNs of the tenant (CMS and iSales), numbered from 170 (at most 800).
     pub vdns: u32,
     /// Called numbers of each VDN in the inbound daily statistics, and calling numbers in
     /// the outbound ones (at most 10,000).
