@@ -55,6 +55,36 @@ pub struct SimArgs {
     /// paging.total of appraisecall/details counts call groups instead of calls.
     #[arg(long)]
     pub total_counts_groups: bool,
+    /// The AK of the C2-signed CMS and iSales routes.
+    #[arg(long, default_value = "sim-c2-ak")]
+    pub c2_ak: String,
+    /// The SK of --c2-ak.
+    #[arg(long, env = "CECSYNC_SIM_C2_SK", default_value = "sim-c2-sk", hide_env_values = true)]
+    pub c2_sk: String,
+    /// VDNs of the tenant (CMS and iSales), numbered from 170.
+    #[arg(long, default_value_t = 2)]
+    pub vdns: u32,
+    /// Called (and calling) numbers of each VDN in the CMS daily statistics.
+    #[arg(long, default_value_t = 3)]
+    pub called_numbers: u32,
+    /// Call types with CMS daily statistics (0 up to this, excluded).
+    #[arg(long, default_value_t = 2)]
+    pub call_types: u32,
+    /// Missed calls of each VDN per day.
+    #[arg(long, default_value_t = 4)]
+    pub missed_calls_per_day: u32,
+    /// Days of missed calls kept before the end of --to (all when absent).
+    #[arg(long)]
+    pub missed_calls_retention_days: Option<u32>,
+    /// Outbound campaigns of each VDN.
+    #[arg(long, default_value_t = 2)]
+    pub campaigns_per_vdn: u32,
+    /// Calls of each campaign in each month.
+    #[arg(long, default_value_t = 30)]
+    pub campaign_calls_per_month: u64,
+    /// Number of the first callresult page.
+    #[arg(long, default_value_t = 1)]
+    pub isales_first_page: u64,
     /// Server zone of the month tables.
     #[arg(long, default_value = "+08:00")]
     pub timezone: String,
@@ -102,6 +132,16 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
         fabric_app_secret: args.fabric_app_secret,
         fabric_user_id: args.fabric_user_id,
         paging_total_counts_groups: args.total_counts_groups,
+        c2_ak: args.c2_ak,
+        c2_sk: args.c2_sk,
+        vdns: args.vdns,
+        called_numbers: args.called_numbers,
+        call_types: args.call_types,
+        missed_calls_per_day: args.missed_calls_per_day,
+        missed_calls_retention_days: args.missed_calls_retention_days,
+        campaigns_per_vdn: args.campaigns_per_vdn,
+        campaign_calls_per_month: args.campaign_calls_per_month,
+        isales_first_page: args.isales_first_page,
         faults: FaultOptions {
             error_rate: args.error_rate,
             throttle_rate: args.throttle_rate,
@@ -129,6 +169,19 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
         "  POST {}/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord",
         running.base_url
     );
+    println!("CMS and iSales (C2-signed, AK {}):", sim.options().c2_ak);
+    for path in [
+        "POST /rest/cmsapp/v1/callinday/querymanualindexesbycondition",
+        "POST /rest/cmsapp/v1/calloutday/querymanualindexesbycondition",
+        "POST /rest/cmsapp/v1/callin/queryMissedCalls",
+        "POST /rest/cmsapp/v1/openapi/vdn/queryivrprocessinnoinfo",
+        "GET  /rest/isales/v1/openapi/campaigns/{vdnId}",
+        "POST /rest/isales/v1/openapi/campaigns/{vdnId}/callresult/{campaignId}",
+    ] {
+        let (method, path) = path.split_at(5);
+        println!("  {method}{}{path}", running.base_url);
+    }
+    println!("  VDNs {:?}", sim.vdns());
     tokio::signal::ctrl_c().await?;
     println!("{:?}", sim.stats());
     running.shutdown().await;

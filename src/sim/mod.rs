@@ -21,6 +21,19 @@
 //! [`Simulator::appraise_add_late_uploads`] and [`Simulator::end_in_progress_cdrs`] change
 //! them for incremental tests.
 //!
+//! The CC-CMS and CC-iSales interfaces (cec-api.md 1.3 C2, 2.7, 2.9, 2.12, 2.16, 4.3, 4.4)
+//! check the C2 signature of every request against [`SimOptions::c2_ak`]/`c2_sk`:
+//! `POST /rest/cmsapp/v1/{callinday|calloutday}/querymanualindexesbycondition` (daily
+//! settlement by called or calling number), `POST /rest/cmsapp/v1/callin/queryMissedCalls`,
+//! `POST /rest/cmsapp/v1/openapi/vdn/queryivrprocessinnoinfo`,
+//! `GET /rest/isales/v1/openapi/campaigns/{vdnId}` and
+//! `POST /rest/isales/v1/openapi/campaigns/{vdnId}/callresult/{campaignId}` (at most
+//! [`SimOptions::isales_max_in_flight`] in flight). Their ground truth is
+//! [`Simulator::inbound_daily_by_callee`], [`Simulator::outbound_daily_by_caller`],
+//! [`Simulator::missed_calls`], [`Simulator::ivr_flows`] and
+//! [`Simulator::campaign_call_results`]; [`Simulator::cms_recompute_day`],
+//! [`Simulator::ivr_flow_describe`] and [`Simulator::finish_campaign_calls`] change them.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -39,11 +52,19 @@ mod appraise_data;
 mod auth;
 mod cdr;
 pub mod cli;
+mod cms;
+mod cms_daily;
+mod cms_ivr;
+mod cms_missed;
 mod fabric_auth;
 mod faults;
+mod isales;
+mod isales_data;
+mod params;
 mod rbt;
 mod seeding;
 mod server;
+mod signed;
 mod simulator;
 mod stats;
 #[cfg(test)]
@@ -52,5 +73,5 @@ mod tls;
 
 pub use faults::FaultOptions;
 pub use server::{serve, serve_tls, RunningSim};
-pub use simulator::{SimOptions, Simulator};
+pub use simulator::{CmsEnvelope, SimOptions, Simulator};
 pub use stats::{FaultCounts, SimStats};

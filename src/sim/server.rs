@@ -20,7 +20,7 @@ use super::faults::{self, ConnectionHandle, ResettableStream};
 use super::simulator::Simulator;
 use super::stats::Event;
 use super::tls::{self, TlsListener};
-use super::{appraise, auth, cdr, fabric_auth, rbt};
+use super::{appraise, auth, cdr, cms, fabric_auth, isales, rbt, signed};
 
 /// How long [`RunningSim::shutdown`] waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,11 +122,29 @@ fn router(sim: Arc<Simulator>) -> Router {
         .route(&format!("{INSPECTION}/details"), post(appraise::details))
         .route(&format!("{INSPECTION}/detail"), post(appraise::detail))
         .route("/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord", post(cdr::query))
+        .merge(signed_routes(sim.clone()))
         .route_layer(middleware::from_fn_with_state(sim.clone(), faults::inject))
         .route("/apigovernance/api/oauth/tokenByAkSk", post(fabric_auth::token_by_ak_sk))
         .route_layer(middleware::from_fn_with_state(sim.clone(), count))
         .route("/_sim/health", get(|| async { "ok" }))
         .with_state(sim)
+}
+
+/// The CMS prefix of the C2-signed statistics routes.
+const CMS: &str = "/rest/cmsapp/v1";
+/// The iSales prefix of the C2-signed campaign routes.
+const ISALES: &str = "/rest/isales/v1/openapi/campaigns";
+
+/// The C2-signed routes (CMS and iSales), each behind the signature check.
+fn signed_routes(sim: Arc<Simulator>) -> Router<Arc<Simulator>> {
+    Router::new()
+        .route(&format!("{CMS}/callinday/querymanualindexesbycondition"), post(cms::callin_day))
+        .route(&format!("{CMS}/calloutday/querymanualindexesbycondition"), post(cms::callout_day))
+        .route(&format!("{CMS}/callin/queryMissedCalls"), post(cms::missed_calls))
+        .route(&format!("{CMS}/openapi/vdn/queryivrprocessinnoinfo"), post(cms::ivr_flows))
+        .route(&format!("{ISALES}/{{vdn}}"), get(isales::campaigns))
+        .route(&format!("{ISALES}/{{vdn}}/callresult/{{campaign}}"), post(isales::call_results))
+        .route_layer(middleware::from_fn_with_state(sim, signed::verify))
 }
 
 /// Counts every API request and how many are in flight at once.

@@ -5,17 +5,23 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::FixedOffset;
+use chrono::{FixedOffset, NaiveDate};
 use serde_json::Value;
 
 use super::appraise_data::AppraiseStore;
 use super::auth::TokenStore;
 use super::cdr::CdrStore;
+use super::cms_daily::{DailyStore, Direction};
+use super::cms_ivr::IvrStore;
+use super::cms_missed::{MissedSizes, MissedStore};
 use super::fabric_auth::MAX_TOKEN_LIFETIME_SECS;
 use super::faults::{FaultInjector, FaultOptions};
+use super::isales_data::IsalesStore;
 use super::rbt::RbtTable;
 use super::stats::{Counters, SimStats};
 use crate::calendar::Month;
+use crate::secret::Secret;
+use crate::source::signature::Verifier;
 
 /// China Standard Time, the zone of Huawei Cloud's CEC servers.
 const CST: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
@@ -64,6 +70,47 @@ pub struct SimOptions {
     pub cdrs_per_month: u64,
     /// `paging.total` of `appraisecall/details` counts call groups instead of calls.
     pub paging_total_counts_groups: bool,
+    /// The AK that C2-signed requests (CMS and iSales) must carry.
+    pub c2_ak: String,
+    /// The SK of `c2_ak`.
+    pub c2_sk: String,
+    /// VDNs of the tenant (CMS and iSales), numbered from 170 (at most 800).
+    pub vdns: u32,
+    /// Called numbers of each VDN in the inbound daily statistics, and calling numbers in
+    /// the outbound ones (at most 10,000).
+    pub called_numbers: u32,
+    /// Call types with daily statistics: `0..call_types`.
+    pub call_types: u32,
+    /// How the CMS daily statistics and IVR flows write a success.
+    pub cms_envelope: CmsEnvelope,
+    /// Missed calls of each VDN per day.
+    pub missed_calls_per_day: u32,
+    /// Days of missed calls the platform keeps before the end of `last_month`; `None`
+    /// keeps them all.
+    pub missed_calls_retention_days: Option<u32>,
+    /// Outbound campaigns of each VDN.
+    pub campaigns_per_vdn: u32,
+    /// Calls of each campaign in each month (at most 999,999).
+    pub campaign_calls_per_month: u64,
+    /// The number of the first `callresult` page (the base is not documented).
+    pub isales_first_page: u64,
+    /// iSales requests served at once; more are answered 429.
+    pub isales_max_in_flight: u64,
+    /// How long each iSales answer takes (holding its in-flight slot).
+    pub isales_latency: Duration,
+}
+
+/// How the CMS daily statistics and IVR flows write a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CmsEnvelope {
+    /// `result` "0", `resultCode` "0100000", and the rows in both `resultDatas` and
+    /// `resultDesc`, as in the documented examples.
+    #[default]
+    Both,
+    /// `resultCode` "0100000" and `resultDesc` only.
+    Current,
+    /// The legacy (8.13 and before) fields only: `result` "0" and `resultDatas`.
+    Legacy,
 }
 
 impl Default for SimOptions {
@@ -87,6 +134,19 @@ impl Default for SimOptions {
             appraise_calls_per_month: 40,
             cdrs_per_month: 60,
             paging_total_counts_groups: false,
+            c2_ak: "sim-c2-ak".into(),
+            c2_sk: "sim-c2-sk".into(),
+            vdns: 2,
+            called_numbers: 3,
+            call_types: 2,
+            cms_envelope: CmsEnvelope::Both,
+            missed_calls_per_day: 4,
+            missed_calls_retention_days: None,
+            campaigns_per_vdn: 2,
+            campaign_calls_per_month: 30,
+            isales_first_page: 1,
+            isales_max_in_flight: 10,
+            isales_latency: Duration::ZERO,
         }
     }
 }
@@ -112,6 +172,19 @@ impl fmt::Debug for SimOptions {
             .field("appraise_calls_per_month", &self.appraise_calls_per_month)
             .field("cdrs_per_month", &self.cdrs_per_month)
             .field("paging_total_counts_groups", &self.paging_total_counts_groups)
+            .field("c2_ak", &self.c2_ak)
+            .field("c2_sk", &"**REDACTED**")
+            .field("vdns", &self.vdns)
+            .field("called_numbers", &self.called_numbers)
+            .field("call_types", &self.call_types)
+            .field("cms_envelope", &self.cms_envelope)
+            .field("missed_calls_per_day", &self.missed_calls_per_day)
+            .field("missed_calls_retention_days", &self.missed_calls_retention_days)
+            .field("campaigns_per_vdn", &self.campaigns_per_vdn)
+            .field("campaign_calls_per_month", &self.campaign_calls_per_month)
+            .field("isales_first_page", &self.isales_first_page)
+            .field("isales_max_in_flight", &self.isales_max_in_flight)
+            .field("isales_latency", &self.isales_latency)
             .finish()
     }
 }
@@ -126,6 +199,11 @@ pub struct Simulator {
     appraise: AppraiseStore,
     cdrs: CdrStore,
     fabric_tokens: TokenStore,
+    daily: DailyStore,
+    missed: MissedStore,
+    ivr: IvrStore,
+    isales: IsalesStore,
+    c2_verifier: Verifier,
     faults: FaultInjector,
     counters: Counters,
 }
@@ -160,6 +238,28 @@ impl Simulator {
             &options.fabric_app_secret,
             Duration::from_secs(MAX_TOKEN_LIFETIME_SECS),
         );
+        let daily = DailyStore::new(
+            options.seed,
+            options.vdns,
+            options.called_numbers,
+            options.call_types,
+            months,
+        );
+        let sizes = MissedSizes {
+            per_day: options.missed_calls_per_day,
+            numbers: options.called_numbers,
+            retention_days: options.missed_calls_retention_days,
+        };
+        let missed = MissedStore::new(options.seed, options.zone, &daily.vdns(), months, sizes);
+        let ivr = IvrStore::new(options.seed, &daily.vdns());
+        let isales = IsalesStore::new(
+            options.seed,
+            options.zone,
+            &daily.vdns(),
+            months,
+            (options.campaigns_per_vdn, options.campaign_calls_per_month),
+        );
+        let c2_verifier = Verifier::new(&options.c2_ak, Secret::new(&options.c2_sk));
         let faults = FaultInjector::new(options.faults.clone(), options.seed);
         Self {
             options,
@@ -168,6 +268,11 @@ impl Simulator {
             appraise,
             cdrs,
             fabric_tokens,
+            daily,
+            missed,
+            ivr,
+            isales,
+            c2_verifier,
             faults,
             counters: Counters::default(),
         }
@@ -262,6 +367,91 @@ impl Simulator {
         self.cdrs.end_in_progress()
     }
 
+    /// The VDN ids of the tenant (CMS and iSales).
+    pub fn vdns(&self) -> Vec<u32> {
+        self.daily.vdns()
+    }
+
+    /// The called numbers of `vdn` that have inbound daily statistics (`4008VVVNNNN`).
+    pub fn called_numbers(&self, vdn: u32) -> Vec<String> {
+        self.daily.numbers(Direction::Inbound, vdn)
+    }
+
+    /// The calling numbers of `vdn` that have outbound daily statistics (`0755VVVNNNN`).
+    pub fn caller_numbers(&self, vdn: u32) -> Vec<String> {
+        self.daily.numbers(Direction::Outbound, vdn)
+    }
+
+    /// The call types that have daily statistics.
+    pub fn call_types(&self) -> Vec<i64> {
+        self.daily.call_types()
+    }
+
+    /// Ground truth of `inbound_daily_by_callee`: one row per VDN, day of `months`, called
+    /// number and call type that had calls, exactly as `callinday` answers a one-day
+    /// request for it (`beginLogDay` = `endLogDay` = the day), keyed
+    /// `vdn/yyyy-MM-dd/calleeNo/callType`.
+    pub fn inbound_daily_by_callee(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.daily.rows(Direction::Inbound, &months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Ground truth of `outbound_daily_by_caller`: as [`Self::inbound_daily_by_callee`]
+    /// with `callerNo`, keyed `vdn/yyyy-MM-dd/callerNo/callType`.
+    pub fn outbound_daily_by_caller(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.daily.rows(Direction::Outbound, &months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Recomputes the daily settlement of `day` (VDN zone): the figures of every row of that
+    /// day change, in both directions (`inOccupyNum` grows). Returns the day's revision.
+    pub fn cms_recompute_day(&self, day: NaiveDate) -> u32 {
+        self.daily.recompute(day)
+    }
+
+    /// Ground truth of `missed_calls`: the calls the platform still keeps whose `waitBegin`
+    /// falls in one of `months` (server zone), keyed by `callId`, as `queryMissedCalls`
+    /// serves them plus their `vdn`.
+    pub fn missed_calls(&self, months: impl IntoIterator<Item = Month>) -> BTreeMap<String, Value> {
+        self.missed.rows(self.options.zone, &months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Ground truth of `ivr_flows`: every flow of every VDN, keyed
+    /// `ccId/vdn/id/accessNo`, as `queryivrprocessinnoinfo` serves it plus `ccId` and `vdn`.
+    pub fn ivr_flows(&self) -> BTreeMap<String, Value> {
+        self.ivr.rows()
+    }
+
+    /// Gives IVR flow `id` of `vdn` a new description; false when there is no such flow.
+    pub fn ivr_flow_describe(&self, vdn: u32, id: i64, description: &str) -> bool {
+        self.ivr.describe(vdn, id, description)
+    }
+
+    /// Every campaign of every VDN, as the campaign list serves it.
+    pub fn campaigns(&self) -> Vec<Value> {
+        self.isales.all_campaigns()
+    }
+
+    /// Ground truth of `campaign_call_results`: the finished calls of every campaign whose
+    /// `callTimeStr` falls in one of `months` (server zone), keyed by `callId`, as
+    /// `callresult` serves them but with `callStatus` always a string ("5"/"6").
+    pub fn campaign_call_results(
+        &self,
+        months: impl IntoIterator<Item = Month>,
+    ) -> BTreeMap<String, Value> {
+        self.isales.rows(&months.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Finishes the campaign calls still running at the end of the last month, which
+    /// `callresult` then serves; returns their `callId`s.
+    pub fn finish_campaign_calls(&self) -> Vec<String> {
+        self.isales.finish_calls()
+    }
+
     /// The counters as they are now.
     pub fn stats(&self) -> SimStats {
         self.counters.snapshot()
@@ -287,6 +477,26 @@ impl Simulator {
         &self.fabric_tokens
     }
 
+    pub(crate) fn daily(&self) -> &DailyStore {
+        &self.daily
+    }
+
+    pub(crate) fn missed(&self) -> &MissedStore {
+        &self.missed
+    }
+
+    pub(crate) fn ivr(&self) -> &IvrStore {
+        &self.ivr
+    }
+
+    pub(crate) fn isales(&self) -> &IsalesStore {
+        &self.isales
+    }
+
+    pub(crate) fn c2_verifier(&self) -> &Verifier {
+        &self.c2_verifier
+    }
+
     pub(crate) fn faults(&self) -> &FaultInjector {
         &self.faults
     }
@@ -305,7 +515,7 @@ mod tests {
     fn options_debug_hides_secrets() {
         let text = format!("{:?}", SimOptions::default());
         assert!(!text.contains("sim-token") && !text.contains("sim-secret"), "{text}");
-        assert!(!text.contains("sim-fabric-sk"), "{text}");
+        assert!(!text.contains("sim-fabric-sk") && !text.contains("sim-c2-sk"), "{text}");
         assert!(text.contains("202401150001"));
     }
 

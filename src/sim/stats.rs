@@ -20,6 +20,19 @@ pub struct SimStats {
     pub detail_requests: u64,
     /// Requests that reached the `queryCallDetailRecord` handler (past the injected faults).
     pub cdr_requests: u64,
+    /// C2-signed requests that reached a CMS handler (past the signature check).
+    pub cms_requests: u64,
+    /// C2-signed requests that reached an iSales handler (past the signature check),
+    /// throttled ones included.
+    pub isales_requests: u64,
+    /// iSales requests refused because too many were in flight (HTTP 429).
+    pub isales_throttled: u64,
+    /// The most iSales requests that were being served at the same time (throttled ones
+    /// are not counted).
+    pub isales_max_in_flight: u64,
+    /// Answers with HTTP 200 whose envelope carries an error code (CMS and iSales
+    /// parameter errors).
+    pub error_envelopes: u64,
     /// Answers with HTTP 401 (bad credentials or a bad `authToken`).
     pub unauthorized: u64,
     /// Answers with HTTP 400 (malformed or missing parameters).
@@ -62,6 +75,14 @@ pub(crate) enum Event {
     DetailRequest,
     /// A request reached the `queryCallDetailRecord` handler.
     CdrRequest,
+    /// A signed request reached a CMS handler.
+    CmsRequest,
+    /// A signed request reached an iSales handler.
+    IsalesRequest,
+    /// An iSales request was refused for too many in flight.
+    IsalesThrottled,
+    /// An HTTP 200 answer carried an error code.
+    ErrorEnvelope,
     /// An answer with HTTP 401.
     Unauthorized,
     /// An answer with HTTP 400.
@@ -85,16 +106,36 @@ const EVENT_KINDS: usize = Event::Reset as usize + 1;
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     events: [AtomicU64; EVENT_KINDS],
-    in_flight: AtomicU64,
-    max_in_flight: AtomicU64,
+    all: Gauge,
+    isales: Gauge,
+}
+
+/// Requests in flight now, and the most seen at once.
+#[derive(Debug, Default)]
+struct Gauge {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Gauge {
+    /// Counts one more in flight unless that would make more than `limit`.
+    fn enter(&self, limit: u64) -> Option<InFlight<'_>> {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        if now > limit {
+            self.now.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        self.max.fetch_max(now, Ordering::Relaxed);
+        Some(InFlight(self))
+    }
 }
 
 /// Marks one request in flight until dropped.
-pub(crate) struct InFlight<'a>(&'a Counters);
+pub(crate) struct InFlight<'a>(&'a Gauge);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -104,11 +145,15 @@ impl Counters {
         self.events[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a request in flight until the returned guard is dropped.
-    pub(crate) fn enter(&self) -> InFlight<'_> {
-        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::Relaxed);
-        InFlight(self)
+    /// Counts a request in flight until the returned guard is dropped (always `Some`).
+    pub(crate) fn enter(&self) -> Option<InFlight<'_>> {
+        self.all.enter(u64::MAX)
+    }
+
+    /// Counts an iSales request being served until the returned guard is dropped, unless
+    /// `limit` are already in flight (then `None`, and nothing is counted).
+    pub(crate) fn enter_isales(&self, limit: u64) -> Option<InFlight<'_>> {
+        self.isales.enter(limit)
     }
 
     /// The counters as they are now.
@@ -122,6 +167,11 @@ impl Counters {
             details_requests: get(Event::DetailsRequest),
             detail_requests: get(Event::DetailRequest),
             cdr_requests: get(Event::CdrRequest),
+            cms_requests: get(Event::CmsRequest),
+            isales_requests: get(Event::IsalesRequest),
+            isales_throttled: get(Event::IsalesThrottled),
+            isales_max_in_flight: self.isales.max.load(Ordering::Relaxed),
+            error_envelopes: get(Event::ErrorEnvelope),
             unauthorized: get(Event::Unauthorized),
             bad_requests: get(Event::BadRequest),
             faults: FaultCounts {
@@ -131,7 +181,7 @@ impl Counters {
                 delays: get(Event::Delay),
                 resets: get(Event::Reset),
             },
-            max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+            max_in_flight: self.all.max.load(Ordering::Relaxed),
         }
     }
 }
@@ -153,5 +203,20 @@ mod tests {
         assert_eq!(stats.faults.resets, 1);
         assert_eq!(stats.bad_requests, 1);
         assert_eq!(stats.faults.errors + stats.pages_served + stats.unauthorized, 0);
+    }
+
+    /// The iSales gauge admits up to its limit, refuses beyond it without counting, and
+    /// frees a slot when a guard is dropped.
+    #[test]
+    fn the_isales_gauge_stops_at_its_limit() {
+        let counters = Counters::default();
+        let first = counters.enter_isales(2);
+        let second = counters.enter_isales(2);
+        assert!(first.is_some() && second.is_some());
+        assert!(counters.enter_isales(2).is_none());
+        drop(first);
+        assert!(counters.enter_isales(2).is_some());
+        assert_eq!(counters.snapshot().isales_max_in_flight, 2);
+        assert_eq!(counters.snapshot().max_in_flight, 0, "the overall gauge is apart");
     }
 }

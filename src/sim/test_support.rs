@@ -1,10 +1,17 @@
-//! Test fixtures: a simulator on a free loopback port and a plain JSON POST.
+//! Test fixtures: a simulator on a free loopback port, a plain JSON POST and C2-signed
+//! requests.
 
 use std::sync::Arc;
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
+use chrono::Utc;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+
+use crate::secret::Secret;
+use crate::source::signature::{RequestParts, Signer, TimestampPrecision};
 
 use super::server::{serve, RunningSim};
 use super::simulator::Simulator;
@@ -70,4 +77,69 @@ pub(crate) async fn fabric_post(url: &str, token: &str, body: &Value) -> (u16, V
 pub(crate) async fn post(url: &str, body: &Value) -> (u16, Bytes) {
     let reply = send(url, body).await.unwrap();
     (reply.status, reply.body)
+}
+
+/// The AK the simulator accepts by default on its C2-signed routes.
+pub(crate) const C2_AK: &str = "sim-c2-ak";
+
+/// Sends `method` to `url` with the `query` pairs and `body`, signed with `ak`/`sk` as a C2
+/// client does (`content-length;content-type;host` with a body, `host` alone without);
+/// `tamper` may change the request after signing. Returns the status and the JSON answer
+/// (`Null` when the body is not JSON).
+pub(crate) async fn signed(
+    method: reqwest::Method,
+    url: &str,
+    (ak, sk): (&str, &str),
+    query: &[(&str, &str)],
+    body: Option<&Value>,
+    tamper: impl FnOnce(&mut reqwest::Request),
+) -> (u16, Value) {
+    let mut url = reqwest::Url::parse(url).unwrap();
+    if !query.is_empty() {
+        url.set_query(Some(&crate::source::signature::canonical_query(query)));
+    }
+    let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
+    let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+    let mut headers = vec![("host", host)];
+    if let Some(bytes) = &bytes {
+        headers.push(("content-type", "application/json;charset=UTF-8".to_string()));
+        headers.push(("content-length", bytes.len().to_string()));
+    }
+    let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+    let signer = Signer::new(ak, Secret::new(sk), &names, TimestampPrecision::Milliseconds);
+    let parts = RequestParts {
+        method: Cow::Borrowed(method.as_str()),
+        path: Cow::Owned(url.path().to_string()),
+        query: query.iter().map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v))).collect(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (Cow::Borrowed(*n), Cow::Borrowed(v.as_str())))
+            .collect(),
+        body: bytes.as_deref().unwrap_or_default(),
+    };
+    let authorization = signer.authorization(&parts, Utc::now()).unwrap();
+    let client = reqwest::Client::new();
+    let mut builder = client.request(method, url).header("authorization", authorization);
+    for (name, value) in &headers {
+        builder = builder.header(*name, value);
+    }
+    if let Some(bytes) = bytes {
+        builder = builder.body(bytes);
+    }
+    let mut request = builder.build().unwrap();
+    tamper(&mut request);
+    let response = client.execute(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// [`signed`] POST of `body` with the default AK and `sk`.
+pub(crate) async fn signed_post(url: &str, sk: &str, body: &Value) -> (u16, Value) {
+    signed(reqwest::Method::POST, url, (C2_AK, sk), &[], Some(body), |_| {}).await
+}
+
+/// [`signed`] GET with `query`, the default AK and `sk`.
+pub(crate) async fn signed_get(url: &str, sk: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    signed(reqwest::Method::GET, url, (C2_AK, sk), query, None, |_| {}).await
 }
