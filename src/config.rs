@@ -525,10 +525,15 @@ impl Settings {
                 },
             );
         }
+        // A fan-out dataset runs within its parent: off with it, and never on without it.
         for (name, dataset) in catalog.iter() {
             let Some(fan_out) = dataset.spec.fan_out() else { continue };
             let explicit = raw.pipelines.get(name).is_some_and(|p| p.enabled == Some(true));
-            if explicit && !pipelines.get(&fan_out.parent).is_some_and(|p| p.enabled) {
+            let parent_enabled = pipelines.get(&fan_out.parent).is_some_and(|p| p.enabled);
+            if let Some(settings) = pipelines.get_mut(name) {
+                settings.enabled &= parent_enabled;
+            }
+            if explicit && !parent_enabled {
                 return Err(v.invalid(
                     &format!("pipelines.{name}.enabled"),
                     &format!("is true, but its parent '{}' is not enabled", fan_out.parent),
@@ -1095,7 +1100,7 @@ mod tests {
         let s = parse(fabric).unwrap();
         assert!(s.pipelines["appraise_calls"].enabled && s.pipelines["appraise_segments"].enabled);
         let off = format!("{fabric}\n[pipelines.appraise_calls]\nenabled = false\n");
-        assert!(parse(&off).is_ok());
+        assert!(!parse(&off).unwrap().pipelines["appraise_segments"].enabled);
         let on = format!("{off}[pipelines.appraise_segments]\nenabled = true\n");
         let e = parse(&on).unwrap_err().to_string();
         assert!(

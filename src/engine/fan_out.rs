@@ -27,12 +27,13 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 use futures::stream::{self, StreamExt};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tracing::info;
 
 use super::error::EngineError;
 use super::pipeline::PipelineRun;
-use super::slice::{commit_partition, new_stage, toml_to_json, Commit, WriteMode};
+use super::slice::{commit_partition, fixed_body, new_stage, Commit, WriteMode};
 use crate::calendar::Month;
 use crate::catalog::pipeline::FanOutSpec;
 use crate::normalize::rejects::RejectedRecord;
@@ -163,10 +164,14 @@ impl<'r, 'a> FanOut<'r, 'a> {
                 rows
             }
         };
+        // A fan-out dataset without the month, or whose month is older than the parent's
+        // (it was disabled while the parent synced), has not been asked about every row.
+        let parent_synced = run.state.partition(&parent.id).await?.map(|cp| cp.synced_at);
         let mut never_asked = false;
         for member in &group.members {
             let id = PartitionId::new(member.dataset_name(), run.tenant_id.clone(), month);
-            never_asked |= run.state.partition(&id).await?.is_none();
+            let synced = run.state.partition(&id).await?.map(|cp| cp.synced_at);
+            never_asked |= synced.is_none() || synced < parent_synced;
         }
         let passes = |row: &ParentRow| self.tap.passes(group.spec, row);
         let mut ask: Vec<(&[u8], &ParentRow)> = Vec::new();
@@ -194,36 +199,42 @@ impl<'r, 'a> FanOut<'r, 'a> {
         // A shared request goes at the pace of the most concurrent dataset that shares it.
         let concurrency =
             group.members.iter().map(|m| m.settings.page_concurrency).max().unwrap_or(1).max(1);
-        let requests = ask.len();
-        let bodies: Vec<Map<String, Value>> =
-            ask.iter().map(|(_, row)| self.tap.request_body(group.spec, lead, row)).collect();
+        let requests: Vec<(Map<String, Value>, Map<String, Value>)> =
+            ask.iter().map(|(_, row)| self.tap.request(group.spec, lead, row)).collect();
+        let requests_made = requests.len();
         drop(ask);
-        let mut answers =
-            stream::iter(bodies)
-                .map(move |body| async move {
-                    lead.auth.post(lead.client, &lead.request_path, body).await
-                })
-                .buffer_unordered(concurrency);
+        let mut answers = stream::iter(requests)
+            .map(move |(identity, body)| async move {
+                (identity, lead.auth.post(lead.client, &lead.request_path, body).await)
+            })
+            .buffer_unordered(concurrency);
         let mut answered = 0u64;
-        while let Some(answer) = answers.next().await {
+        let source_err = |dataset: &str, source| EngineError::Source {
+            dataset: dataset.to_string(),
+            month,
+            source: Box::new(source),
+        };
+        while let Some((identity, answer)) = answers.next().await {
             answered += 1;
             let bytes = match answer {
                 Ok(bytes) => bytes,
-                Err(e) => {
-                    let source = Box::new(lead.auth.redact(e).await);
-                    let dataset = lead.dataset_name().to_string();
-                    return Err(EngineError::Source { dataset, month, source });
-                }
+                Err(e) => return Err(source_err(lead.dataset_name(), lead.auth.redact(e).await)),
             };
             for child in &mut children {
-                child.take(&bytes, answered)?;
+                match child.records_of(&bytes, &identity) {
+                    Ok(records) => child.stage_records(&records, answered)?,
+                    Err(e) => {
+                        let name = child.run.dataset_name();
+                        return Err(source_err(name, lead.auth.redact(e).await));
+                    }
+                }
             }
         }
         for child in children {
             child.commit(parent, answered).await?;
         }
         info!(
-            dataset = run.dataset_name(), month = %month, requests,
+            dataset = run.dataset_name(), month = %month, requests = requests_made,
             kept = keep.len(), fan_out = ?group.members.iter().map(|m| m.dataset_name()).collect::<Vec<_>>(),
             "Fan-out datasets committed."
         );
@@ -298,29 +309,36 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         }
     }
 
-    /// Reads this dataset's records out of one answer (the `number`th) and stages them.
-    fn take(&mut self, answer: &Bytes, number: u64) -> Result<(), EngineError> {
+    /// This dataset's records in one answer, each carrying the request's `identity` (the
+    /// parent row's values of `body_from_parent`).
+    fn records_of(
+        &self,
+        answer: &Bytes,
+        identity: &Map<String, Value>,
+    ) -> Result<Vec<Box<RawValue>>, SourceError> {
         let spec = &self.run.dataset.spec;
         let url = self.run.client.url(&self.run.request_path);
-        let shape =
-            |problem: String| SourceError::Shape { url: url.clone(), path: "$".into(), problem };
-        let body = std::str::from_utf8(answer).map_err(|_| shape("the body is not UTF-8".into()));
-        let records = body.and_then(|body| {
-            object_records(
-                body,
-                &spec.envelope,
-                &spec.records.path,
-                &spec.records.parent_fields,
-                spec.records.label_field.as_deref(),
-                &url,
-            )
-        });
-        let records = records.map_err(|source| EngineError::Source {
-            dataset: self.run.dataset_name().to_string(),
-            month: self.id.month,
-            source: Box::new(source),
+        let body = std::str::from_utf8(answer).map_err(|_| SourceError::Shape {
+            url: url.clone(),
+            path: "$".into(),
+            problem: "the body is not UTF-8".into(),
         })?;
-        for record in &records {
+        let records = &spec.records;
+        let label = records.label_field.as_deref();
+        object_records(
+            body,
+            &spec.envelope,
+            &records.path,
+            &records.parent_fields,
+            identity,
+            label,
+            &url,
+        )
+    }
+
+    /// Normalizes and stages the records of the `number`th answer.
+    fn stage_records(&mut self, records: &[Box<RawValue>], number: u64) -> Result<(), EngineError> {
+        for record in records {
             self.records += 1;
             if let Err(reason) = self.normalizer.push(record) {
                 if self.rejected_texts.insert(record.get().to_string()) {
@@ -455,25 +473,22 @@ impl ParentRows {
         spec.changed.iter().map(|c| self.value(row, c)).collect()
     }
 
-    /// The request body for a parent row: the dataset's fixed fields, then the parent's.
-    fn request_body(
+    /// The request for a parent row: its identity (the `body_from_parent` fields and the
+    /// parent's values) and the body (the dataset's fixed fields, then the identity).
+    fn request(
         &self,
         spec: &FanOutSpec,
         run: &PipelineRun<'_>,
         row: &ParentRow,
-    ) -> Map<String, Value> {
-        let mut body: Map<String, Value> = run
-            .dataset
-            .spec
-            .request
-            .body
+    ) -> (Map<String, Value>, Map<String, Value>) {
+        let identity: Map<String, Value> = spec
+            .body_from_parent
             .iter()
-            .map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id)))
+            .map(|(field, column)| (field.clone(), self.value(row, column).clone()))
             .collect();
-        for (field, column) in &spec.body_from_parent {
-            body.insert(field.clone(), self.value(row, column).clone());
-        }
-        body
+        let mut body = fixed_body(run);
+        body.extend(identity.clone());
+        (identity, body)
     }
 }
 

@@ -172,6 +172,30 @@ impl Engine {
         }
     }
 
+    /// Whether `month` of `run`'s dataset is complete, with each of its enabled fan-out
+    /// datasets committed with it (not older than it: a fan-out dataset that was off, or
+    /// lost its month, makes the month to be fetched again).
+    async fn month_is_complete(
+        &self,
+        run: &PipelineRun<'_>,
+        month: Month,
+    ) -> Result<bool, EngineError> {
+        let parent = self.state.partition(&self.partition_id(run.dataset_name(), month)).await?;
+        let Some(parent) = parent.filter(|cp| cp.state == SliceState::Complete) else {
+            return Ok(false);
+        };
+        for child in &run.children {
+            let id = self.partition_id(child.dataset_name(), month);
+            let child = self.state.partition(&id).await?;
+            if !child.is_some_and(|cp| {
+                cp.state == SliceState::Complete && cp.synced_at >= parent.synced_at
+            }) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Names of the enabled pipelines that run on their own: what `sync` and `backfill`
     /// run (an enabled fan-out dataset runs within its parent's slices).
     pub fn enabled_pipelines(&self) -> Vec<String> {
@@ -211,12 +235,7 @@ impl Engine {
         let mut slices = Vec::new();
         let mut skipped = Vec::new();
         for month in from.through(to) {
-            let id = self.partition_id(name, month);
-            let complete = matches!(
-                self.state.partition(&id).await?,
-                Some(cp) if cp.state == SliceState::Complete
-            );
-            if complete && !refresh {
+            if self.month_is_complete(&run, month).await? && !refresh {
                 skipped.push(month);
             } else {
                 slices.push((month.slice(run.zone), WriteMode::Replace));

@@ -172,13 +172,16 @@ pub(super) fn range_body(
     begin_ms: i64,
     end_ms: i64,
 ) -> Map<String, Value> {
-    let mut body = Map::new();
-    for (k, v) in &run.dataset.spec.request.body {
-        body.insert(k.clone(), toml_to_json(v, &run.tenant_id));
-    }
+    let mut body = fixed_body(run);
     body.insert(begin_field.to_string(), time_format.write(begin_ms, run.zone));
     body.insert(end_field.to_string(), time_format.write(end_ms, run.zone));
     body
+}
+
+/// The fixed body fields of the pipeline's request, `{tenant_id}` filled in.
+pub(super) fn fixed_body(run: &PipelineRun<'_>) -> Map<String, Value> {
+    let body = &run.dataset.spec.request.body;
+    body.iter().map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id))).collect()
 }
 
 /// The oldest event time (epoch ms) among the rows of `batch` that are still open, if any.
@@ -209,7 +212,7 @@ pub(super) fn stage_batch(
 }
 
 /// A TOML body value as JSON, `{tenant_id}` filled in.
-pub(super) fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
+fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s.replace("{tenant_id}", tenant_id)),
         toml::Value::Integer(i) => Value::from(*i),

@@ -40,8 +40,9 @@ pub const BATCH_WRITTEN: &str = "writer.batch_written";
 /// After the Parquet footer is encoded, before the upload of the data object completes.
 pub const BEFORE_COMPLETE: &str = "writer.before_complete";
 
-/// Every crash point of a slice, in the order it reaches them ([`CHILDREN_COMMITTED`] comes
-/// first only for a dataset with fan-out datasets).
+/// Every crash point of a slice, in the order it reaches them. A slice of a dataset with
+/// fan-out datasets also reaches [`CHILDREN_COMMITTED`], after its fan-out partitions went
+/// through these points and before its own `FETCHED`.
 pub const ALL: &[&str] = &[
     PAGE_STAGED,
     FETCHED,

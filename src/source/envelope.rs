@@ -13,7 +13,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::SourceError;
 
@@ -300,12 +300,13 @@ enum MissingArray {
 
 /// Flattens the elements of `outer` (the groups at `levels[0]`) down to the innermost
 /// records, copying `parent_fields` from every enclosing object (the nearest one wins, and a
-/// field the record has itself is kept), and `seed` into every record (weakest of all).
+/// field the record has itself is kept), then setting `forced` in every record over
+/// anything it had.
 fn flatten<'a, 'p>(
     outer: Vec<&'a RawValue>,
     levels: &[String],
     parent_fields: &'p [String],
-    seed: Vec<(&'p str, &'a RawValue)>,
+    forced: &[(&'p str, &'a RawValue)],
     missing: MissingArray,
     url: &str,
 ) -> Result<(Vec<Cow<'a, RawValue>>, Vec<String>), SourceError> {
@@ -315,7 +316,7 @@ fn flatten<'a, 'p>(
     let mut pending: Vec<Pending<'a, 'p>> = outer
         .into_iter()
         .enumerate()
-        .map(|(i, g)| (g, seed.clone(), format!("{}[{i}]", levels[0]), 1))
+        .map(|(i, g)| (g, Vec::new(), format!("{}[{i}]", levels[0]), 1))
         .collect();
     pending.reverse();
     while let Some((element, inherited, walked, depth)) = pending.pop() {
@@ -329,6 +330,7 @@ fn flatten<'a, 'p>(
             for (field, value) in inherited.iter().rev() {
                 record.entry(field).or_insert(value);
             }
+            record.extend(forced.iter().copied());
             let text = serde_json::to_string(&record).map_err(|e| SourceError::Shape {
                 url: url.to_string(),
                 path: walked.clone(),
@@ -436,55 +438,56 @@ pub fn parse_page<'a>(
         let records = outer.into_iter().map(Cow::Borrowed).collect();
         return Ok(Page { records, groups: Vec::new(), length, total });
     }
-    let (records, groups) =
-        flatten(outer, levels, parent_fields, Vec::new(), MissingArray::Error, url)?;
+    let (records, groups) = flatten(outer, levels, parent_fields, &[], MissingArray::Error, url)?;
     Ok(Page { length: groups.len(), records, groups, total })
 }
 
 /// Reads the records of a response object (the detail of a fan-out request): checks the
 /// envelope, then reads every array of `paths` inside the object, copying `parent_fields`
-/// of the object into each record and, for labelled arrays, the array's label into
-/// `label_field`. A missing or `null` array holds no records: a detail may omit what it
-/// has none of.
-pub fn object_records<'a>(
-    body: &'a str,
+/// of the object into each record, then setting `request_fields` (what identified the
+/// request: the parent's key) and, for labelled arrays, the array's label in
+/// `label_field`, over anything the record had. A single array must be present (a missing
+/// one is a shape error, never an empty detail); a missing or `null` labelled array holds
+/// no records (a detail omits the emotions of a channel without any).
+pub fn object_records(
+    body: &str,
     envelope: &EnvelopeSpec,
     paths: &RecordsPaths,
     parent_fields: &[String],
+    request_fields: &Map<String, Value>,
     label_field: Option<&str>,
     url: &str,
-) -> Result<Vec<Cow<'a, RawValue>>, SourceError> {
+) -> Result<Vec<Box<RawValue>>, SourceError> {
     let top = object(body, url, "$")?;
     if check_envelope(&top, envelope, url)? == Verdict::Empty {
         return Ok(Vec::new());
     }
-    let root: &RawValue = serde_json::from_str(body).map_err(|e| SourceError::Shape {
-        url: url.to_string(),
-        path: "$".into(),
-        problem: format!("the body is not JSON: {e}"),
-    })?;
-    let arrays = paths.arrays();
-    let labels: Vec<Option<Box<RawValue>>> = arrays
-        .iter()
-        .map(|(label, _)| label.map(|l| RawValue::from_string(Value::from(l).to_string())))
-        .map(Option::transpose)
-        .collect::<Result<_, _>>()
-        .map_err(|e| SourceError::Shape {
-            url: url.to_string(),
-            path: "$".into(),
-            problem: format!("a label could not be written: {e}"),
-        })?;
+    let shape =
+        |problem: String| SourceError::Shape { url: url.to_string(), path: "$".into(), problem };
+    let root: &RawValue =
+        serde_json::from_str(body).map_err(|e| shape(format!("the body is not JSON: {e}")))?;
+    let raw = |value: &Value| {
+        RawValue::from_string(value.to_string())
+            .map_err(|e| shape(format!("a request field could not be written: {e}")))
+    };
+    let request: Vec<(&str, Box<RawValue>)> =
+        request_fields.iter().map(|(k, v)| Ok((k.as_str(), raw(v)?))).collect::<Result<_, _>>()?;
+    let missing = match paths {
+        RecordsPaths::One(_) => MissingArray::Error,
+        RecordsPaths::Labelled(_) => MissingArray::Empty,
+    };
     let mut records = Vec::new();
-    for ((_, path), label) in arrays.iter().zip(&labels) {
+    for (label, path) in paths.arrays() {
         let levels: Vec<String> =
             std::iter::once("$".to_string()).chain(path.levels().iter().cloned()).collect();
-        let seed = match (label_field, label) {
-            (Some(field), Some(label)) => vec![(field, label.as_ref())],
-            _ => Vec::new(),
-        };
-        let (found, _) =
-            flatten(vec![root], &levels, parent_fields, seed, MissingArray::Empty, url)?;
-        records.extend(found.into_iter().map(|r| Cow::Owned(r.into_owned())));
+        let label = label.map(|l| raw(&Value::from(l))).transpose()?;
+        let mut forced: Vec<(&str, &RawValue)> =
+            request.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        if let (Some(field), Some(label)) = (label_field, &label) {
+            forced.push((field, label.as_ref()));
+        }
+        let (found, _) = flatten(vec![root], &levels, parent_fields, &forced, missing, url)?;
+        records.extend(found.into_iter().map(Cow::into_owned));
     }
     Ok(records)
 }
@@ -693,42 +696,53 @@ mod tests {
         assert_eq!((p.records.len(), p.length), (0, 0));
     }
 
-    /// A detail object's arrays become records carrying the object's chosen fields and, for
-    /// labelled arrays, their label; a missing or null array has no records; an error code
-    /// or a body that is not an object is an error, never an empty detail.
+    /// A detail object's arrays become records carrying the object's chosen fields, the
+    /// request's fields (over the record's own) and, for labelled arrays, their label; a
+    /// missing labelled array has no records, a missing single array is an error; an error
+    /// code or a body that is not an object is an error, never an empty detail.
     #[test]
     fn object_records_read_labelled_arrays_of_a_detail() {
         let detail = r#"{"call_uuid":"u1","call_time":1635318854,"staff_name":"x",
             "segments":[{"segment_id":1,"asr_text":"请问"},{"segment_id":2,"call_uuid":"own"}],
             "left_emotions":[{"type":"negative","score":65.0}],"right_emotions":null}"#;
-        let parents = ["call_uuid".to_string(), "call_time".to_string()];
-        let read = |paths: &str, label: Option<&str>| {
-            let paths: RecordsPaths = toml::from_str::<toml::Table>(&format!("p = {paths}"))
-                .unwrap()["p"]
+        let parents = ["call_time".to_string()];
+        let request: Map<String, Value> =
+            [("call_uuid".to_string(), Value::from("u1"))].into_iter().collect();
+        let paths = |text: &str| -> RecordsPaths {
+            toml::from_str::<toml::Table>(&format!("p = {text}")).unwrap()["p"]
                 .clone()
                 .try_into()
-                .unwrap();
-            object_records(detail, &EnvelopeSpec::default(), &paths, &parents, label, "u")
                 .unwrap()
-                .iter()
-                .map(|r| r.get().to_string())
-                .collect::<Vec<_>>()
+        };
+        let read = |text: &str, label: Option<&str>| {
+            object_records(
+                detail,
+                &EnvelopeSpec::default(),
+                &paths(text),
+                &parents,
+                &request,
+                label,
+                "u",
+            )
+            .map(|records| records.iter().map(|r| r.get().to_string()).collect::<Vec<_>>())
         };
         assert_eq!(
-            read(r#""segments[]""#, None),
+            read(r#""segments[]""#, None).unwrap(),
             [
                 r#"{"asr_text":"请问","call_time":1635318854,"call_uuid":"u1","segment_id":1}"#,
-                r#"{"call_time":1635318854,"call_uuid":"own","segment_id":2}"#,
+                r#"{"call_time":1635318854,"call_uuid":"u1","segment_id":2}"#,
             ]
         );
         let emotions =
             r#"{ left = "left_emotions[]", right = "right_emotions[]", both = "absent[]" }"#;
         assert_eq!(
-            read(emotions, Some("channel")),
+            read(emotions, Some("channel")).unwrap(),
             [
                 r#"{"call_time":1635318854,"call_uuid":"u1","channel":"left","score":65.0,"type":"negative"}"#
             ]
         );
+        let err = read(r#""utterances[]""#, None).unwrap_err();
+        assert!(err.to_string().contains("utterances"), "{err}");
         let one = RecordsPaths::One(path("segments[]"));
         let coded = EnvelopeSpec {
             code_fields: vec!["resultCode".into()],
@@ -736,9 +750,9 @@ mod tests {
             ..EnvelopeSpec::default()
         };
         let refused = r#"{"resultCode":"500","resultDesc":"inspection store unavailable"}"#;
-        let err = object_records(refused, &coded, &one, &parents, None, "u").unwrap_err();
+        let err = object_records(refused, &coded, &one, &parents, &request, None, "u").unwrap_err();
         assert!(err.to_string().contains("inspection store unavailable"), "{err}");
-        let err = object_records("[1]", &coded, &one, &parents, None, "u").unwrap_err();
+        let err = object_records("[1]", &coded, &one, &parents, &request, None, "u").unwrap_err();
         assert!(matches!(err, SourceError::Shape { .. }), "{err:?}");
     }
 

@@ -330,3 +330,32 @@ async fn a_kill_between_details_and_calls_never_shows_calls_without_details() {
         h.running.shutdown().await;
     }
 }
+
+/// A fan-out dataset enabled after its parent's month was complete is filled by the next
+/// backfill without `--refresh`: the month is not skipped, and every inspected call is
+/// asked for once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_dataset_enabled_later_is_filled_by_the_next_backfill() {
+    let jan = month("2025-01");
+    let options = SimOptions {
+        appraise_calls_per_month: 50,
+        first_month: jan,
+        last_month: jan,
+        ..SimOptions::default()
+    };
+    let h = Harness::start(options).await;
+    let without =
+        format!("{}[pipelines.appraise_emotions]\nenabled = false\n", h.fabric_source_text());
+    let engine = h.engine(&without);
+    engine.backfill("appraise_calls", jan, jan, false, &LogProgress).await.unwrap();
+    assert!(lake_rows(&h.lake(), "appraise_emotions").is_empty(), "emotions were off");
+    assert!(!lake_rows(&h.lake(), "appraise_segments").is_empty());
+
+    let before = h.sim.appraise_detail_requests();
+    let engine = h.engine(&h.fabric_source_text());
+    let report = engine.backfill("appraise_calls", jan, jan, false, &LogProgress).await.unwrap();
+    assert!(report.skipped.is_empty(), "the month is fetched again for its emotions");
+    assert_eq!(asked_since(&h, &before), inspected(&h, &[jan]), "every inspected call");
+    assert_fan_out_equals(&h, &[jan]);
+    h.running.shutdown().await;
+}
