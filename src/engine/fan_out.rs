@@ -13,9 +13,13 @@
 //!                  + the answers (bounded concurrent requests, normalized per dataset)
 //!    commit every fan-out partition ─> CHILDREN_COMMITTED ─> the parent's commit
 //! ```
-//! A crash before the parent's checkpoint leaves the parent partition unconfirmed: the
-//! next run fetches it again, its rows are new to the stored partition, so their details
-//! are asked for again and replace the earlier answers by key.
+//! A crash after the fan-out partitions are committed and before the parent's object is
+//! replaced leaves the stored parent rows as they were: the rows the run added or changed
+//! are not visible yet, while their answers already are (replacing earlier ones by key), so
+//! no visible parent row lacks its answers — except a stored row that the run found gone or
+//! no longer passing `when`, whose answers were dropped with it. The next run over the
+//! month (its sync window was not advanced; a backfill fetches a month not yet complete)
+//! asks again for the rows that are new or changed against the stored ones.
 
 use std::collections::{HashMap, HashSet};
 

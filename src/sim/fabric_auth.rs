@@ -288,7 +288,8 @@ mod tests {
         assert_eq!(fabric_post(&url, &token, &details_body()).await.0, 401);
         running.shutdown().await;
 
-        let lifetime = Some(Duration::from_millis(100));
+        // Long enough for the first request even on a busy machine.
+        let lifetime = Some(Duration::from_millis(600));
         let sim = Arc::new(Simulator::new(SimOptions {
             fabric_token_lifetime: lifetime,
             ..SimOptions::default()
@@ -299,7 +300,7 @@ mod tests {
         assert_eq!(reply["Expires"], "3600");
         let token = reply["AccessToken"].as_str().unwrap().to_string();
         assert_eq!(fabric_post(&url, &token, &details_body()).await.0, 200);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(fabric_post(&url, &token, &details_body()).await.0, 401);
         running.shutdown().await;
     }
