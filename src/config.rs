@@ -210,6 +210,8 @@ struct PipelineConfig {
     refresh_schedule: Option<String>,
     #[serde(default)]
     refresh_previous_days: Option<u32>,
+    #[serde(default)]
+    request_body: BTreeMap<String, toml::Value>,
 }
 
 /// Default incremental schedule: every 15 minutes (seconds field first).
@@ -335,6 +337,9 @@ pub struct PipelineSettings {
     pub refresh_schedule: String,
     /// Days after a month ends during which the refresh also rewrites that month.
     pub refresh_previous_days: u32,
+    /// Request body fields of this deployment, added to (and winning over) the pipeline's
+    /// `[request] body`: the called numbers, call types or VDN that a query is about.
+    pub request_body: BTreeMap<String, toml::Value>,
 }
 
 /// What a second service does when another one holds the lake's lease.
@@ -522,6 +527,7 @@ impl Settings {
                     refresh_previous_days: p
                         .and_then(|p| p.refresh_previous_days)
                         .unwrap_or(DEFAULT_REFRESH_PREVIOUS_DAYS),
+                    request_body: p.map(|p| p.request_body.clone()).unwrap_or_default(),
                 },
             );
         }

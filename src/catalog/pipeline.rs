@@ -51,6 +51,20 @@ pub struct RequestSpec {
     /// Fixed body fields. String values may use `{tenant_id}`.
     #[serde(default)]
     pub body: BTreeMap<String, toml::Value>,
+    /// A list field of the body sent in requests of at most `size` values each (the called
+    /// numbers of a statistics query), each request paged and reconciled on its own.
+    #[serde(default)]
+    pub chunk: Option<ChunkSpec>,
+}
+
+/// A list-valued body field split over several requests.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkSpec {
+    /// The body field (`calleeNos`).
+    pub field: String,
+    /// Values per request at most (1000).
+    pub size: usize,
 }
 
 impl RequestSpec {
@@ -649,6 +663,19 @@ impl PipelineSpec {
             }
         }
         spec.check_fan_out().map_err(|(key, problem)| invalid(key, problem))?;
+        if let Some(chunk) = &spec.request.chunk {
+            if chunk.size == 0 {
+                return Err(invalid("request.chunk.size", "must be at least 1".into()));
+            }
+            let cursor =
+                matches!(&spec.slicing, SlicingSpec::CalendarMonth { cursor: Some(_), .. });
+            if cursor || spec.fan_out().is_some() {
+                return Err(invalid(
+                    "request.chunk",
+                    "is for month slices; a cursor window or a fan-out sends one request".into(),
+                ));
+            }
+        }
         let fan_out = spec.fan_out().is_some();
         let nested = spec.records.path.single().is_some_and(RecordsPath::is_nested);
         let either = matches!(
@@ -873,6 +900,30 @@ mod tests {
             let err = RecordsPath::try_from(bad.to_string()).unwrap_err();
             assert!(err.contains(bad), "{err}");
         }
+    }
+
+    /// A chunked list field needs a size of at least 1 and month slices.
+    #[test]
+    fn chunks_are_checked() {
+        let chunked = |chunk: &str, extra: &str| {
+            let text = MINIMAL
+                .replace(
+                    "body = { tenantId = \"{tenant_id}\" }",
+                    &format!("body = {{ tenantId = \"{{tenant_id}}\" }}\nchunk = {chunk}"),
+                )
+                .replace(
+                    "time_format = \"epoch_ms\"",
+                    &format!("time_format = \"epoch_ms\"\n{extra}"),
+                );
+            PipelineSpec::parse("d.toml", &text).map_err(|e| e.to_string())
+        };
+        let ok = chunked("{ field = \"calleeNos\", size = 1000 }", "").unwrap();
+        assert_eq!(ok.request.chunk, Some(ChunkSpec { field: "calleeNos".into(), size: 1000 }));
+        let zero = chunked("{ field = \"calleeNos\", size = 0 }", "").unwrap_err();
+        assert!(zero.contains("request.chunk.size"), "{zero}");
+        let cursor = "cursor = { begin_field = \"a\", end_field = \"b\" }";
+        let err = chunked("{ field = \"calleeNos\", size = 9 }", cursor).unwrap_err();
+        assert!(err.contains("request.chunk") && err.contains("cursor"), "{err}");
     }
 
     /// A fan-out dataset: `none` paging, its parent's columns, labelled arrays with their

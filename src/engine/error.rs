@@ -35,6 +35,14 @@ pub enum EngineError {
         /// Its parent.
         parent: String,
     },
+    /// The pipeline's request body cannot be built from its fields and the configuration.
+    #[error("pipeline '{pipeline}': request body: {problem}")]
+    RequestBody {
+        /// The pipeline.
+        pipeline: String,
+        /// What is wrong, and the fix.
+        problem: String,
+    },
     /// The pipeline's request path cannot be filled in from the source's `path_params`.
     #[error("pipeline '{pipeline}': request path: {problem}")]
     RequestPath {

@@ -178,10 +178,44 @@ pub(super) fn range_body(
     body
 }
 
-/// The fixed body fields of the pipeline's request, `{tenant_id}` filled in.
+/// The fixed body fields of the pipeline's request, then those of the configuration's
+/// `request_body` (which win), `{tenant_id}` filled in.
 pub(super) fn fixed_body(run: &PipelineRun<'_>) -> Map<String, Value> {
-    let body = &run.dataset.spec.request.body;
-    body.iter().map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id))).collect()
+    let body = run.dataset.spec.request.body.iter().chain(&run.settings.request_body);
+    body.map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id))).collect()
+}
+
+/// The bodies of one request range: `body` itself, or, when the pipeline chunks a list
+/// field (`[request] chunk`), one body per run of at most `size` of its values.
+pub(super) fn chunked(
+    run: &PipelineRun<'_>,
+    body: Map<String, Value>,
+) -> Result<Vec<Map<String, Value>>, EngineError> {
+    let Some(chunk) = &run.dataset.spec.request.chunk else { return Ok(vec![body]) };
+    let bad = |problem: String| EngineError::RequestBody {
+        pipeline: run.dataset_name().to_string(),
+        problem,
+    };
+    let values = match body.get(&chunk.field) {
+        Some(Value::Array(values)) if !values.is_empty() => values.clone(),
+        _ => {
+            return Err(bad(format!(
+                "body field '{}' must be a non-empty list: set [pipelines.{}] request_body = \
+                 {{ {} = [...] }} in the configuration",
+                chunk.field,
+                run.dataset_name(),
+                chunk.field
+            )))
+        }
+    };
+    Ok(values
+        .chunks(chunk.size.max(1))
+        .map(|part| {
+            let mut b = body.clone();
+            b.insert(chunk.field.clone(), Value::Array(part.to_vec()));
+            b
+        })
+        .collect())
 }
 
 /// The oldest event time (epoch ms) among the rows of `batch` that are still open, if any.
@@ -513,21 +547,21 @@ async fn attempt_slice(
         return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
     };
     // Each window is paged on its own and its rows must add up to its own total.
-    for (begin_ms, end_ms) in slice.windows(*max_window_days) {
+    // So is each chunk of a chunked list field.
+    let windows = slice.windows(*max_window_days);
+    let mut requests = Vec::new();
+    for (begin_ms, end_ms) in windows {
+        let body = range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms);
+        requests.extend(chunked(run, body)?);
+    }
+    for body in requests {
         let distinct_before = stage.distinct_fetched();
-        let fetched = fetch_normalized(
-            run,
-            slice.month,
-            range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms),
-            &normalizer,
-            progress,
-            |batch| {
-                if let Some(fan_out) = fan_out.as_mut() {
-                    fan_out.observe(&batch)?;
-                }
-                stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms)
-            },
-        )
+        let fetched = fetch_normalized(run, slice.month, body, &normalizer, progress, |batch| {
+            if let Some(fan_out) = fan_out.as_mut() {
+                fan_out.observe(&batch)?;
+            }
+            stage_batch(&mut stage, &batch, &spec.records, &mut oldest_open_ms)
+        })
         .await?;
         summary.pages += fetched.summary.pages;
         summary.records += fetched.summary.records;

@@ -8,6 +8,7 @@ mod call_detail_records;
 mod common;
 mod core_sync;
 mod crash;
+mod daily;
 mod fabric_sim;
 mod faults;
 mod s3;
