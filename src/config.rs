@@ -130,6 +130,8 @@ struct SourceConfig {
     #[serde(default)]
     insecure_skip_verify: bool,
     #[serde(default)]
+    flat_body: bool,
+    #[serde(default)]
     retry: RetryConfig,
 }
 
@@ -312,6 +314,8 @@ pub struct Source {
     pub ca_bundle: Option<PathBuf>,
     /// Skip TLS verification (testing only; logged loudly).
     pub insecure_skip_verify: bool,
+    /// Send request bodies flat, never in a pipeline's `[request] wrap_in` object.
+    pub flat_body: bool,
     /// Retry limits.
     pub retry: RetryConfig,
 }
@@ -906,6 +910,7 @@ impl Validator<'_> {
             timeout,
             ca_bundle: s.ca_bundle.as_ref().map(|p| base.join(p)),
             insecure_skip_verify: s.insecure_skip_verify,
+            flat_body: s.flat_body,
             retry: s.retry.clone(),
         })
     }

@@ -55,6 +55,10 @@ pub struct RequestSpec {
     /// numbers of a statistics query), each request paged and reconciled on its own.
     #[serde(default)]
     pub chunk: Option<ChunkSpec>,
+    /// Sends the whole body inside an object of this name (`queryParam`, as the CMS
+    /// examples do), unless the source sets `flat_body = true`.
+    #[serde(default)]
+    pub wrap_in: Option<String>,
 }
 
 /// A list-valued body field split over several requests.

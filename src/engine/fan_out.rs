@@ -49,7 +49,7 @@ use crate::sink::stage::PartitionStage;
 use crate::sink::writer::read_existing;
 use crate::sink::SinkError;
 use crate::source::envelope::object_records;
-use crate::source::paging::PagingSummary;
+use crate::source::paging::{wrap_body, PagingSummary};
 use crate::source::SourceError;
 
 /// Rows normalized before they are handed to a fan-out stage as one batch.
@@ -492,7 +492,7 @@ impl ParentRows {
             .collect();
         let mut body = fixed_body(run);
         body.extend(identity.clone());
-        (identity, body)
+        (identity, wrap_body(body, run.body_wrapper.as_deref()))
     }
 }
 

@@ -25,6 +25,9 @@ pub struct PipelineRun<'a> {
     pub zone: FixedOffset,
     /// The request path, its placeholders filled in.
     pub request_path: String,
+    /// The object request bodies are sent in, if any (`[request] wrap_in`, unless the
+    /// source sends flat bodies).
+    pub body_wrapper: Option<String>,
     /// The source's client.
     pub client: &'a SourceClient,
     /// The pipeline's auth strategy on that source.

@@ -150,6 +150,7 @@ impl Engine {
             tenant_id: self.settings.tenant_id.clone(),
             zone: source.zone,
             request_path,
+            body_wrapper: dataset.spec.request.wrap_in.clone().filter(|_| !source.flat_body),
             client,
             auth,
             store: self.store.clone(),

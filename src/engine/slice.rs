@@ -342,6 +342,7 @@ pub(super) async fn fetch_normalized(
         path: &run.request_path,
         body,
         concurrency: run.settings.page_concurrency,
+        wrap_in: run.body_wrapper.as_deref(),
     };
     let template = normalizer.fresh();
     let decode = move |page_no, page: Page<'_>| normalize_page(&template, page_no, page);

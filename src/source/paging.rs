@@ -109,6 +109,23 @@ fn read_page<'b>(bytes: &'b [u8], spec: &PipelineSpec, url: &str) -> Result<Page
     parse_page(body, &spec.envelope, path, &records.parent_fields, total_path, url)
 }
 
+/// `body` as sent: inside an object named `wrap_in` when given (the CMS examples'
+/// `{"queryParam": {...}}`), else as it is.
+///
+/// ```
+/// # use cecsync::source::paging::wrap_body;
+/// let body = serde_json::json!({"vdn": 3}).as_object().unwrap().clone();
+/// assert_eq!(serde_json::Value::from(wrap_body(body.clone(), None)), serde_json::json!({"vdn": 3}));
+/// let wrapped = wrap_body(body, Some("queryParam"));
+/// assert_eq!(serde_json::Value::from(wrapped), serde_json::json!({"queryParam": {"vdn": 3}}));
+/// ```
+pub fn wrap_body(body: Map<String, Value>, wrap_in: Option<&str>) -> Map<String, Value> {
+    match wrap_in {
+        Some(name) => Map::from_iter([(name.to_string(), Value::Object(body))]),
+        None => body,
+    }
+}
+
 /// One paged request: where it goes, as whom, how it pages, and its fixed and range fields.
 pub struct PagedRequest<'a> {
     /// The source's client.
@@ -123,6 +140,8 @@ pub struct PagedRequest<'a> {
     pub body: Map<String, Value>,
     /// Pages in flight at most.
     pub concurrency: usize,
+    /// The object the body is sent in, page fields included (see [`wrap_body`]).
+    pub wrap_in: Option<&'a str>,
 }
 
 /// Fetches every page of `request`. Each page is fetched, read and handed to `decode`
@@ -140,7 +159,7 @@ where
     D: Fn(u64, Page<'_>) -> T + Send + Sync + 'static,
     F: FnMut(T) -> Result<(), E>,
 {
-    let PagedRequest { client, auth, spec, path, body, concurrency } = request;
+    let PagedRequest { client, auth, spec, path, body, concurrency, wrap_in } = request;
     let paging = &spec.paging;
     let page_size = paging.page_size();
     let either = matches!(paging, PagingSpec::PageNumber { total_counts: TotalCounts::Either, .. });
@@ -152,6 +171,7 @@ where
         for (field, value) in fields {
             b.insert(field.to_string(), value);
         }
+        let b = wrap_body(b, wrap_in);
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
         let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
         PageTask(ScopedTask::spawn(async move {
@@ -329,6 +349,7 @@ mod tests {
             path: QUERY,
             body,
             concurrency: 4,
+            wrap_in: None,
         };
         let result = record_texts(request).await;
         let keys = result.as_ref().map_or_else(
@@ -481,6 +502,7 @@ mod tests {
             path: "/CCISQM/details",
             body: Map::new(),
             concurrency: 2,
+            wrap_in: None,
         };
         let (summary, records) = record_texts(request).await.unwrap();
         (summary, records, server.received())

@@ -148,6 +148,7 @@ pub(crate) fn source(base_url: &str, timeout: Duration, max_attempts: usize) -> 
         timeout,
         ca_bundle: None,
         insecure_skip_verify: false,
+        flat_body: false,
         retry: RetryConfig {
             max_attempts,
             max_elapsed_secs: 60,

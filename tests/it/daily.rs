@@ -1,6 +1,7 @@
 //! One request per day and per chunk of a configured list, as the CMS daily statistics
 //! want: a catalog_dir pipeline with `max_window_days = 1`, days written `yyyy-MM-dd`, the
-//! called numbers from the configuration's `request_body` sent in chunks, no paging, and
+//! called numbers from the configuration's `request_body` sent in chunks inside a
+//! `queryParam` object (or flat, as a source may ask), no paging, and
 //! the records read from `resultDesc` or, when absent, the legacy `resultDatas` — against a
 //! stand-in served by axum, the lake read back.
 
@@ -23,6 +24,7 @@ source = "oifde"
 path = "/rest/cmsapp/v1/callinday/querymanualindexesbycondition"
 body = { callTypes = [0] }
 chunk = { field = "calleeNos", size = 2 }
+wrap_in = "queryParam"
 [auth]
 style = "body_token"
 field = "authToken"
@@ -50,9 +52,10 @@ const SCHEMA: &str = r#"{"dataset": "daily_test", "description": "x", "fields": 
 /// only the legacy `resultDatas` on odd ones; keeps every body.
 async fn daily(
     State(bodies): State<Arc<Mutex<Vec<Value>>>>,
-    Json(body): Json<Value>,
+    Json(sent): Json<Value>,
 ) -> Json<Value> {
-    bodies.lock().unwrap().push(body.clone());
+    bodies.lock().unwrap().push(sent.clone());
+    let body = sent.get("queryParam").unwrap_or(&sent);
     let day = body["beginLogDay"].as_str().unwrap().to_string();
     let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d").unwrap();
     let zone = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
@@ -101,6 +104,7 @@ async fn days_and_chunks_are_asked_one_by_one() {
     assert_eq!(report.rows(), 93);
     let seen = bodies.lock().unwrap().clone();
     assert_eq!(seen.len(), 62, "31 days x 2 chunks");
+    let seen: Vec<Value> = seen.iter().map(|b| b["queryParam"].clone()).collect();
     for body in &seen {
         assert_eq!(body["beginLogDay"], body["endLogDay"], "one day a request: {body}");
         assert_eq!(body["callTypes"], json!([0]));
@@ -113,6 +117,15 @@ async fn days_and_chunks_are_asked_one_by_one() {
     assert_eq!(rows.len(), 93);
     assert!(rows.iter().all(|(m, _)| m == "2025-01"));
     assert!(rows.iter().any(|(_, r)| r["calleeNo"] == "0755" && r["logDay"] == "2025-01-31"));
+
+    bodies.lock().unwrap().clear();
+    let text = format!("catalog_dir = \"{}\"\n{}", catalog.display(), h.config_text(numbers))
+        .replace(&h.running.base_url, &base_url)
+        .replace("[sources.oifde.retry]", "flat_body = true\n[sources.oifde.retry]");
+    engine_for(&h, &text).backfill("daily_test", jan, jan, true, &LogProgress).await.unwrap();
+    let sent = bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 62, "the same requests");
+    assert!(sent.iter().all(|b| b.get("queryParam").is_none() && b["calleeNos"].is_array()));
 
     let err = engine("").backfill("daily_test", jan, jan, true, &LogProgress).await.unwrap_err();
     let message = err.to_string();
