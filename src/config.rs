@@ -937,6 +937,17 @@ mod tests {
         auth_token = "${TOKEN}"
     "#;
 
+    /// A configuration with an API Fabric source only.
+    const FABRIC: &str = r#"
+        tenant_id = "202101"
+        [destination]
+        url = "file://./lake"
+        [sources.fabric]
+        base_url = "https://service.besclouds.com/apiaccess"
+        app_key = "ak"
+        app_secret = "${TOKEN}"
+    "#;
+
     #[test]
     fn a_good_config_resolves_secrets_and_defaults() {
         let s = parse(GOOD).unwrap();
@@ -1099,15 +1110,7 @@ mod tests {
     /// explicit `enabled = true` without the parent is refused naming the key and the fix.
     #[test]
     fn fan_out_datasets_need_their_parent() {
-        let fabric = r#"
-            tenant_id = "202101"
-            [destination]
-            url = "file://./lake"
-            [sources.fabric]
-            base_url = "https://service.besclouds.com/apiaccess"
-            app_key = "ak"
-            app_secret = "${TOKEN}"
-        "#;
+        let fabric = FABRIC;
         let s = parse(fabric).unwrap();
         assert!(s.pipelines["appraise_calls"].enabled && s.pipelines["appraise_segments"].enabled);
         let off = format!("{fabric}\n[pipelines.appraise_calls]\nenabled = false\n");
@@ -1126,15 +1129,7 @@ mod tests {
     /// parameter that is not one segment is refused naming its key and the fix.
     #[test]
     fn fabric_login_keys_have_defaults_and_are_checked() {
-        let fabric = r#"
-            tenant_id = "202101"
-            [destination]
-            url = "file://./lake"
-            [sources.fabric]
-            base_url = "https://service.besclouds.com/apiaccess"
-            app_key = "ak"
-            app_secret = "${TOKEN}"
-        "#;
+        let fabric = FABRIC;
         let s = parse(fabric).unwrap();
         let src = &s.sources["fabric"];
         assert_eq!(

@@ -26,12 +26,12 @@ use chrono::{FixedOffset, Utc};
 use tracing::info;
 
 use super::error::EngineError;
-use super::fan_out::{FanOut, ParentPartition};
+use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use super::slice::{
     commit_partition, fetch_normalized, new_stage, range_body, stage_batch, with_attempts,
-    AttemptError, Commit, SliceOutcome, WriteMode,
+    AttemptError, Commit, SliceOutcome, Target, WriteMode,
 };
 use crate::calendar::Month;
 use crate::catalog::pipeline::{CursorSpec, TimeFormat};
@@ -116,17 +116,15 @@ async fn attempt_window(
         stages.push((id, stage, oldest_open_ms));
     }
     fetched.reconcile(spec, distinct)?;
+    let target = |id: PartitionId| Target {
+        id,
+        mode: WriteMode::Merge,
+        window: (begin_ms, end_ms),
+        closed: false,
+        synced_at,
+    };
     if let Some(fan_out) = fan_out {
-        let parents: Vec<ParentPartition> = stages
-            .iter()
-            .map(|(id, _, _)| ParentPartition {
-                id: id.clone(),
-                mode: WriteMode::Merge,
-                window: (begin_ms, end_ms),
-                closed: false,
-                synced_at,
-            })
-            .collect();
+        let parents: Vec<Target> = stages.iter().map(|(id, _, _)| target(id.clone())).collect();
         fan_out.commit(&parents).await?;
     }
 
@@ -135,15 +133,11 @@ async fn attempt_window(
         let rejects =
             if id.month == window_month { fetched.rejects.iter().collect() } else { Vec::new() };
         let commit = Commit {
-            id,
+            target: target(id),
             stage,
             rejects,
             rejected_texts: &fetched.rejected_texts,
-            mode: WriteMode::Merge,
-            window: (begin_ms, end_ms),
-            closed: false,
             summary: fetched.summary,
-            synced_at,
             oldest_open_ms,
         };
         let outcome = commit_partition(run, commit).await?;

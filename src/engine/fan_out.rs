@@ -29,7 +29,7 @@ use arrow::datatypes::TimestampMillisecondType;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::FixedOffset;
 use futures::stream::{self, StreamExt};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -37,7 +37,7 @@ use tracing::info;
 
 use super::error::EngineError;
 use super::pipeline::PipelineRun;
-use super::slice::{commit_partition, fixed_body, new_stage, Commit, WriteMode};
+use super::slice::{commit_partition, fixed_body, new_stage, Commit, Target, WriteMode};
 use crate::calendar::Month;
 use crate::catalog::pipeline::FanOutSpec;
 use crate::normalize::rejects::RejectedRecord;
@@ -54,20 +54,6 @@ use crate::source::SourceError;
 
 /// Rows normalized before they are handed to a fan-out stage as one batch.
 const BATCH_ROWS: usize = 8192;
-
-/// A parent partition about to be committed, as its fan-out partitions are committed too.
-pub(super) struct ParentPartition {
-    /// The parent's partition.
-    pub(super) id: PartitionId,
-    /// Replace or merge, as the parent.
-    pub(super) mode: WriteMode,
-    /// The range fetched, epoch ms.
-    pub(super) window: (i64, i64),
-    /// Whether the month had ended before the fetch began.
-    pub(super) closed: bool,
-    /// When the parent's fetch began.
-    pub(super) synced_at: DateTime<Utc>,
-}
 
 /// The fan-out of one parent fetch: watches the parent's rows as they are staged, then
 /// fetches and commits the fan-out partitions before the parent's.
@@ -125,7 +111,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
 
     /// Fetches and commits the fan-out partitions of every parent partition (which must
     /// all be staged, their rows observed, and not yet committed).
-    pub(super) async fn commit(self, partitions: &[ParentPartition]) -> Result<(), EngineError> {
+    pub(super) async fn commit(self, partitions: &[Target]) -> Result<(), EngineError> {
         let run = self.run;
         for partition in partitions {
             let month = partition.id.month;
@@ -153,7 +139,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
     async fn commit_group(
         &self,
         group: &RequestGroup<'r, 'a>,
-        parent: &ParentPartition,
+        parent: &Target,
         stored: &ParentRows,
     ) -> Result<(), EngineError> {
         let month = parent.id.month;
@@ -262,7 +248,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
     /// parent's key columns, which the fan-out schema shares).
     async fn open(
         run: &'r PipelineRun<'a>,
-        parent: &ParentPartition,
+        parent: &Target,
         parent_key: &[String],
         keep: &HashSet<&[u8]>,
     ) -> Result<Self, EngineError> {
@@ -358,7 +344,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
     }
 
     /// Commits the partition with the parent's mode, after `requests` answers.
-    async fn commit(mut self, parent: &ParentPartition, requests: u64) -> Result<(), EngineError> {
+    async fn commit(mut self, parent: &Target, requests: u64) -> Result<(), EngineError> {
         if !self.normalizer.is_empty() {
             let batch = self.normalizer.finish();
             self.stage.append(&batch).map_err(|e| self.sink_err(e))?;
@@ -370,15 +356,11 @@ impl<'r, 'a> ChildStage<'r, 'a> {
             total_changed: false,
         };
         let commit = Commit {
-            id: self.id,
+            target: Target { id: self.id, ..parent.clone() },
             stage: self.stage,
             rejects: self.rejects.iter().collect(),
             rejected_texts: &self.rejected_texts,
-            mode: parent.mode,
-            window: parent.window,
-            closed: parent.closed,
             summary,
-            synced_at: parent.synced_at,
             oldest_open_ms: None,
         };
         commit_partition(self.run, commit).await?;

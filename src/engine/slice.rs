@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use super::error::EngineError;
-use super::fan_out::{FanOut, ParentPartition};
+use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use crate::calendar::{Month, MonthSlice};
@@ -374,8 +374,8 @@ pub(super) async fn fetch_normalized(
 
 /// A staged partition ready to commit, with what its checkpoint records.
 pub(super) struct Commit<'f> {
-    /// The partition.
-    pub(super) id: PartitionId,
+    /// The partition and the fetch.
+    pub(super) target: Target,
     /// Its rows, the existing ones included for a merge.
     pub(super) stage: PartitionStage,
     /// The records rejected for it.
@@ -383,18 +383,25 @@ pub(super) struct Commit<'f> {
     /// The texts of every record rejected by the fetch (a kept reject that was rejected
     /// again is not kept twice).
     pub(super) rejected_texts: &'f HashSet<String>,
+    /// The API's total and the pages fetched.
+    pub(super) summary: PagingSummary,
+    /// The oldest event time of the fetched records still open, if any.
+    pub(super) oldest_open_ms: Option<i64>,
+}
+
+/// Where a fetch is committed, and what the partition's checkpoint says of the fetch.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    /// The partition.
+    pub(super) id: PartitionId,
     /// Replace or merge.
     pub(super) mode: WriteMode,
     /// The range fetched, epoch ms.
     pub(super) window: (i64, i64),
     /// Whether the month had ended before the fetch began (the state of a replace).
     pub(super) closed: bool,
-    /// The API's total and the pages fetched.
-    pub(super) summary: PagingSummary,
     /// When the fetch began.
     pub(super) synced_at: DateTime<Utc>,
-    /// The oldest event time of the fetched records still open, if any.
-    pub(super) oldest_open_ms: Option<i64>,
 }
 
 /// Commits one staged partition: checkpoint "writing", rejects, the data object, then
@@ -404,15 +411,11 @@ pub(super) async fn commit_partition(
     commit: Commit<'_>,
 ) -> Result<SliceOutcome, EngineError> {
     let Commit {
-        id,
+        target: Target { id, mode, window, closed, synced_at },
         stage,
         rejects,
         rejected_texts,
-        mode,
-        window,
-        closed,
         summary,
-        synced_at,
         oldest_open_ms,
     } = commit;
     let dataset = run.dataset_name();
@@ -579,20 +582,16 @@ async fn attempt_slice(
     // Complete only if the month had ended before the fetch began.
     let closed = synced_at > month.end();
     let window = (slice.begin_ms, slice.end_ms);
+    let target = Target { id, mode, window, closed, synced_at };
     if let Some(fan_out) = fan_out {
-        let parent = ParentPartition { id: id.clone(), mode, window, closed, synced_at };
-        fan_out.commit(std::slice::from_ref(&parent)).await?;
+        fan_out.commit(std::slice::from_ref(&target)).await?;
     }
     let commit = Commit {
-        id,
+        target,
         stage,
         rejects: rejects.iter().collect(),
         rejected_texts: &rejected_texts,
-        mode,
-        window,
-        closed,
         summary,
-        synced_at,
         oldest_open_ms,
     };
     Ok(commit_partition(run, commit).await?)

@@ -72,6 +72,35 @@ async fn the_fabric_source_table_reaches_the_simulator() {
 /// Epoch-seconds fields of an inspection call; the lake holds them as timestamps (ms).
 const CALL_SECONDS: [&str; 3] = ["call_time", "upload_time", "create_time"];
 
+/// A truth value of the inspection datasets in its lake form: epoch seconds as ms.
+fn seconds_as_ms(field: &str, value: &Value) -> Value {
+    match value.as_i64() {
+        Some(s) if CALL_SECONDS.contains(&field) => json!(s * 1000),
+        _ => value.clone(),
+    }
+}
+
+/// The event time of an inspection row (its call's `call_time`), epoch ms.
+fn call_ms(row: &Row) -> i64 {
+    row["call_time"].as_i64().unwrap()
+}
+
+/// Simulator options with `calls` inspection calls a month in `first..=last`.
+fn inspection_options(calls: u64, first: Month, last: Month) -> SimOptions {
+    SimOptions {
+        appraise_calls_per_month: calls,
+        first_month: first,
+        last_month: last,
+        ..SimOptions::default()
+    }
+}
+
+/// The calls of `months` in the lake equal the simulator's ground truth.
+fn assert_calls_equal(h: &Harness, months: &[Month]) {
+    let truth = h.sim.appraise_calls(months.iter().copied());
+    assert_dataset_equals(h, "appraise_calls", &["call_uuid"], &truth, seconds_as_ms, call_ms);
+}
+
 /// Asserts that `dataset` holds exactly `truth` (rows by their `key` columns' values joined
 /// with `/`), every field of the truth equal (after `expected` adapts a truth value to its
 /// lake form), each row in the partition of `event_ms(row)`'s month at +08:00.
@@ -104,11 +133,6 @@ fn assert_dataset_equals(
 
 /// The segments and emotions of `months` in the lake equal the simulator's ground truth.
 fn assert_fan_out_equals(h: &Harness, months: &[Month]) {
-    let seconds_as_ms = |field: &str, value: &Value| match value.as_i64() {
-        Some(s) if field == "call_time" => json!(s * 1000),
-        _ => value.clone(),
-    };
-    let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
     let segments = h.sim.appraise_segments(months.iter().copied());
     assert!(!segments.is_empty(), "inspected calls have segments");
     let key = ["call_uuid", "segment_id"];
@@ -148,14 +172,9 @@ async fn fabric_datasets_equal_the_simulator_truth() {
     println!("API Fabric logins during the backfill: {logins}");
     assert!(logins > 1, "tokens expired and were renewed");
 
-    let truth = h.sim.appraise_calls([from, to]);
-    assert!(truth.len() > 700, "{} calls", truth.len());
-    let seconds_as_ms = |field: &str, value: &Value| match value.as_i64() {
-        Some(s) if CALL_SECONDS.contains(&field) => json!(s * 1000),
-        _ => value.clone(),
-    };
-    let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
-    assert_dataset_equals(&h, "appraise_calls", &["call_uuid"], &truth, seconds_as_ms, call_ms);
+    let calls = h.sim.appraise_calls([from, to]).len();
+    assert!(calls > 700, "{calls} calls");
+    assert_calls_equal(&h, &[from, to]);
     assert_fan_out_equals(&h, &[from, to]);
 
     let truth = h.sim.call_detail_records([from, to]);
@@ -200,13 +219,7 @@ fn asked_since(h: &Harness, before: &BTreeMap<String, u64>) -> BTreeSet<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn details_are_asked_for_new_or_changed_inspected_calls_only() {
     let (jan, feb) = (month("2025-01"), month("2025-02"));
-    let options = SimOptions {
-        appraise_calls_per_month: 80,
-        first_month: jan,
-        last_month: feb,
-        ..SimOptions::default()
-    };
-    let h = Harness::start(options).await;
+    let h = Harness::start(inspection_options(80, jan, feb)).await;
     let engine = h.engine(&h.fabric_source_text());
     engine.backfill("appraise_calls", jan, feb, false, &LogProgress).await.unwrap();
     let asked = asked_since(&h, &BTreeMap::new());
@@ -268,13 +281,7 @@ async fn a_kill_between_details_and_calls_never_shows_calls_without_details() {
     for (point, hit) in
         [(crash::AFTER_CHECKPOINT, 1), (crash::CHILDREN_COMMITTED, 1), (crash::AFTER_DATA, 3)]
     {
-        let options = SimOptions {
-            appraise_calls_per_month: 60,
-            first_month: jan,
-            last_month: jan,
-            ..SimOptions::default()
-        };
-        let h = Harness::start(options).await;
+        let h = Harness::start(inspection_options(60, jan, jan)).await;
         let config = h.config_file(&h.fabric_source_text());
         let backfill = |crash_at: Option<String>| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_cecsync"));
@@ -319,13 +326,7 @@ async fn a_kill_between_details_and_calls_never_shows_calls_without_details() {
             assert!(visible_calls.is_empty(), "{point}: the calls are not committed yet");
         }
         assert!(backfill(None).success(), "the next run after {point} succeeds");
-        let truth = h.sim.appraise_calls([jan]);
-        let seconds_as_ms = |field: &str, value: &Value| match value.as_i64() {
-            Some(s) if CALL_SECONDS.contains(&field) => json!(s * 1000),
-            _ => value.clone(),
-        };
-        let call_ms = |row: &Row| row["call_time"].as_i64().unwrap();
-        assert_dataset_equals(&h, "appraise_calls", &["call_uuid"], &truth, seconds_as_ms, call_ms);
+        assert_calls_equal(&h, &[jan]);
         assert_fan_out_equals(&h, &[jan]);
         h.running.shutdown().await;
     }
@@ -337,13 +338,7 @@ async fn a_kill_between_details_and_calls_never_shows_calls_without_details() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_dataset_enabled_later_is_filled_by_the_next_backfill() {
     let jan = month("2025-01");
-    let options = SimOptions {
-        appraise_calls_per_month: 50,
-        first_month: jan,
-        last_month: jan,
-        ..SimOptions::default()
-    };
-    let h = Harness::start(options).await;
+    let h = Harness::start(inspection_options(50, jan, jan)).await;
     let without =
         format!("{}[pipelines.appraise_emotions]\nenabled = false\n", h.fabric_source_text());
     let engine = h.engine(&without);
