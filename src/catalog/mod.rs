@@ -150,8 +150,9 @@ impl Catalog {
 }
 
 /// A fan-out dataset's parent exists and runs on its own, the columns the fan-out reads
-/// are the parent's, and the fan-out schema holds the parent's key columns (to match rows
-/// to their parent row) with the same types.
+/// are the parent's, and the parent's key columns are sent under their own names (so that
+/// every answer's rows carry them) and declared with the same types (to match rows to
+/// their parent row).
 fn check_fan_out(
     dataset: &Dataset,
     datasets: &BTreeMap<String, Dataset>,
@@ -193,6 +194,15 @@ fn check_fan_out(
         }
     }
     for key in &parent.spec.records.primary_key {
+        if fan_out.body_from_parent.get(key) != Some(key) {
+            return Err(bad(
+                "slicing.body_from_parent",
+                format!(
+                    "must send the parent's key column '{key}' as body field '{key}' \
+                     ({key} = \"{key}\"): its value is copied into every row"
+                ),
+            ));
+        }
         let (theirs, ours) = (parent.schema.field(key), dataset.schema.field(key));
         if ours.map(|f| f.kind) != theirs.map(|f| f.kind) {
             return Err(bad(
@@ -312,6 +322,8 @@ mod tests {
         assert!(e.contains("slicing.parent") && e.contains("appraise_call"), "{e}");
         let e = err(r#"parent = "appraise_calls""#, r#"parent = "appraise_emotions""#);
         assert!(e.contains("itself a fan-out"), "{e}");
+        let e = err(r#"{ call_uuid = "call_uuid" }"#, r#"{ uuid = "call_uuid" }"#);
+        assert!(e.contains("slicing.body_from_parent") && e.contains("call_uuid"), "{e}");
         let e = err(r#"field = "status""#, r#"field = "staff_id""#);
         assert!(e.contains("slicing.when.field") && e.contains("int32 or int64"), "{e}");
     }

@@ -244,6 +244,11 @@ impl DailyStore {
         }
     }
 
+    /// Called (and calling) numbers of each VDN.
+    pub(crate) fn numbers_per_vdn(&self) -> u32 {
+        self.numbers
+    }
+
     /// The VDN ids.
     pub(crate) fn vdns(&self) -> Vec<u32> {
         (FIRST_VDN..FIRST_VDN + self.vdns).collect()

@@ -247,15 +247,16 @@ impl Simulator {
         );
         let sizes = MissedSizes {
             per_day: options.missed_calls_per_day,
-            numbers: options.called_numbers,
+            numbers: daily.numbers_per_vdn(),
             retention_days: options.missed_calls_retention_days,
         };
-        let missed = MissedStore::new(options.seed, options.zone, &daily.vdns(), months, sizes);
-        let ivr = IvrStore::new(options.seed, &daily.vdns());
+        let vdns = daily.vdns();
+        let missed = MissedStore::new(options.seed, options.zone, &vdns, months, sizes);
+        let ivr = IvrStore::new(options.seed, &vdns);
         let isales = IsalesStore::new(
             options.seed,
             options.zone,
-            &daily.vdns(),
+            &vdns,
             months,
             (options.campaigns_per_vdn, options.campaign_calls_per_month),
         );

@@ -120,12 +120,11 @@ struct Gauge {
 impl Gauge {
     /// Counts one more in flight unless that would make more than `limit`.
     fn enter(&self, limit: u64) -> Option<InFlight<'_>> {
-        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
-        if now > limit {
-            self.now.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        self.max.fetch_max(now, Ordering::Relaxed);
+        let before = self
+            .now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        self.max.fetch_max(before + 1, Ordering::Relaxed);
         Some(InFlight(self))
     }
 }
