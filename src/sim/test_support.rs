@@ -81,6 +81,8 @@ pub(crate) async fn post(url: &str, body: &Value) -> (u16, Bytes) {
 
 /// The AK the simulator accepts by default on its C2-signed routes.
 pub(crate) const C2_AK: &str = "sim-c2-ak";
+/// The simulator's default C2 SK.
+pub(crate) const C2_SK: &str = "sim-c2-sk";
 
 /// Sends `method` to `url` with the `query` pairs and `body`, signed with `ak`/`sk` as a C2
 /// client does (`content-length;content-type;host` with a body, `host` alone without);
@@ -134,12 +136,12 @@ pub(crate) async fn signed(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-/// [`signed`] POST of `body` with the default AK and `sk`.
-pub(crate) async fn signed_post(url: &str, sk: &str, body: &Value) -> (u16, Value) {
-    signed(reqwest::Method::POST, url, (C2_AK, sk), &[], Some(body), |_| {}).await
+/// [`signed`] POST of `body` with the default AK and SK.
+pub(crate) async fn signed_post(url: &str, body: &Value) -> (u16, Value) {
+    signed(reqwest::Method::POST, url, (C2_AK, C2_SK), &[], Some(body), |_| {}).await
 }
 
-/// [`signed`] GET with `query`, the default AK and `sk`.
-pub(crate) async fn signed_get(url: &str, sk: &str, query: &[(&str, &str)]) -> (u16, Value) {
-    signed(reqwest::Method::GET, url, (C2_AK, sk), query, None, |_| {}).await
+/// [`signed`] GET with `query`, the default AK and SK.
+pub(crate) async fn signed_get(url: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    signed(reqwest::Method::GET, url, (C2_AK, C2_SK), query, None, |_| {}).await
 }

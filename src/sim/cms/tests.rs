@@ -59,7 +59,6 @@ fn daily_body(
 async fn one_day_requests_equal_the_truth_across_a_month_edge() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let sk = sim.options().c2_sk.clone();
     let days = [day("2025-01-30"), day("2025-01-31"), day("2025-02-01")];
     for (direction, path) in [(Direction::Inbound, CALLIN), (Direction::Outbound, CALLOUT)] {
         let url = format!("{}{path}", running.base_url);
@@ -67,7 +66,7 @@ async fn one_day_requests_equal_the_truth_across_a_month_edge() {
         for vdn in sim.vdns() {
             for d in days {
                 let body = daily_body(&sim, direction, vdn, d, direction == Direction::Inbound);
-                let (status, reply) = signed_post(&url, &sk, &body).await;
+                let (status, reply) = signed_post(&url, &body).await;
                 assert_eq!(
                     (status, &reply["resultCode"], &reply["result"]),
                     (200, &json!("0100000"), &json!("0"))
@@ -105,7 +104,7 @@ async fn one_day_requests_equal_the_truth_across_a_month_edge() {
 async fn daily_rules_are_enforced() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let (url, sk) = (format!("{}{CALLIN}", running.base_url), sim.options().c2_sk.clone());
+    let url = format!("{}{CALLIN}", running.base_url);
     let good = daily_body(&sim, Direction::Inbound, 170, day("2025-01-10"), false);
     let too_many: Vec<String> = (0..1001).map(|i| format!("4008170{i:04}")).collect();
     let cases: [(&str, Value, &str); 8] = [
@@ -121,7 +120,7 @@ async fn daily_rules_are_enforced() {
     for (field, value, message) in cases {
         let mut body = good.clone();
         body[field] = value;
-        let (status, reply) = signed_post(&url, &sk, &body).await;
+        let (status, reply) = signed_post(&url, &body).await;
         assert_eq!((status, &reply["resultCode"]), (200, &json!(CMS_BAD_PARAMETER)), "{field}");
         assert_eq!(
             (&reply["result"], &reply["returnCode"]),
@@ -133,13 +132,13 @@ async fn daily_rules_are_enforced() {
 
     let mut tenant = good.clone();
     tenant.as_object_mut().unwrap().remove("vdn");
-    let (_, reply) = signed_post(&url, &sk, &tenant).await;
+    let (_, reply) = signed_post(&url, &tenant).await;
     assert!(reply["resultDesc"].as_str().unwrap().contains("vdn is empty"), "{reply}");
     let mut numbers = sim.called_numbers(170);
     numbers.extend(sim.called_numbers(171));
     tenant["calleeNos"] = json!(numbers);
     tenant["tenantId"] = json!(sim.options().tenant_id);
-    let (_, reply) = signed_post(&url, &sk, &tenant).await;
+    let (_, reply) = signed_post(&url, &tenant).await;
     let vdns: std::collections::BTreeSet<_> = reply["resultDesc"]
         .as_array()
         .unwrap()
@@ -149,7 +148,7 @@ async fn daily_rules_are_enforced() {
     assert_eq!(vdns.into_iter().collect::<Vec<_>>(), [170, 171]);
     let mut other_cc = good.clone();
     other_cc["ccId"] = json!(2);
-    let (_, reply) = signed_post(&url, &sk, &other_cc).await;
+    let (_, reply) = signed_post(&url, &other_cc).await;
     assert_eq!((&reply["resultCode"], &reply["resultDesc"]), (&json!("0100000"), &json!([])));
     running.shutdown().await;
 }
@@ -160,10 +159,10 @@ async fn daily_rules_are_enforced() {
 async fn ranges_aggregate_and_recomputed_days_change() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let (url, sk) = (format!("{}{CALLIN}", running.base_url), sim.options().c2_sk.clone());
+    let url = format!("{}{CALLIN}", running.base_url);
     let mut range = daily_body(&sim, Direction::Inbound, 170, day("2025-01-10"), true);
     range["queryParam"]["endLogDay"] = json!("2025-01-12");
-    let (_, reply) = signed_post(&url, &sk, &range).await;
+    let (_, reply) = signed_post(&url, &range).await;
     let rows = reply["resultDesc"].as_array().unwrap();
     assert!(!rows.is_empty() && rows.len() <= 3 * 2);
     assert!(rows
@@ -172,9 +171,9 @@ async fn ranges_aggregate_and_recomputed_days_change() {
 
     let d = day("2025-02-01");
     let body = daily_body(&sim, Direction::Inbound, 170, d, true);
-    let (_, before) = signed_post(&url, &sk, &body).await;
+    let (_, before) = signed_post(&url, &body).await;
     assert_eq!(sim.cms_recompute_day(d), 1);
-    let (_, after) = signed_post(&url, &sk, &body).await;
+    let (_, after) = signed_post(&url, &body).await;
     assert_ne!(before["resultDesc"], after["resultDesc"]);
     let truth = sim.inbound_daily_by_callee([month("2025-02")]);
     for row in after["resultDesc"].as_array().unwrap() {
@@ -183,7 +182,7 @@ async fn ranges_aggregate_and_recomputed_days_change() {
     }
     let next = d.checked_add_days(Days::new(1)).unwrap();
     let next_body = daily_body(&sim, Direction::Inbound, 170, next, true);
-    let (_, next_reply) = signed_post(&url, &sk, &next_body).await;
+    let (_, next_reply) = signed_post(&url, &next_body).await;
     let untouched = next_reply["resultDesc"].as_array().unwrap();
     assert!(untouched.iter().all(|r| r
         == &truth[&format!("170/{next}/{}/{}", r["calleeNo"].as_str().unwrap(), r["callType"])]));
@@ -199,17 +198,13 @@ async fn envelopes_can_be_current_or_legacy_only() {
     ] {
         let sim = Arc::new(Simulator::new(SimOptions { cms_envelope: envelope, ..options() }));
         let running = start(&sim).await;
-        let sk = sim.options().c2_sk.clone();
         let body = daily_body(&sim, Direction::Inbound, 170, day("2025-01-05"), true);
-        let (_, reply) = signed_post(&format!("{}{CALLIN}", running.base_url), &sk, &body).await;
+        let (_, reply) = signed_post(&format!("{}{CALLIN}", running.base_url), &body).await;
         assert!(present.iter().all(|f| reply.get(f).is_some()), "{envelope:?}: {reply}");
         assert!(absent.iter().all(|f| reply.get(f).is_none()), "{envelope:?}: {reply}");
-        let (_, reply) = signed_post(
-            &format!("{}{IVR}", running.base_url),
-            &sk,
-            &json!({"ccId": 1, "vdn": 170}),
-        )
-        .await;
+        let (_, reply) =
+            signed_post(&format!("{}{IVR}", running.base_url), &json!({"ccId": 1, "vdn": 170}))
+                .await;
         assert!(present.iter().all(|f| reply.get(f).is_some()), "{envelope:?}: {reply}");
         running.shutdown().await;
     }
@@ -219,7 +214,6 @@ async fn envelopes_can_be_current_or_legacy_only() {
 /// totals seen and the calls by callId.
 async fn missed_pages(
     url: &str,
-    sk: &str,
     vdn: u32,
     (begin, end): (&str, &str),
     limit: u64,
@@ -228,7 +222,7 @@ async fn missed_pages(
     for page in 0.. {
         let body = json!({"queryParam": {"vdn": vdn, "offset": page * limit, "limit": limit,
                                          "beginTime": begin, "endTime": end}});
-        let (status, reply) = signed_post(url, sk, &body).await;
+        let (status, reply) = signed_post(url, &body).await;
         assert_eq!((status, &reply["returnCode"]), (200, &json!("0")), "{reply}");
         totals.push(reply["total"].as_u64().unwrap());
         let page = reply["missedCalls"].as_array().unwrap();
@@ -251,10 +245,10 @@ async fn missed_pages(
 async fn missed_calls_page_to_the_total() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let (url, sk) = (format!("{}{MISSED}", running.base_url), sim.options().c2_sk.clone());
+    let url = format!("{}{MISSED}", running.base_url);
     // Six-hour slots hold one call each, from 16:00 UTC (midnight in the server zone).
     let window = ("2025-01-29 22:00:00", "2025-02-01 21:59:59");
-    let (totals, got) = missed_pages(&url, &sk, 171, window, 7).await;
+    let (totals, got) = missed_pages(&url, 171, window, 7).await;
     let truth: BTreeMap<_, _> = sim
         .missed_calls([month("2025-01"), month("2025-02")])
         .into_iter()
@@ -277,7 +271,7 @@ async fn missed_calls_page_to_the_total() {
         (json!({"vdn": 170, "limit": 10, "beginTime": "2025-01-30T00:00:00Z"}), "beginTime"),
         (json!({"vdn": 170, "limit": 10, "beginTime": window.1, "endTime": window.0}), "endTime"),
     ] {
-        let (status, reply) = signed_post(&url, &sk, &body).await;
+        let (status, reply) = signed_post(&url, &body).await;
         assert_eq!((status, &reply["returnCode"]), (200, &json!(CMS_BAD_PARAMETER)), "{body}");
         assert!(reply["returnDesc"].as_str().unwrap().contains(field), "{reply}");
     }
@@ -287,10 +281,10 @@ async fn missed_calls_page_to_the_total() {
         Arc::new(Simulator::new(SimOptions { missed_calls_retention_days: Some(1), ..options() }));
     let running = start(&sim).await;
     let url = format!("{}{MISSED}", running.base_url);
-    let (totals, got) = missed_pages(&url, &sk, 170, window, 100).await;
+    let (totals, got) = missed_pages(&url, 170, window, 100).await;
     assert_eq!((totals, got.len()), (vec![0], 0));
     let (totals, _) =
-        missed_pages(&url, &sk, 170, ("2025-02-27 00:00:00", "2025-02-28 23:59:59"), 100).await;
+        missed_pages(&url, 170, ("2025-02-27 00:00:00", "2025-02-28 23:59:59"), 100).await;
     assert_eq!(totals[0], 4);
     assert_eq!(sim.missed_calls([month("2025-01"), month("2025-02")]).len(), 2 * 4);
     running.shutdown().await;
@@ -302,13 +296,13 @@ async fn missed_calls_page_to_the_total() {
 async fn ivr_flows_per_vdn() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let (url, sk) = (format!("{}{IVR}", running.base_url), sim.options().c2_sk.clone());
+    let url = format!("{}{IVR}", running.base_url);
     let mut got = BTreeMap::new();
     for vdn in sim.vdns() {
         let (status, reply) =
-            signed_post(&url, &sk, &json!({"queryParam": {"ccId": 1, "vdn": vdn}})).await;
+            signed_post(&url, &json!({"queryParam": {"ccId": 1, "vdn": vdn}})).await;
         assert_eq!((status, &reply["resultCode"]), (200, &json!("0100000")));
-        let (_, flat) = signed_post(&url, &sk, &json!({"ccId": 1, "vdn": vdn})).await;
+        let (_, flat) = signed_post(&url, &json!({"ccId": 1, "vdn": vdn})).await;
         assert_eq!(reply, flat);
         for flow in reply["resultDesc"].as_array().unwrap() {
             let mut row = flow.clone();
@@ -323,12 +317,12 @@ async fn ivr_flows_per_vdn() {
     assert_eq!(got, sim.ivr_flows());
     assert!(got.values().any(|f| f["description"] == "异常处理流程"));
     assert!(sim.ivr_flow_describe(170, 2, "主流程（新）"));
-    let (_, reply) = signed_post(&url, &sk, &json!({"ccId": 1, "vdn": 170})).await;
+    let (_, reply) = signed_post(&url, &json!({"ccId": 1, "vdn": 170})).await;
     assert_eq!(reply["resultDesc"][1]["description"], "主流程（新）");
     for body in
         [json!({"ccId": 0, "vdn": 170}), json!({"ccId": 1, "vdn": 5001}), json!({"vdn": 170})]
     {
-        let (_, reply) = signed_post(&url, &sk, &body).await;
+        let (_, reply) = signed_post(&url, &body).await;
         assert_eq!(reply["resultCode"], CMS_BAD_PARAMETER, "{body}");
     }
     running.shutdown().await;

@@ -28,7 +28,6 @@ fn results_url(base: &str, vdn: u32, campaign: &str) -> String {
 /// totals seen and the rows by callId.
 async fn all_pages(
     url: &str,
-    sk: &str,
     window: (&str, &str),
     size: u64,
     first: u64,
@@ -37,7 +36,7 @@ async fn all_pages(
     for page in first.. {
         let body = json!({"beginTime": window.0, "endTime": window.1, "pageSize": size,
                           "pageNum": page, "showDetail": 0});
-        let (status, reply) = signed_post(url, sk, &body).await;
+        let (status, reply) = signed_post(url, &body).await;
         assert_eq!(
             (status, &reply["resultCode"], &reply["returnCode"]),
             (200, &json!("0200000"), &json!("0200000")),
@@ -64,7 +63,6 @@ async fn all_pages(
 async fn pages_of_every_campaign_equal_the_truth() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let sk = sim.options().c2_sk.clone();
     let windows =
         [("2025-01-01", "2025-01-31"), ("2025-01-31", "2025-02-01"), ("2025-02-01", "2025-03-01")];
     let mut got = BTreeMap::new();
@@ -73,7 +71,7 @@ async fn pages_of_every_campaign_equal_the_truth() {
         let id = campaign["campaignId"].as_str().unwrap();
         let url = results_url(&running.base_url, vdn, id);
         for window in windows {
-            let (totals, rows) = all_pages(&url, &sk, window, 7, 1).await;
+            let (totals, rows) = all_pages(&url, window, 7, 1).await;
             assert!(totals.windows(2).all(|t| t[0] == t[1]) && totals[0] == rows.len() as u64);
             for (call_id, row) in rows {
                 assert_eq!(
@@ -105,7 +103,6 @@ async fn pages_of_every_campaign_equal_the_truth() {
 async fn request_rules_and_page_base() {
     let sim = Arc::new(Simulator::new(SimOptions { campaign_calls_per_month: 2100, ..options() }));
     let running = start(&sim).await;
-    let sk = sim.options().c2_sk.clone();
     let url = results_url(&running.base_url, 170, "1");
     let cases = [
         (json!({"beginTime": "2025-01-01", "endTime": "2025-02-01"}), BAD_PARAMETER, "at most 30"),
@@ -124,7 +121,7 @@ async fn request_rules_and_page_base() {
         (json!({"showDetail": 2}), BAD_PARAMETER, "showDetail"),
     ];
     for (body, code, message) in cases {
-        let (status, reply) = signed_post(&url, &sk, &body).await;
+        let (status, reply) = signed_post(&url, &body).await;
         assert_eq!(
             (status, &reply["resultCode"], &reply["returnCode"]),
             (200, &json!(code), &json!(code)),
@@ -133,25 +130,23 @@ async fn request_rules_and_page_base() {
         assert!(reply["resultDesc"].as_str().unwrap().contains(message), "{body}: {reply}");
     }
     let (_, reply) =
-        signed_post(&url, &sk, &json!({"pageSize": 100, "pageNum": 1, "showDetail": 1})).await;
+        signed_post(&url, &json!({"pageSize": 100, "pageNum": 1, "showDetail": 1})).await;
     assert_eq!(reply["data"].as_array().unwrap().len(), 100);
-    let (_, reply) = signed_post(&url, &sk, &json!({})).await;
+    let (_, reply) = signed_post(&url, &json!({})).await;
     assert_eq!(reply["data"].as_array().unwrap().len(), UNPAGED_ROWS);
     assert!(reply["totalCount"].as_u64().unwrap() > 4000);
-    let (_, bad_vdn) =
-        signed_post(&results_url(&running.base_url, 10_000, "1"), &sk, &json!({})).await;
+    let (_, bad_vdn) = signed_post(&results_url(&running.base_url, 10_000, "1"), &json!({})).await;
     assert_eq!(bad_vdn["resultCode"], BAD_PARAMETER);
-    let (_, unknown) =
-        signed_post(&results_url(&running.base_url, 170, "77"), &sk, &json!({})).await;
+    let (_, unknown) = signed_post(&results_url(&running.base_url, 170, "77"), &json!({})).await;
     assert_eq!((&unknown["resultCode"], &unknown["totalCount"]), (&json!(SUCCESS), &json!(0)));
     running.shutdown().await;
 
     let sim = Arc::new(Simulator::new(SimOptions { isales_first_page: 0, ..options() }));
     let running = start(&sim).await;
     let url = results_url(&running.base_url, 171, "2");
-    let (_, rows) = all_pages(&url, &sk, ("2025-01-01", "2025-01-31"), 4, 0).await;
+    let (_, rows) = all_pages(&url, ("2025-01-01", "2025-01-31"), 4, 0).await;
     let (_, all) =
-        signed_post(&url, &sk, &json!({"beginTime": "2025-01-01", "endTime": "2025-01-31"})).await;
+        signed_post(&url, &json!({"beginTime": "2025-01-01", "endTime": "2025-01-31"})).await;
     assert_eq!(rows.len(), all["data"].as_array().unwrap().len());
     running.shutdown().await;
 }
@@ -161,13 +156,12 @@ async fn request_rules_and_page_base() {
 async fn running_calls_appear_once_finished() {
     let sim = Arc::new(Simulator::new(options()));
     let running = start(&sim).await;
-    let sk = sim.options().c2_sk.clone();
     let url = results_url(&running.base_url, 170, "2");
     let window = ("2025-02-01", "2025-03-01");
-    let (_, before) = all_pages(&url, &sk, window, 500, 1).await;
+    let (_, before) = all_pages(&url, window, 500, 1).await;
     let finished = sim.finish_campaign_calls();
     assert_eq!(finished.len(), 2 * 2);
-    let (_, after) = all_pages(&url, &sk, window, 500, 1).await;
+    let (_, after) = all_pages(&url, window, 500, 1).await;
     let new: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
     assert_eq!(new.len(), 1);
     assert!(finished.contains(new[0]));
@@ -180,12 +174,10 @@ async fn running_calls_appear_once_finished() {
 async fn campaign_list_pages_and_filters() {
     let sim = Arc::new(Simulator::new(SimOptions { campaigns_per_vdn: 5, ..options() }));
     let running = start(&sim).await;
-    let sk = sim.options().c2_sk.clone();
     let url = format!("{}/rest/isales/v1/openapi/campaigns/171", running.base_url);
     let mut got = Vec::new();
     for page in ["0", "2", "3", "4"] {
-        let (status, reply) =
-            signed_get(&url, &sk, &[("curPage", page), ("rowsPerPage", "2")]).await;
+        let (status, reply) = signed_get(&url, &[("curPage", page), ("rowsPerPage", "2")]).await;
         assert_eq!(
             (status, &reply["returnCode"], &reply["totalCount"]),
             (200, &json!(SUCCESS), &json!(5))
@@ -194,9 +186,9 @@ async fn campaign_list_pages_and_filters() {
     }
     let truth: Vec<Value> = sim.campaigns().into_iter().filter(|c| c["vdnId"] == 171).collect();
     assert_eq!(got, truth);
-    let (_, reply) = signed_get(&url, &sk, &[("rowsPerPage", "101")]).await;
+    let (_, reply) = signed_get(&url, &[("rowsPerPage", "101")]).await;
     assert_eq!(reply["resultCode"], BAD_PARAMETER);
-    let (_, reply) = signed_get(&url, &sk, &[("status", "2"), ("name", "")]).await;
+    let (_, reply) = signed_get(&url, &[("status", "2"), ("name", "")]).await;
     let started = reply["data"].as_array().unwrap();
     assert!(!started.is_empty() && started.iter().all(|c| c["status"] == 2));
     running.shutdown().await;
@@ -210,10 +202,9 @@ async fn more_than_ten_in_flight_are_throttled() {
     let options = SimOptions { isales_latency: Duration::from_secs(2), ..options() };
     let sim = Arc::new(Simulator::new(options));
     let running = start(&sim).await;
-    let sk = sim.options().c2_sk.clone();
     let url = results_url(&running.base_url, 170, "1");
     let body = json!({"pageSize": 10, "pageNum": 1});
-    let replies = futures::future::join_all((0..16).map(|_| signed_post(&url, &sk, &body))).await;
+    let replies = futures::future::join_all((0..16).map(|_| signed_post(&url, &body))).await;
     let throttled: Vec<&Value> =
         replies.iter().filter(|(s, _)| *s == 429).map(|(_, r)| r).collect();
     assert_eq!(throttled.len(), 6);
