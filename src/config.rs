@@ -214,6 +214,8 @@ struct PipelineConfig {
     refresh_previous_days: Option<u32>,
     #[serde(default)]
     request_body: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    for_each: Vec<BTreeMap<String, toml::Value>>,
 }
 
 /// Default incremental schedule: every 15 minutes (seconds field first).
@@ -344,6 +346,11 @@ pub struct PipelineSettings {
     /// Request body fields of this deployment, added to (and winning over) the pipeline's
     /// `[request] body`: the called numbers, call types or VDN that a query is about.
     pub request_body: BTreeMap<String, toml::Value>,
+    /// One request per entry (`[{ ccId = 1, vdn = 170 }, ...]`), each paged and reconciled
+    /// on its own, all into the same partitions: keys that are `{placeholder}`s of the
+    /// request path fill it, the others go into the body over `request_body`. Empty: one
+    /// request without.
+    pub for_each: Vec<BTreeMap<String, toml::Value>>,
 }
 
 /// What a second service does when another one holds the lake's lease.
@@ -515,6 +522,8 @@ impl Settings {
                     ),
                 ));
             }
+            let for_each = p.map(|p| p.for_each.clone()).unwrap_or_default();
+            v.for_each(name, &dataset.spec, &for_each, enabled)?;
             pipelines.insert(
                 name.to_string(),
                 PipelineSettings {
@@ -532,6 +541,7 @@ impl Settings {
                         .and_then(|p| p.refresh_previous_days)
                         .unwrap_or(DEFAULT_REFRESH_PREVIOUS_DAYS),
                     request_body: p.map(|p| p.request_body.clone()).unwrap_or_default(),
+                    for_each,
                 },
             );
         }
@@ -587,6 +597,44 @@ impl Validator<'_> {
             problem: problem.to_string(),
             fix: fix.to_string(),
         }
+    }
+
+    /// Checks `[pipelines.NAME] for_each` against the pipeline: entries only where it sends
+    /// one request per range that an entry can multiply, each entry fit (see
+    /// [`RequestSpec::split_entry`](crate::catalog::pipeline::RequestSpec::split_entry)),
+    /// and entries present when the pipeline names keys they must give and is enabled.
+    fn for_each(
+        &self,
+        name: &str,
+        spec: &crate::catalog::PipelineSpec,
+        entries: &[BTreeMap<String, toml::Value>],
+        enabled: bool,
+    ) -> Result<(), ConfigError> {
+        let key = format!("pipelines.{name}.for_each");
+        if entries.is_empty() {
+            if enabled && !spec.request.for_each.is_empty() {
+                let keys = spec.request.for_each.join(" = ..., ");
+                return Err(self.invalid(
+                    &key,
+                    &format!("is missing; pipeline '{name}' sends one request per entry"),
+                    &format!("add for_each = [ {{ {keys} = ... }}, ... ] to [pipelines.{name}], or set enabled = false"),
+                ));
+            }
+            return Ok(());
+        }
+        if let Some(reason) = spec.single_request() {
+            return Err(self.invalid(&key, &format!("cannot apply: {reason}"), "remove it"));
+        }
+        for (n, entry) in entries.iter().enumerate() {
+            spec.request.split_entry(entry).map_err(|problem| {
+                let fix = match spec.request.for_each.is_empty() {
+                    true => "give each entry the keys of one request".to_string(),
+                    false => format!("give each entry {}", spec.request.for_each.join(", ")),
+                };
+                self.invalid(&format!("{key}[{n}]"), &problem, &fix)
+            })?;
+        }
+        Ok(())
     }
 
     /// Resolves `${VAR}` references in a value.

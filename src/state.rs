@@ -1,4 +1,5 @@
-//! Checkpoints kept in the lake itself, under `_state/`: one object per month partition
+//! Checkpoints kept in the lake itself, under `_state/`: one object per partition (a month,
+//! or a snapshot's day)
 //! (what was written, from which window, with which content hash) and one per pipeline
 //! (the sync watermark and the last outcome).
 //!
@@ -16,8 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::Month;
-use crate::sink::layout::{checkpoint_month, pipeline_checkpoint_path, state_folder};
+use crate::sink::layout::{checkpoint_key, pipeline_checkpoint_path, state_folder, PartitionKey};
 use crate::sink::PartitionId;
 
 /// Why a checkpoint could not be read or written.
@@ -48,16 +48,6 @@ pub enum StateError {
         path: String,
         /// The encoding error.
         source: serde_json::Error,
-    },
-    /// A partition checkpoint's month is not `YYYY-MM`.
-    #[error("checkpoint of {dataset}/{tenant_id}: month '{month}' is not YYYY-MM")]
-    BadMonth {
-        /// The dataset.
-        dataset: String,
-        /// The tenant.
-        tenant_id: String,
-        /// The month as written.
-        month: String,
     },
     /// A checkpoint describes another partition than the one its path names.
     #[error("checkpoint {path} describes {found}, not the partition its path names")]
@@ -109,7 +99,7 @@ impl std::fmt::Display for SliceState {
     }
 }
 
-/// What was committed for one month partition.
+/// What was committed for one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionCheckpoint {
@@ -117,8 +107,10 @@ pub struct PartitionCheckpoint {
     pub dataset: String,
     /// The tenant.
     pub tenant_id: String,
-    /// The month, `YYYY-MM`.
-    pub month: String,
+    /// The month (`"month": "YYYY-MM"`) or the snapshot's day
+    /// (`"snapshot_date": "YYYY-MM-DD"`).
+    #[serde(flatten)]
+    pub key: PartitionKey,
     /// Whether the month was fetched whole, and whether it was over then.
     pub state: SliceState,
     /// Rows in the data object.
@@ -149,13 +141,8 @@ pub struct PartitionCheckpoint {
 
 impl PartitionCheckpoint {
     /// The partition this checkpoint describes.
-    pub fn partition_id(&self) -> Result<PartitionId, StateError> {
-        let month = self.month.parse::<Month>().map_err(|_| StateError::BadMonth {
-            dataset: self.dataset.clone(),
-            tenant_id: self.tenant_id.clone(),
-            month: self.month.clone(),
-        })?;
-        Ok(PartitionId::new(self.dataset.clone(), self.tenant_id.clone(), month))
+    pub fn partition_id(&self) -> PartitionId {
+        PartitionId::new(self.dataset.clone(), self.tenant_id.clone(), self.key)
     }
 }
 
@@ -231,8 +218,8 @@ impl StateStore {
         let Some(PartitionCheckpointFile::V1(cp)) = self.get_json(&path).await? else {
             return Ok(None);
         };
-        if cp.partition_id().ok().as_ref() != Some(id) {
-            let found = format!("{}/{}/{}", cp.dataset, cp.tenant_id, cp.month);
+        if &cp.partition_id() != id {
+            let found = format!("{}/{}/{}", cp.dataset, cp.tenant_id, cp.key);
             return Err(StateError::Misplaced { path: path.to_string(), found });
         }
         Ok(Some(cp))
@@ -240,11 +227,11 @@ impl StateStore {
 
     /// Writes a partition checkpoint (one atomic PUT).
     pub async fn put_partition(&self, cp: &PartitionCheckpoint) -> Result<(), StateError> {
-        let path = cp.partition_id()?.checkpoint_path();
+        let path = cp.partition_id().checkpoint_path();
         self.put_json(&path, &PartitionCheckpointFile::V1(cp.clone())).await
     }
 
-    /// Every partition checkpoint of a dataset and tenant, sorted by month.
+    /// Every partition checkpoint of a dataset and tenant, sorted by month or day.
     pub async fn partitions(
         &self,
         dataset: &str,
@@ -259,15 +246,15 @@ impl StateStore {
                     source: Box::new(source),
                 }
             })?;
-        let mut months: Vec<(Month, PartitionId)> = listed
+        let mut ids: Vec<PartitionId> = listed
             .iter()
             .filter(|meta| meta.location.parts().count() == folder.parts().count() + 1)
-            .filter_map(|meta| checkpoint_month(meta.location.filename()?))
-            .map(|month| (month, PartitionId::new(dataset, tenant_id, month)))
+            .filter_map(|meta| checkpoint_key(meta.location.filename()?))
+            .map(|key| PartitionId::new(dataset, tenant_id, key))
             .collect();
-        months.sort();
-        let mut out = Vec::with_capacity(months.len());
-        for (_, id) in months {
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
             if let Some(cp) = self.partition(&id).await? {
                 out.push(cp);
             }
@@ -338,7 +325,7 @@ mod tests {
         PartitionCheckpoint {
             dataset: "rbt_recognition".into(),
             tenant_id: "202101".into(),
-            month: month.into(),
+            key: PartitionKey::Month(month.parse().unwrap()),
             state: SliceState::Complete,
             rows: 10,
             api_total: 11,
@@ -368,7 +355,7 @@ mod tests {
     async fn partition_checkpoints_round_trip_and_list_by_month() {
         for (store, _dir) in stores() {
             let state = StateStore::new(store.clone());
-            let id = partition_cp("2025-01").partition_id().unwrap();
+            let id = partition_cp("2025-01").partition_id();
             assert_eq!(state.partition(&id).await.unwrap(), None);
             assert!(state.partitions("rbt_recognition", "202101").await.unwrap().is_empty());
             for month in ["2025-03", "2024-12", "2025-01"] {
@@ -377,13 +364,49 @@ mod tests {
             state.put_pipeline(&pipeline_cp()).await.unwrap();
             assert_eq!(state.partition(&id).await.unwrap(), Some(partition_cp("2025-01")));
             let listed = state.partitions("rbt_recognition", "202101").await.unwrap();
-            let months: Vec<_> = listed.iter().map(|c| c.month.as_str()).collect();
+            let months: Vec<_> = listed.iter().map(|c| c.key.value()).collect();
             assert_eq!(months, ["2024-12", "2025-01", "2025-03"]);
 
             let raw = store.get(&id.checkpoint_path()).await.unwrap().bytes().await.unwrap();
             let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
             assert_eq!(json["version"], "1");
             assert_eq!(json["state"], "complete");
+            let text = String::from_utf8(raw.to_vec()).unwrap();
+            let head = "{\n  \"version\": \"1\",\n  \"dataset\": \"rbt_recognition\",\n  \
+                        \"tenant_id\": \"202101\",\n  \"month\": \"2025-01\",\n  \"state\"";
+            assert!(text.starts_with(head), "the month checkpoint keeps its layout: {text}");
+        }
+    }
+
+    /// A snapshot's checkpoint names its day in `snapshot_date`, lives beside the month
+    /// checkpoints' folder layout and lists by day; one naming both or neither is corrupt.
+    #[tokio::test]
+    async fn snapshot_checkpoints_round_trip_by_day() {
+        for (store, _dir) in stores() {
+            let state = StateStore::new(store.clone());
+            let mut days = Vec::new();
+            for day in ["2025-03-05", "2025-03-04"] {
+                let mut cp = partition_cp("2025-03");
+                cp.key = format!("snapshot_date={day}").parse().unwrap();
+                state.put_partition(&cp).await.unwrap();
+                days.push(cp);
+            }
+            let listed = state.partitions("rbt_recognition", "202101").await.unwrap();
+            assert_eq!(listed, [days[1].clone(), days[0].clone()]);
+            let path = days[1].partition_id().checkpoint_path();
+            assert_eq!(
+                path.as_ref(),
+                "_state/rbt_recognition/tenant_id=202101/snapshot_date=2025-03-04.json"
+            );
+            let raw = store.get(&path).await.unwrap().bytes().await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            assert_eq!((json["snapshot_date"].as_str(), json.get("month")), (Some("2025-03-04"), None));
+            let both = String::from_utf8(raw.to_vec())
+                .unwrap()
+                .replace("\"snapshot_date\"", "\"month\": \"2025-03\",\n  \"snapshot_date\"");
+            store.put(&path, PutPayload::from(both)).await.unwrap();
+            let err = state.partition(&days[1].partition_id()).await.unwrap_err();
+            assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
         }
     }
 
@@ -422,7 +445,7 @@ mod tests {
     async fn corrupt_checkpoints_are_errors_naming_the_path() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let state = StateStore::new(store.clone());
-        let id = partition_cp("2025-01").partition_id().unwrap();
+        let id = partition_cp("2025-01").partition_id();
         let path = id.checkpoint_path();
         for body in ["{\"version\":\"1\",\"rows\":", r#"{"version":"2","dataset":"x"}"#, "{}"] {
             store.put(&path, PutPayload::from(body.to_string())).await.unwrap();
@@ -436,19 +459,21 @@ mod tests {
         assert!(matches!(state.pipeline("d", "t").await, Err(StateError::Corrupt { .. })));
     }
 
-    /// A checkpoint copied to another partition's path is refused, and a checkpoint with a
-    /// malformed month cannot be written.
+    /// A checkpoint copied to another partition's path is refused, and one with a
+    /// malformed month is corrupt.
     #[tokio::test]
     async fn misplaced_and_malformed_checkpoints_are_refused() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let state = StateStore::new(store.clone());
         state.put_partition(&partition_cp("2025-01")).await.unwrap();
-        let jan = partition_cp("2025-01").partition_id().unwrap();
-        let feb = partition_cp("2025-02").partition_id().unwrap();
+        let jan = partition_cp("2025-01").partition_id();
+        let feb = partition_cp("2025-02").partition_id();
         store.copy(&jan.checkpoint_path(), &feb.checkpoint_path()).await.unwrap();
         assert!(matches!(state.partition(&feb).await, Err(StateError::Misplaced { .. })));
-        let bad = partition_cp("2025-1");
-        assert!(matches!(state.put_partition(&bad).await, Err(StateError::BadMonth { .. })));
+        let raw = store.get(&jan.checkpoint_path()).await.unwrap().bytes().await.unwrap();
+        let bad = String::from_utf8(raw.to_vec()).unwrap().replace("2025-01\"", "2025-1\"");
+        store.put(&jan.checkpoint_path(), PutPayload::from(bad)).await.unwrap();
+        assert!(matches!(state.partition(&jan).await, Err(StateError::Corrupt { .. })));
     }
 
     /// A merge keeps a whole month `complete` or `open`; a month not held whole, or whose

@@ -173,6 +173,15 @@ fn check_fan_out(
             ),
         ));
     }
+    if parent.spec.is_snapshot() {
+        return Err(bad(
+            "slicing.parent",
+            format!(
+                "'{}' is a snapshot dataset; name a dataset with calendar_month slicing",
+                fan_out.parent
+            ),
+        ));
+    }
     let parent_columns = fan_out
         .body_from_parent
         .values()
@@ -255,7 +264,7 @@ mod tests {
         let c = Catalog::builtin().unwrap();
         let cdr = c.get("call_detail_records").expect("call_detail_records is built in");
         assert_eq!(cdr.spec.records.primary_key, ["callSerialNo"]);
-        assert_eq!(cdr.spec.records.event_time, "startTime");
+        assert_eq!(cdr.spec.records.event_time.as_deref(), Some("startTime"));
         assert_eq!(cdr.schema.field("state").map(|f| f.kind), Some(FieldKind::Int32));
         let pipelines = builtin::PIPELINES
             .iter()

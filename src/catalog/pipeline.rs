@@ -59,7 +59,17 @@ pub struct RequestSpec {
     /// examples do), unless the source sets `flat_body = true`.
     #[serde(default)]
     pub wrap_in: Option<String>,
+    /// Keys that every entry of the configuration's `[pipelines.NAME] for_each` must give
+    /// (`["ccId", "vdn"]`): the pipeline then needs `for_each`, one request (paged and
+    /// reconciled on its own) per entry. A key that is a `{placeholder}` of the path fills
+    /// it; the others are body fields. Empty: `for_each` is optional.
+    #[serde(default)]
+    pub for_each: Vec<String>,
 }
+
+/// A `for_each` entry split by [`RequestSpec::split_entry`]: the values of the path's
+/// placeholders, and the body fields.
+pub type PathAndBody<'e> = (BTreeMap<String, String>, BTreeMap<&'e str, &'e toml::Value>);
 
 /// A list-valued body field split over several requests.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -87,6 +97,81 @@ impl RequestSpec {
     /// assert_eq!(spec.resolve_path(&source).unwrap(), "/CCISQM/rest/v1/x");
     /// ```
     pub fn resolve_path(&self, overrides: &BTreeMap<String, String>) -> Result<String, String> {
+        self.fill_path(|name| overrides.get(name).or_else(|| self.path_params.get(name)).cloned())
+    }
+
+    /// Splits one entry of the configuration's `for_each` into the values of the path's
+    /// placeholders (each one path segment, written as a string or an integer) and the body
+    /// fields (every other key); checks that the entry is not empty and gives every key of
+    /// `[request] for_each`.
+    ///
+    /// ```
+    /// # use cecsync::catalog::pipeline::RequestSpec;
+    /// let spec: RequestSpec =
+    ///     toml::from_str("path = \"/c/{vdnId}\"\nfor_each = [\"vdnId\", \"campaignId\"]").unwrap();
+    /// let entry = toml::from_str("vdnId = 170\ncampaignId = \"9\"").unwrap();
+    /// let (path, body) = spec.split_entry(&entry).unwrap();
+    /// assert_eq!(path["vdnId"], "170");
+    /// assert_eq!(body.keys().collect::<Vec<_>>(), ["campaignId"]);
+    /// assert!(spec.split_entry(&toml::from_str("vdnId = 1").unwrap()).unwrap_err().contains("campaignId"));
+    /// assert!(spec.split_entry(&toml::from_str("vdnId = \"a/b\"\ncampaignId = 1").unwrap()).is_err());
+    /// ```
+    pub fn split_entry<'e>(
+        &self,
+        entry: &'e BTreeMap<String, toml::Value>,
+    ) -> Result<PathAndBody<'e>, String> {
+        if entry.is_empty() {
+            return Err("is an empty table; give the keys of one request".into());
+        }
+        if let Some(missing) = self.for_each.iter().find(|k| !entry.contains_key(*k)) {
+            return Err(format!(
+                "has no '{missing}'; every entry needs {}",
+                self.for_each.join(", ")
+            ));
+        }
+        let placeholders = self.placeholders();
+        let mut path = BTreeMap::new();
+        let mut body = BTreeMap::new();
+        for (key, value) in entry {
+            if !placeholders.contains(&key.as_str()) {
+                body.insert(key.as_str(), value);
+                continue;
+            }
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => {
+                    return Err(format!(
+                        "'{key}' fills the path placeholder {{{key}}}: give a string or an \
+                         integer, not {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            path_segment(&text).map_err(|problem| format!("'{key}': {problem}"))?;
+            path.insert(key.clone(), text);
+        }
+        Ok((path, body))
+    }
+
+    /// The names of the path's `{name}` placeholders.
+    ///
+    /// ```
+    /// # use cecsync::catalog::pipeline::RequestSpec;
+    /// let spec: RequestSpec = toml::from_str(r#"path = "/c/{vdnId}/r/{campaignId}""#).unwrap();
+    /// assert_eq!(spec.placeholders(), ["vdnId", "campaignId"]);
+    /// ```
+    pub fn placeholders(&self) -> Vec<&str> {
+        self.path
+            .split('{')
+            .skip(1)
+            .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+            .collect()
+    }
+
+    /// The path with each placeholder replaced by `value(name)`, which must be one path
+    /// segment.
+    fn fill_path(&self, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
         let mut out = String::with_capacity(self.path.len());
         let mut rest = self.path.as_str();
         while let Some(open) = rest.find('{') {
@@ -96,22 +181,35 @@ impl RequestSpec {
                 .find('}')
                 .ok_or_else(|| format!("'{}' has a '{{' without its '}}'", self.path))?;
             let name = &after[..close];
+            let value = value(name).ok_or_else(|| {
+                format!(
+                    "placeholder {{{name}}} has no value: set it in the source's path_params, \
+                     in [request.path_params] or in each for_each entry"
+                )
+            })?;
             let value =
-                overrides.get(name).or_else(|| self.path_params.get(name)).ok_or_else(|| {
-                    format!(
-                        "placeholder {{{name}}} has no value: set it in the source's \
-                         path_params or in [request.path_params]"
-                    )
-                })?;
-            if value.is_empty() || value.contains(['/', '?', '#', '{', '}']) {
-                return Err(format!("placeholder {{{name}}} = '{value}' is not one path segment"));
-            }
+                path_segment(&value).map_err(|problem| format!("placeholder {{{name}}}: {problem}"))?;
             out.push_str(value);
             rest = &after[close + 1..];
         }
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// Checks that `value` can fill a path placeholder: one non-empty path segment.
+///
+/// ```
+/// # use cecsync::catalog::pipeline::path_segment;
+/// assert_eq!(path_segment("170"), Ok("170"));
+/// assert!(path_segment("a/b").unwrap_err().contains("'a/b'"));
+/// assert!(path_segment("").is_err());
+/// ```
+pub fn path_segment(value: &str) -> Result<&str, String> {
+    if value.is_empty() || value.contains(['/', '?', '#', '{', '}', '%']) {
+        return Err(format!("'{value}' is not one path segment (no /, ?, #, {{, }} or %)"));
+    }
+    Ok(value)
 }
 
 fn default_method() -> String {
@@ -288,6 +386,10 @@ pub enum SlicingSpec {
     /// call), made while the parent's partition is staged and committed before it, into a
     /// partition of the same month. See [`FanOutSpec`].
     FanOut(FanOutSpec),
+    /// A dimension with no time range (a configuration table): every run fetches all of it
+    /// and writes it as the partition `snapshot_date=YYYY-MM-DD` of the day in the source
+    /// zone, replacing that day's snapshot and keeping the older days'.
+    Snapshot,
 }
 
 /// How a fan-out dataset follows its parent: which parent rows are asked about, with what
@@ -399,8 +501,10 @@ pub struct RecordsSpec {
     /// Field that orders versions of a record (newest wins); optional.
     #[serde(default)]
     pub update_time: Option<String>,
-    /// Field whose month, in the source zone, is the record's partition.
-    pub event_time: String,
+    /// Field whose month, in the source zone, is the record's partition. Required but for
+    /// snapshot datasets, whose rows need none.
+    #[serde(default)]
+    pub event_time: Option<String>,
     /// When records can still change after they are first read (a call in progress): the
     /// condition that says a record is still open. The oldest event time of the open
     /// records is kept in the pipeline's checkpoint, and the next incremental sync starts no
@@ -655,6 +759,23 @@ impl PipelineSpec {
         if let SlicingSpec::CalendarMonth { max_window_days: Some(0), .. } = &spec.slicing {
             return Err(invalid("slicing.max_window_days", "must be at least 1 day".into()));
         }
+        match (&spec.records.event_time, spec.is_snapshot()) {
+            (None, false) => {
+                return Err(invalid(
+                    "records.event_time",
+                    "name the field whose month is the record's partition (only snapshot \
+                     datasets go without)"
+                        .into(),
+                ))
+            }
+            (None, true) if spec.records.open_while.is_some() => {
+                return Err(invalid(
+                    "records.open_while",
+                    "needs records.event_time, the time of the open records to read again".into(),
+                ))
+            }
+            _ => {}
+        }
         if let Some(open) = &spec.records.open_while {
             if spec.records.primary_key.contains(&open.field) {
                 return Err(invalid(
@@ -671,13 +792,9 @@ impl PipelineSpec {
             if chunk.size == 0 {
                 return Err(invalid("request.chunk.size", "must be at least 1".into()));
             }
-            let cursor =
-                matches!(&spec.slicing, SlicingSpec::CalendarMonth { cursor: Some(_), .. });
-            if cursor || spec.fan_out().is_some() {
-                return Err(invalid(
-                    "request.chunk",
-                    "is for month slices; a cursor window or a fan-out sends one request".into(),
-                ));
+            if let Some(reason) = spec.single_request() {
+                let problem = format!("is for month slices and snapshots; {reason}");
+                return Err(invalid("request.chunk", problem));
             }
         }
         let fan_out = spec.fan_out().is_some();
@@ -702,7 +819,19 @@ impl PipelineSpec {
                 "needs nested records (a path like a[].b[]) to copy fields from".into(),
             ));
         }
-        spec.request.resolve_path(&BTreeMap::new()).map_err(|p| invalid("request.path", p))?;
+        if !spec.request.for_each.is_empty() {
+            if let Some(reason) = spec.single_request() {
+                let problem = format!("is for month slices and snapshots; {reason}");
+                return Err(invalid("request.for_each", problem));
+            }
+            if let Some(empty) = spec.request.for_each.iter().find(|k| k.trim().is_empty()) {
+                return Err(invalid("request.for_each", format!("'{empty}' is not a key name")));
+            }
+        }
+        // Placeholders named in request.for_each are filled by each entry.
+        let per_entry: BTreeMap<String, String> =
+            spec.request.for_each.iter().map(|k| (k.clone(), "entry".to_string())).collect();
+        spec.request.resolve_path(&per_entry).map_err(|p| invalid("request.path", p))?;
         Ok(spec)
     }
 
@@ -710,7 +839,25 @@ impl PipelineSpec {
     pub fn fan_out(&self) -> Option<&FanOutSpec> {
         match &self.slicing {
             SlicingSpec::FanOut(fan_out) => Some(fan_out),
-            SlicingSpec::CalendarMonth { .. } => None,
+            SlicingSpec::CalendarMonth { .. } | SlicingSpec::Snapshot => None,
+        }
+    }
+
+    /// Whether the dataset is a snapshot (`[slicing] style = "snapshot"`).
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self.slicing, SlicingSpec::Snapshot)
+    }
+
+    /// Why the dataset sends a single request per range, so that it cannot send one per
+    /// chunk or `for_each` entry: it is a fan-out dataset or reads a cursor window. None
+    /// when it can.
+    pub fn single_request(&self) -> Option<&'static str> {
+        match &self.slicing {
+            SlicingSpec::FanOut(_) => Some("a fan-out dataset sends one request per parent row"),
+            SlicingSpec::CalendarMonth { cursor: Some(_), .. } => {
+                Some("a cursor window sends one request")
+            }
+            SlicingSpec::CalendarMonth { cursor: None, .. } | SlicingSpec::Snapshot => None,
         }
     }
 
@@ -775,11 +922,8 @@ impl PipelineSpec {
         let open =
             self.records.open_while.iter().map(|o| ("records.open_while.field", o.field.as_str()));
         let label = self.records.label_field.iter().map(|l| ("records.label_field", l.as_str()));
-        keys.chain(parents)
-            .chain(update)
-            .chain(std::iter::once(("records.event_time", self.records.event_time.as_str())))
-            .chain(open)
-            .chain(label)
+        let event = self.records.event_time.iter().map(|e| ("records.event_time", e.as_str()));
+        keys.chain(parents).chain(update).chain(event).chain(open).chain(label)
     }
 }
 

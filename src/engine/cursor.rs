@@ -22,20 +22,20 @@ use arrow::array::{AsArray, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::TimestampMillisecondType;
 use arrow::record_batch::RecordBatch;
-use chrono::{FixedOffset, Utc};
+use chrono::FixedOffset;
 use tracing::info;
 
 use super::error::EngineError;
 use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
+use super::request::range_body;
 use super::slice::{
-    commit_partition, fetch_normalized, new_stage, range_body, stage_batch, with_attempts,
+    commit_partition, event_normalizer, fetch_normalized, new_stage, stage_batch, with_attempts,
     AttemptError, Commit, SliceOutcome, Target, WriteMode,
 };
 use crate::calendar::Month;
 use crate::catalog::pipeline::{CursorSpec, TimeFormat};
-use crate::normalize::Normalizer;
 use crate::sink::layout::PartitionId;
 use crate::sink::writer::stage_existing;
 use crate::sink::SinkError;
@@ -52,7 +52,7 @@ pub async fn run_cursor_window(
     let window_month = Month::containing_ms(end_ms, run.zone).ok_or_else(|| {
         EngineError::BadRange(format!("window end {end_ms} ms is not an instant"))
     })?;
-    let (mut outcomes, earlier_pages) = with_attempts(run, window_month, || {
+    let (mut outcomes, earlier_pages) = with_attempts(run, window_month.into(), || {
         attempt_window(run, cursor, time_format, (begin_ms, end_ms), window_month, progress)
     })
     .await?;
@@ -71,15 +71,17 @@ async fn attempt_window(
     progress: &dyn Progress,
 ) -> Result<Vec<SliceOutcome>, AttemptError> {
     let dataset = run.dataset_name();
-    let sink_err =
-        |month, source| EngineError::Sink { dataset: dataset.to_string(), month, source };
+    let sink_err = |month: Month, source| EngineError::Sink {
+        dataset: dataset.to_string(),
+        partition: month.into(),
+        source,
+    };
     let spec = &run.dataset.spec;
     let schema = &run.dataset.schema;
-    let event_time = &spec.records.event_time;
-    let synced_at = Utc::now();
+    let event_time = spec.records.event_time.as_deref().unwrap_or_default();
+    let synced_at = run.clock.now();
     // Any event time is accepted (a missing one is rejected): rows are routed by it.
-    let normalizer = Normalizer::new(schema.clone(), synced_at.timestamp_millis())
-        .with_event_window(event_time, i64::MIN, i64::MAX);
+    let normalizer = event_normalizer(run, synced_at, (i64::MIN, i64::MAX));
     let event_column = schema.index_of(event_time).ok_or_else(|| {
         EngineError::BadRange(format!("{dataset}: the schema has no event time {event_time}"))
     })?;
@@ -87,7 +89,8 @@ async fn attempt_window(
         range_body(run, (&cursor.begin_field, &cursor.end_field), time_format, begin_ms, end_ms);
     let mut routed: BTreeMap<Month, Vec<RecordBatch>> = BTreeMap::new();
     let mut fan_out = FanOut::of(run)?;
-    let fetched = fetch_normalized(run, window_month, body, &normalizer, progress, |batch| {
+    let request = (run.request_path(), body);
+    let fetched = fetch_normalized(run, window_month.into(), request, &normalizer, progress, |batch| {
         if let Some(fan_out) = fan_out.as_mut() {
             fan_out.observe(&batch)?;
         }
@@ -131,7 +134,7 @@ async fn attempt_window(
     let mut outcomes = Vec::with_capacity(stages.len());
     for (id, stage, oldest_open_ms) in stages {
         let rejects =
-            if id.month == window_month { fetched.rejects.iter().collect() } else { Vec::new() };
+            if id.key == window_month.into() { fetched.rejects.iter().collect() } else { Vec::new() };
         let commit = Commit {
             target: target(id),
             stage,
@@ -142,7 +145,7 @@ async fn attempt_window(
         };
         let outcome = commit_partition(run, commit).await?;
         info!(
-            dataset, month = %outcome.month, rows = outcome.rows, api_total = outcome.api_total,
+            dataset, partition = %outcome.partition, rows = outcome.rows, api_total = outcome.api_total,
             rejects = outcome.rejects, "Cursor window merged into the partition."
         );
         outcomes.push(outcome);

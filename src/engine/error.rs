@@ -1,6 +1,6 @@
-//! Errors of a run: what failed, for which dataset and month, and what to do.
+//! Errors of a run: what failed, for which dataset and partition, and what to do.
 
-use crate::calendar::Month;
+use crate::sink::layout::PartitionKey;
 use crate::sink::SinkError;
 use crate::source::SourceError;
 use crate::state::StateError;
@@ -55,12 +55,12 @@ pub enum EngineError {
     #[error("{0}")]
     BadRange(String),
     /// Fetching failed.
-    #[error("{dataset} {month}: {source}")]
+    #[error("{dataset} {partition}: {source}")]
     Source {
         /// The dataset.
         dataset: String,
-        /// The month slice.
-        month: Month,
+        /// The partition (month or snapshot day).
+        partition: PartitionKey,
         /// What failed.
         source: Box<SourceError>,
     },
@@ -68,12 +68,12 @@ pub enum EngineError {
     #[error(transparent)]
     SourceSetup(Box<SourceError>),
     /// Writing the lake failed.
-    #[error("{dataset} {month}: {source}")]
+    #[error("{dataset} {partition}: {source}")]
     Sink {
         /// The dataset.
         dataset: String,
-        /// The month slice.
-        month: Month,
+        /// The partition (month or snapshot day).
+        partition: PartitionKey,
         /// What failed.
         source: SinkError,
     },
@@ -84,12 +84,12 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] SinkError),
     /// The API's rows never added up to its total.
-    #[error("{dataset} {month}: received {distinct} distinct rows (+{rejects} rejected){} but the API reported total {total}, {attempts} attempt(s); the data may be changing while it is read — run again later", groups.map(|g| format!(" in {g} distinct groups")).unwrap_or_default())]
+    #[error("{dataset} {partition}: received {distinct} distinct rows (+{rejects} rejected){} but the API reported total {total}, {attempts} attempt(s); the data may be changing while it is read — run again later", groups.map(|g| format!(" in {g} distinct groups")).unwrap_or_default())]
     Mismatch {
         /// The dataset.
         dataset: String,
-        /// The month slice.
-        month: Month,
+        /// The partition (month or snapshot day).
+        partition: PartitionKey,
         /// Distinct rows received.
         distinct: u64,
         /// Records rejected.

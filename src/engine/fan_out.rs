@@ -37,14 +37,15 @@ use tracing::info;
 
 use super::error::EngineError;
 use super::pipeline::PipelineRun;
-use super::slice::{commit_partition, fixed_body, new_stage, Commit, Target, WriteMode};
+use super::request::fixed_body;
+use super::slice::{commit_partition, event_normalizer, new_stage, Commit, Target, WriteMode};
 use crate::calendar::Month;
 use crate::catalog::pipeline::FanOutSpec;
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
 use crate::sink::crash;
 use crate::sink::key::KeyColumns;
-use crate::sink::layout::PartitionId;
+use crate::sink::layout::{PartitionId, PartitionKey};
 use crate::sink::stage::PartitionStage;
 use crate::sink::writer::read_existing;
 use crate::sink::SinkError;
@@ -78,7 +79,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
             let same_request = |g: &&mut RequestGroup<'r, 'a>| {
                 let lead = g.members[0];
                 g.spec == spec
-                    && lead.request_path == child.request_path
+                    && lead.request_path() == child.request_path()
                     && lead.dataset.spec.source == child.dataset.spec.source
                     && lead.dataset.spec.request.body == child.dataset.spec.request.body
             };
@@ -114,10 +115,10 @@ impl<'r, 'a> FanOut<'r, 'a> {
     pub(super) async fn commit(self, partitions: &[Target]) -> Result<(), EngineError> {
         let run = self.run;
         for partition in partitions {
-            let month = partition.id.month;
+            let key = partition.id.key;
             let parent_err = |source| EngineError::Sink {
                 dataset: run.dataset_name().to_string(),
-                month,
+                partition: key,
                 source,
             };
             // The parent rows as stored before this fetch: what the answers kept belong to.
@@ -142,9 +143,10 @@ impl<'r, 'a> FanOut<'r, 'a> {
         parent: &Target,
         stored: &ParentRows,
     ) -> Result<(), EngineError> {
-        let month = parent.id.month;
+        let key = parent.id.key;
         let run = self.run;
-        let fetched = self.tap.rows.iter().filter(|(_, row)| row.month == month);
+        let fetched =
+            self.tap.rows.iter().filter(|(_, row)| PartitionKey::Month(row.month) == key);
         let current: HashMap<&[u8], &ParentRow> = match parent.mode {
             WriteMode::Replace => fetched.map(|(k, r)| (k.as_ref(), r)).collect(),
             WriteMode::Merge => {
@@ -159,7 +161,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
         let parent_synced = run.state.partition(&parent.id).await?.map(|cp| cp.synced_at);
         let mut never_asked = false;
         for member in &group.members {
-            let id = PartitionId::new(member.dataset_name(), run.tenant_id.clone(), month);
+            let id = PartitionId::new(member.dataset_name(), run.tenant_id.clone(), key);
             let synced = run.state.partition(&id).await?.map(|cp| cp.synced_at);
             never_asked |= synced.is_none() || synced < parent_synced;
         }
@@ -195,13 +197,13 @@ impl<'r, 'a> FanOut<'r, 'a> {
         drop(ask);
         let mut answers = stream::iter(requests)
             .map(move |(identity, body)| async move {
-                (identity, lead.auth.post(lead.client, &lead.request_path, body).await)
+                (identity, lead.auth.post(lead.client, lead.request_path(), body).await)
             })
             .buffer_unordered(concurrency);
         let mut answered = 0u64;
         let source_err = |dataset: &str, source| EngineError::Source {
             dataset: dataset.to_string(),
-            month,
+            partition: key,
             source: Box::new(source),
         };
         while let Some((identity, answer)) = answers.next().await {
@@ -224,7 +226,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
             child.commit(parent, answered).await?;
         }
         info!(
-            dataset = run.dataset_name(), month = %month, requests = requests_made,
+            dataset = run.dataset_name(), partition = %key, requests = requests_made,
             kept = keep.len(), fan_out = ?group.members.iter().map(|m| m.dataset_name()).collect::<Vec<_>>(),
             "Fan-out datasets committed."
         );
@@ -252,10 +254,13 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         parent_key: &[String],
         keep: &HashSet<&[u8]>,
     ) -> Result<Self, EngineError> {
-        let month = parent.id.month;
-        let id = PartitionId::new(run.dataset_name(), run.tenant_id.clone(), month);
-        let sink_err =
-            |source| EngineError::Sink { dataset: run.dataset_name().to_string(), month, source };
+        let key = parent.id.key;
+        let id = PartitionId::new(run.dataset_name(), run.tenant_id.clone(), key);
+        let sink_err = |source| EngineError::Sink {
+            dataset: run.dataset_name().to_string(),
+            partition: key,
+            source,
+        };
         let mut stage = new_stage(run).map_err(sink_err)?;
         let schema: SchemaRef = run.dataset.schema.arrow_schema();
         let keys = KeyColumns::new(&schema, parent_key).map_err(sink_err)?;
@@ -272,14 +277,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         .await
         .map_err(sink_err)?;
         stage.mark_fetch_start();
-        let bounds = month.slice(run.zone);
-        let normalizer =
-            Normalizer::new(run.dataset.schema.clone(), parent.synced_at.timestamp_millis())
-                .with_event_window(
-                    &run.dataset.spec.records.event_time,
-                    bounds.begin_ms,
-                    bounds.end_ms,
-                );
+        let normalizer = event_normalizer(run, parent.synced_at, key.bounds(run.zone));
         Ok(Self {
             run,
             id,
@@ -294,7 +292,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
     fn sink_err(&self, source: SinkError) -> EngineError {
         EngineError::Sink {
             dataset: self.run.dataset_name().to_string(),
-            month: self.id.month,
+            partition: self.id.key,
             source,
         }
     }
@@ -307,7 +305,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         identity: &Map<String, Value>,
     ) -> Result<Vec<Box<RawValue>>, SourceError> {
         let spec = &self.run.dataset.spec;
-        let url = self.run.client.url(&self.run.request_path);
+        let url = self.run.client.url(self.run.request_path());
         let body = std::str::from_utf8(answer).map_err(|_| SourceError::Shape {
             url: url.clone(),
             path: "$".into(),
@@ -402,7 +400,7 @@ impl ParentRows {
         };
         Ok(Self {
             keys: KeyColumns::new(&schema, &records.primary_key)?,
-            event_column: index(&records.event_time)?,
+            event_column: index(records.event_time.as_deref().unwrap_or_default())?,
             update_column: records.update_time.as_deref().map(index).transpose()?,
             zone: run.zone,
             columns: columns

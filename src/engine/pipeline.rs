@@ -7,6 +7,8 @@ use std::sync::Arc;
 use chrono::FixedOffset;
 use object_store::ObjectStore;
 
+use super::clock::Clock;
+use super::request::RequestEntry;
 use crate::catalog::Dataset;
 use crate::config::PipelineSettings;
 use crate::source::auth::Authenticator;
@@ -23,8 +25,9 @@ pub struct PipelineRun<'a> {
     pub tenant_id: String,
     /// The source zone.
     pub zone: FixedOffset,
-    /// The request path, its placeholders filled in.
-    pub request_path: String,
+    /// The targets of its requests: one per `for_each` entry, or one without (at least
+    /// one).
+    pub entries: Vec<RequestEntry>,
     /// The object request bodies are sent in, if any (`[request] wrap_in`, unless the
     /// source sends flat bodies).
     pub body_wrapper: Option<String>,
@@ -40,11 +43,19 @@ pub struct PipelineRun<'a> {
     pub spool_dir: PathBuf,
     /// The enabled fan-out datasets fed by this one, each with its own context.
     pub children: Vec<PipelineRun<'a>>,
+    /// Where the run reads the time.
+    pub clock: Clock,
 }
 
 impl PipelineRun<'_> {
     /// The dataset's name.
     pub fn dataset_name(&self) -> &str {
         &self.dataset.spec.name
+    }
+
+    /// The path of the first request target: the only one of a dataset without `for_each`,
+    /// as a fan-out dataset is.
+    pub fn request_path(&self) -> &str {
+        &self.entries[0].path
     }
 }

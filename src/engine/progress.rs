@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
 use super::slice::SliceOutcome;
-use crate::calendar::Month;
+use crate::sink::layout::PartitionKey;
 
 /// Receives the progress of a run.
 pub trait Progress: Send + Sync {
@@ -16,13 +16,13 @@ pub trait Progress: Send + Sync {
     /// A page of `rows` records arrived.
     fn page(&self, rows: u64);
     /// A slice was finished, skipped or failed; `note` says which.
-    fn slice_done(&self, dataset: &str, month: Month, note: &str);
+    fn slice_done(&self, dataset: &str, partition: PartitionKey, note: &str);
     /// The run ended.
     fn finish(&self);
     /// A slice was committed (called before [`Progress::slice_done`]).
     fn slice_committed(&self, _dataset: &str, _outcome: &SliceOutcome) {}
     /// A slice failed with `error` (called before [`Progress::slice_done`]).
-    fn slice_failed(&self, _dataset: &str, _month: Month, _error: &str) {}
+    fn slice_failed(&self, _dataset: &str, _partition: PartitionKey, _error: &str) {}
     /// Whether the run should stop before its next slice (a service shutting down); the
     /// slice in flight always finishes or fails whole.
     fn should_stop(&self) -> bool {
@@ -48,7 +48,7 @@ impl Progress for LogProgress {
         info!(dataset, slices, "Run started.");
     }
     fn page(&self, _rows: u64) {}
-    fn slice_done(&self, _dataset: &str, _month: Month, _note: &str) {}
+    fn slice_done(&self, _dataset: &str, _partition: PartitionKey, _note: &str) {}
     fn finish(&self) {}
 }
 
@@ -80,9 +80,9 @@ impl Progress for BarProgress {
         }
     }
 
-    fn slice_done(&self, _dataset: &str, month: Month, note: &str) {
+    fn slice_done(&self, _dataset: &str, partition: PartitionKey, note: &str) {
         if let Some((bar, ..)) = self.state.lock().expect("progress lock").as_ref() {
-            bar.println(format!("  {month}: {note}"));
+            bar.println(format!("  {partition}: {note}"));
             bar.inc(1);
         }
     }

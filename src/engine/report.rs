@@ -5,7 +5,6 @@ use std::fmt;
 
 use super::error::EngineError;
 use super::runner::Engine;
-use crate::calendar::Month;
 use crate::sink::writer::inspect_partition;
 use crate::state::{PartitionCheckpoint, SliceState};
 
@@ -52,7 +51,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         lines.push(match &r.partition {
             Some(p) => [
                 r.pipeline.clone(),
-                format!("month={}", p.month),
+                p.key.to_string(),
                 p.rows.to_string(),
                 p.api_total.to_string(),
                 p.rejects.to_string(),
@@ -92,15 +91,15 @@ pub fn status_table(rows: &[StatusRow]) -> String {
 pub struct Finding {
     /// The pipeline.
     pub pipeline: String,
-    /// The month.
-    pub month: String,
+    /// The partition, `month=YYYY-MM` or `snapshot_date=YYYY-MM-DD`.
+    pub partition: String,
     /// What is wrong.
     pub problem: String,
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} month={}: {}", self.pipeline, self.month, self.problem)
+        write!(f, "{} {}: {}", self.pipeline, self.partition, self.problem)
     }
 }
 
@@ -124,23 +123,23 @@ pub async fn verify(engine: &Engine) -> Result<VerifyReport, EngineError> {
         for cp in engine.state().partitions(name, &settings.tenant_id).await? {
             let finding = |problem: String| Finding {
                 pipeline: name.to_string(),
-                month: cp.month.clone(),
+                partition: cp.key.to_string(),
                 problem,
-            };
-            let Ok(month) = cp.month.parse::<Month>() else {
-                report.findings.push(finding("the checkpoint names no valid month".into()));
-                continue;
             };
             if cp.state == SliceState::Writing {
                 report.findings.push(finding(
-                    "a write was interrupted; run backfill for this month again".into(),
+                    "a write was interrupted; run backfill for this partition again".into(),
                 ));
                 continue;
             }
-            let id = engine.partition_id(name, month);
+            let id = cp.partition_id();
             let facts = inspect_partition(&engine.store(), &id, &dataset.spec.records.primary_key)
                 .await
-                .map_err(|source| EngineError::Sink { dataset: name.to_string(), month, source })?;
+                .map_err(|source| EngineError::Sink {
+                    dataset: name.to_string(),
+                    partition: cp.key,
+                    source,
+                })?;
             report.partitions += 1;
             report.rows += facts.rows;
             if facts.rows != cp.rows {

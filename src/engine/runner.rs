@@ -1,24 +1,27 @@
 //! The engine: opens the lake and the sources once, then runs backfills and incremental
-//! syncs of pipelines, one month slice at a time.
+//! syncs of pipelines, one month slice at a time, or, for a snapshot dataset, one snapshot
+//! of today (in the source zone) whatever the range asked for.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration};
 use futures::stream::{self, StreamExt};
 use object_store::ObjectStore;
 use tracing::{error, info};
 
+use super::clock::Clock;
 use super::cursor::run_cursor_window;
 use super::error::EngineError;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
-use super::slice::{run_slice, SliceOutcome, WriteMode};
+use super::request::request_entries;
+use super::slice::{run_slice, Slice, SliceOutcome, WriteMode};
 use crate::calendar::{format_zone, split_by_month, Month, MonthSlice};
 use crate::catalog::pipeline::SlicingSpec;
 use crate::config::Settings;
-use crate::sink::layout::PartitionId;
+use crate::sink::layout::{PartitionId, PartitionKey};
 use crate::sink::store::{open_store, probe};
 use crate::source::auth::Authenticator;
 use crate::source::SourceClient;
@@ -75,6 +78,7 @@ pub struct Engine {
     store: Arc<dyn ObjectStore>,
     state: StateStore,
     clients: BTreeMap<String, SourceClient>,
+    clock: Clock,
 }
 
 impl Engine {
@@ -88,7 +92,12 @@ impl Engine {
             clients.insert(name.clone(), client);
         }
         let state = StateStore::new(store.clone());
-        Ok(Self { settings: Arc::new(settings), store, state, clients })
+        Ok(Self { settings: Arc::new(settings), store, state, clients, clock: Clock::system() })
+    }
+
+    /// The engine reading the time from `clock` (tests fix "today" with it).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 
     /// Checks that the lake can be written and read (a missing bucket or a wrong key
@@ -132,10 +141,13 @@ impl Engine {
         let client = self.clients.get(&settings.source).ok_or_else(missing)?;
         let auth = Authenticator::new(&dataset.spec.auth, source)
             .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
-        let request_path =
-            dataset.spec.request.resolve_path(&source.path_params).map_err(|problem| {
-                EngineError::RequestPath { pipeline: name.to_string(), problem }
-            })?;
+        let entries = request_entries(
+            &dataset.spec,
+            &settings.for_each,
+            &source.path_params,
+            &self.settings.tenant_id,
+        )
+        .map_err(|problem| EngineError::RequestPath { pipeline: name.to_string(), problem })?;
         let mut children = Vec::new();
         for (child, child_settings) in &self.settings.pipelines {
             let fed =
@@ -149,7 +161,7 @@ impl Engine {
             settings,
             tenant_id: self.settings.tenant_id.clone(),
             zone: source.zone,
-            request_path,
+            entries,
             body_wrapper: dataset.spec.request.wrap_in.clone().filter(|_| !source.flat_body),
             client,
             auth,
@@ -157,6 +169,7 @@ impl Engine {
             state: &self.state,
             spool_dir: self.settings.spool_dir.clone(),
             children,
+            clock: self.clock,
         })
     }
 
@@ -211,7 +224,8 @@ impl Engine {
     }
 
     /// Fetches whole months `from..=to` of a pipeline. Months already complete are
-    /// skipped unless `refresh`.
+    /// skipped unless `refresh`. A snapshot dataset takes today's snapshot instead,
+    /// whatever the months.
     pub async fn backfill(
         &self,
         name: &str,
@@ -221,7 +235,10 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
         let run = self.standalone_run(name)?;
-        let current = Month::containing(Utc::now(), run.zone);
+        if run.dataset.spec.is_snapshot() {
+            return self.snapshot(&run, progress).await;
+        }
+        let current = Month::containing(self.clock.now(), run.zone);
         if from > to {
             return Err(EngineError::BadRange(format!(
                 "--from {from} is after --to {to}: give the earlier month first"
@@ -239,12 +256,12 @@ impl Engine {
             if self.month_is_complete(&run, month).await? && !refresh {
                 skipped.push(month);
             } else {
-                slices.push((month.slice(run.zone), WriteMode::Replace));
+                slices.push((Slice::Month(month.slice(run.zone)), WriteMode::Replace));
             }
         }
         progress.start(name, (slices.len() + skipped.len()) as u64);
         for month in &skipped {
-            progress.slice_done(name, *month, "already complete, skipped");
+            progress.slice_done(name, (*month).into(), "already complete, skipped");
         }
         let mut report = self.run_slices(&run, slices, progress).await;
         progress.finish();
@@ -263,18 +280,35 @@ impl Engine {
         report
     }
 
+    /// Takes today's snapshot of a snapshot dataset: one slice, replacing the day's
+    /// partition (and only it).
+    async fn snapshot(
+        &self,
+        run: &PipelineRun<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, EngineError> {
+        let today = self.clock.today(run.zone);
+        info!(dataset = run.dataset_name(), day = %today, "Snapshot.");
+        progress.start(run.dataset_name(), 1);
+        let report =
+            self.run_slices(run, vec![(Slice::Snapshot(today), WriteMode::Replace)], progress).await;
+        progress.finish();
+        report
+    }
+
     /// Re-reads the window from the pipeline's watermark (or the start of the current month)
     /// minus the lookback, or from the oldest record still open when last read if that is
     /// earlier, up to now, merging by key into the partitions: by month slices of the event
     /// time, or, for a pipeline with a cursor, as one window of the cursor fields whose rows
-    /// go to the partitions of their event months.
+    /// go to the partitions of their event months. A snapshot dataset takes today's
+    /// snapshot.
     pub async fn sync(
         &self,
         name: &str,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
         let run = self.standalone_run(name)?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let previous = self.state.pipeline(name, &run.tenant_id).await?;
         let start = previous
             .as_ref()
@@ -302,6 +336,7 @@ impl Engine {
             _ => None,
         };
         let result = match cursor {
+            _ if run.dataset.spec.is_snapshot() => self.snapshot(&run, progress).await,
             Some((cursor, time_format)) => {
                 progress.start(name, 1);
                 let window =
@@ -311,7 +346,7 @@ impl Engine {
                     for outcome in &slices {
                         progress.slice_committed(name, outcome);
                         let note = format!("{} rows after the merge", outcome.rows);
-                        progress.slice_done(name, outcome.month, &note);
+                        progress.slice_done(name, outcome.partition, &note);
                     }
                     RunReport { dataset: name.to_string(), slices, skipped: Vec::new() }
                 })
@@ -337,7 +372,7 @@ impl Engine {
 
     /// Fetches the instants `[begin_ms, end_ms]` of a pipeline, one slice per month; a
     /// slice that covers its whole month replaces the partition, any other merges into it
-    /// by key.
+    /// by key. A snapshot dataset takes today's snapshot instead.
     pub async fn fetch_range(
         &self,
         name: &str,
@@ -346,11 +381,16 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
         let run = self.standalone_run(name)?;
-        let slices: Vec<(MonthSlice, WriteMode)> = split_by_month(begin_ms, end_ms, run.zone)
+        if run.dataset.spec.is_snapshot() {
+            return self.snapshot(&run, progress).await;
+        }
+        let mode = |s: &MonthSlice| match s.is_whole_month(run.zone) {
+            true => WriteMode::Replace,
+            false => WriteMode::Merge,
+        };
+        let slices: Vec<(Slice, WriteMode)> = split_by_month(begin_ms, end_ms, run.zone)
             .into_iter()
-            .map(|s| {
-                (s, if s.is_whole_month(run.zone) { WriteMode::Replace } else { WriteMode::Merge })
-            })
+            .map(|s| (Slice::Month(s), mode(&s)))
             .collect();
         progress.start(name, slices.len() as u64);
         let result = self.run_slices(&run, slices, progress).await;
@@ -361,7 +401,7 @@ impl Engine {
     async fn run_slices(
         &self,
         run: &PipelineRun<'_>,
-        slices: Vec<(MonthSlice, WriteMode)>,
+        slices: Vec<(Slice, WriteMode)>,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
         let mut report =
@@ -388,15 +428,15 @@ impl Engine {
                     progress.slice_committed(run.dataset_name(), &outcome);
                     progress.slice_done(
                         run.dataset_name(),
-                        slice.month,
+                        slice.key(),
                         &format!("{} rows, {} pages", outcome.rows, outcome.pages),
                     );
                     report.slices.push(outcome);
                 }
                 Err(e) => {
-                    error!(dataset = %run.dataset_name(), month = %slice.month, error = %e, "Slice failed.");
-                    progress.slice_failed(run.dataset_name(), slice.month, &e.to_string());
-                    progress.slice_done(run.dataset_name(), slice.month, "FAILED");
+                    error!(dataset = %run.dataset_name(), partition = %slice.key(), error = %e, "Slice failed.");
+                    progress.slice_failed(run.dataset_name(), slice.key(), &e.to_string());
+                    progress.slice_done(run.dataset_name(), slice.key(), "FAILED");
                     let stop = matches!(
                         &e,
                         EngineError::Source { source, .. } if source.is_auth_failure()
@@ -417,12 +457,8 @@ impl Engine {
         }
     }
 
-    /// The partition of `dataset` for `month` in this tenant.
-    pub fn partition_id(&self, dataset: &str, month: Month) -> PartitionId {
-        PartitionId {
-            dataset: dataset.to_string(),
-            tenant_id: self.settings.tenant_id.clone(),
-            month,
-        }
+    /// The partition of `dataset` for `key` (a month or a snapshot's day) in this tenant.
+    pub fn partition_id(&self, dataset: &str, key: impl Into<PartitionKey>) -> PartitionId {
+        PartitionId::new(dataset, self.settings.tenant_id.clone(), key)
     }
 }

@@ -1,7 +1,10 @@
-//! One month slice, end to end: fetch every page, normalize, stage with de-duplication,
-//! reconcile with the API's total, then commit: rejects, data object, checkpoint. A
-//! pipeline with `max_window_days` asks for the slice as consecutive windows, each paged
-//! and reconciled with its own total, all staged into the month's partition.
+//! One slice, end to end: fetch every page, normalize, stage with de-duplication,
+//! reconcile with the API's total, then commit: rejects, data object, checkpoint. A slice is
+//! a month (or part of one) of a `calendar_month` dataset, or the day's snapshot of a
+//! `snapshot` dataset. A pipeline with `max_window_days` asks for a month as consecutive
+//! windows; one with `for_each` or a chunked list field sends one request per entry and
+//! chunk; each request is paged and reconciled with its own total, all staged into the
+//! slice's partition.
 //!
 //! ```text
 //!  pages ──> normalizer ──> stage (local spool + key index) ──> reconcile rows == total
@@ -19,7 +22,7 @@ use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -27,14 +30,13 @@ use super::error::EngineError;
 use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
-use crate::calendar::{Month, MonthSlice};
-use crate::catalog::pipeline::{
-    OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TimeFormat, TotalCounts,
-};
+use super::request::{fixed_body, range_body, slice_requests};
+use crate::calendar::MonthSlice;
+use crate::catalog::pipeline::{OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TotalCounts};
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
 use crate::sink::crash;
-use crate::sink::layout::PartitionId;
+use crate::sink::layout::{PartitionId, PartitionKey};
 use crate::sink::stage::PartitionStage;
 use crate::sink::writer::{
     read_rejects, reject_record_text, stage_existing, write_partition, write_rejects,
@@ -54,11 +56,30 @@ pub enum WriteMode {
     Merge,
 }
 
+/// What one slice covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slice {
+    /// A month, or part of one, of a `calendar_month` dataset.
+    Month(MonthSlice),
+    /// The snapshot of a `snapshot` dataset on a day of the source zone.
+    Snapshot(NaiveDate),
+}
+
+impl Slice {
+    /// The partition the slice is written to.
+    pub fn key(&self) -> PartitionKey {
+        match self {
+            Self::Month(slice) => PartitionKey::Month(slice.month),
+            Self::Snapshot(day) => PartitionKey::Day(*day),
+        }
+    }
+}
+
 /// What a finished slice did.
 #[derive(Debug, Clone)]
 pub struct SliceOutcome {
-    /// The month.
-    pub month: Month,
+    /// The partition written.
+    pub partition: PartitionKey,
     /// Rows now in the partition.
     pub rows: u64,
     /// The API's total for the slice.
@@ -101,11 +122,11 @@ impl From<EngineError> for AttemptError {
 }
 
 /// Runs `attempt` until its rows add up to the API's total, at most `slice_attempts`
-/// times; returns its result and the pages fetched by the failed attempts. `month` names
-/// the range in errors and logs.
+/// times; returns its result and the pages fetched by the failed attempts. `partition`
+/// names the range in errors and logs.
 pub(super) async fn with_attempts<T, F, Fut>(
     run: &PipelineRun<'_>,
-    month: Month,
+    partition: PartitionKey,
     mut attempt: F,
 ) -> Result<(T, u64), EngineError>
 where
@@ -122,7 +143,7 @@ where
                 if n == attempts {
                     return Err(EngineError::Mismatch {
                         dataset: run.dataset_name().to_string(),
-                        month,
+                        partition,
                         distinct,
                         rejects,
                         groups,
@@ -131,7 +152,7 @@ where
                     });
                 }
                 warn!(
-                    dataset = %run.dataset_name(), month = %month, distinct, rejects,
+                    dataset = %run.dataset_name(), partition = %partition, distinct, rejects,
                     groups, total, attempt = n,
                     "Rows do not add up to the API total; fetching the range again."
                 );
@@ -145,77 +166,22 @@ where
 /// Runs one slice, retrying it when its rows do not add up to the API's total.
 pub async fn run_slice(
     run: &PipelineRun<'_>,
-    slice: MonthSlice,
+    slice: Slice,
     mode: WriteMode,
     progress: &dyn Progress,
 ) -> Result<SliceOutcome, EngineError> {
     let started = Instant::now();
     let (mut outcome, earlier_pages) =
-        with_attempts(run, slice.month, || attempt_slice(run, slice, mode, progress)).await?;
+        with_attempts(run, slice.key(), || attempt_slice(run, slice, mode, progress)).await?;
     outcome.pages += earlier_pages;
     info!(
-        dataset = %run.dataset_name(), month = %slice.month, rows = outcome.rows,
+        dataset = %run.dataset_name(), partition = %slice.key(), rows = outcome.rows,
         api_total = outcome.api_total, rejects = outcome.rejects, pages = outcome.pages,
         bytes = outcome.bytes, duration_ms = started.elapsed().as_millis() as u64,
         write_ms = outcome.write_duration.as_millis() as u64,
         mode = ?mode, "Slice committed."
     );
     Ok(outcome)
-}
-
-/// The request body of a range: the fixed fields plus `begin_ms..=end_ms` in the given
-/// fields and time format.
-pub(super) fn range_body(
-    run: &PipelineRun<'_>,
-    (begin_field, end_field): (&str, &str),
-    time_format: TimeFormat,
-    begin_ms: i64,
-    end_ms: i64,
-) -> Map<String, Value> {
-    let mut body = fixed_body(run);
-    body.insert(begin_field.to_string(), time_format.write(begin_ms, run.zone));
-    body.insert(end_field.to_string(), time_format.write(end_ms, run.zone));
-    body
-}
-
-/// The fixed body fields of the pipeline's request, then those of the configuration's
-/// `request_body` (which win), `{tenant_id}` filled in.
-pub(super) fn fixed_body(run: &PipelineRun<'_>) -> Map<String, Value> {
-    let body = run.dataset.spec.request.body.iter().chain(&run.settings.request_body);
-    body.map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id))).collect()
-}
-
-/// The bodies of one request range: `body` itself, or, when the pipeline chunks a list
-/// field (`[request] chunk`), one body per run of at most `size` of its values.
-pub(super) fn chunked(
-    run: &PipelineRun<'_>,
-    body: Map<String, Value>,
-) -> Result<Vec<Map<String, Value>>, EngineError> {
-    let Some(chunk) = &run.dataset.spec.request.chunk else { return Ok(vec![body]) };
-    let bad = |problem: String| EngineError::RequestBody {
-        pipeline: run.dataset_name().to_string(),
-        problem,
-    };
-    let values = match body.get(&chunk.field) {
-        Some(Value::Array(values)) if !values.is_empty() => values.clone(),
-        _ => {
-            return Err(bad(format!(
-                "body field '{}' must be a non-empty list: set [pipelines.{}] request_body = \
-                 {{ {} = [...] }} in the configuration",
-                chunk.field,
-                run.dataset_name(),
-                chunk.field
-            )))
-        }
-    };
-    Ok(values
-        .chunks(chunk.size.max(1))
-        .map(|part| {
-            let mut b = body.clone();
-            b.insert(chunk.field.clone(), Value::Array(part.to_vec()));
-            b
-        })
-        .collect())
 }
 
 /// The oldest event time (epoch ms) among the rows of `batch` that are still open, if any.
@@ -237,29 +203,12 @@ pub(super) fn stage_batch(
     records: &RecordsSpec,
     oldest: &mut Option<i64>,
 ) -> Result<(), SinkError> {
-    if let Some(open) = &records.open_while {
-        if let Some(t) = oldest_open(batch, open, &records.event_time) {
+    if let (Some(open), Some(event_time)) = (&records.open_while, &records.event_time) {
+        if let Some(t) = oldest_open(batch, open, event_time) {
             *oldest = Some(oldest.map_or(t, |o| o.min(t)));
         }
     }
     stage.append(batch)
-}
-
-/// A TOML body value as JSON, `{tenant_id}` filled in.
-fn toml_to_json(v: &toml::Value, tenant_id: &str) -> Value {
-    match v {
-        toml::Value::String(s) => Value::String(s.replace("{tenant_id}", tenant_id)),
-        toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => Value::from(*f),
-        toml::Value::Boolean(b) => Value::from(*b),
-        toml::Value::Datetime(d) => Value::String(d.to_string()),
-        toml::Value::Array(a) => {
-            Value::Array(a.iter().map(|x| toml_to_json(x, tenant_id)).collect())
-        }
-        toml::Value::Table(t) => {
-            Value::Object(t.iter().map(|(k, x)| (k.clone(), toml_to_json(x, tenant_id))).collect())
-        }
-    }
 }
 
 /// What the pages of one request range gave, besides the normalized rows.
@@ -319,14 +268,29 @@ fn normalize_page(normalizer: &Normalizer, page_no: u64, page: Page<'_>) -> Norm
     NormalizedPage { batch: rows.finish(), rejects, groups: page.groups, records }
 }
 
-/// Fetches every page of `body`, normalizing the records of each page (in the page's
-/// task, so pages are normalized in parallel) with a fresh copy of `normalizer`, and
-/// handing the rows to `on_batch` one page at a time, in page order. `month` names the
-/// range in errors.
+/// A normalizer of `run`'s rows written at `synced_at`, which refuses a row whose event
+/// time is outside `[begin_ms, end_ms]` (a dataset without event time, a snapshot, takes
+/// every row).
+pub(super) fn event_normalizer(
+    run: &PipelineRun<'_>,
+    synced_at: DateTime<Utc>,
+    (begin_ms, end_ms): (i64, i64),
+) -> Normalizer {
+    let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis());
+    match &run.dataset.spec.records.event_time {
+        Some(field) => normalizer.with_event_window(field, begin_ms, end_ms),
+        None => normalizer,
+    }
+}
+
+/// Fetches every page of the request `(path, body)`, normalizing the records of each page
+/// (in the page's task, so pages are normalized in parallel) with a fresh copy of
+/// `normalizer`, and handing the rows to `on_batch` one page at a time, in page order.
+/// `partition` names the range in errors.
 pub(super) async fn fetch_normalized(
     run: &PipelineRun<'_>,
-    month: Month,
-    body: Map<String, Value>,
+    partition: PartitionKey,
+    (path, body): (&str, Map<String, Value>),
     normalizer: &Normalizer,
     progress: &dyn Progress,
     mut on_batch: impl FnMut(RecordBatch) -> Result<(), SinkError>,
@@ -339,7 +303,7 @@ pub(super) async fn fetch_normalized(
         client: run.client,
         auth: &run.auth,
         spec: &run.dataset.spec,
-        path: &run.request_path,
+        path,
         body,
         concurrency: run.settings.page_concurrency,
         wrap_in: run.body_wrapper.as_deref(),
@@ -362,12 +326,12 @@ pub(super) async fn fetch_normalized(
     })
     .await
     .map_err(|e| match e {
-        PageError::Source(source) => {
-            EngineError::Source { dataset: dataset.to_string(), month, source: Box::new(source) }
-        }
-        PageError::Sink(source) => {
-            EngineError::Sink { dataset: dataset.to_string(), month, source }
-        }
+        PageError::Source(source) => EngineError::Source {
+            dataset: dataset.to_string(),
+            partition,
+            source: Box::new(source),
+        },
+        PageError::Sink(source) => EngineError::Sink { dataset: dataset.to_string(), partition, source },
     })?;
     Ok(Fetched { summary, rejects, rejected_texts, groups })
 }
@@ -398,7 +362,8 @@ pub(super) struct Target {
     pub(super) mode: WriteMode,
     /// The range fetched, epoch ms.
     pub(super) window: (i64, i64),
-    /// Whether the month had ended before the fetch began (the state of a replace).
+    /// Whether the month had ended before the fetch began, or the fetch is a day's
+    /// snapshot, whole by nature (the state of a replace).
     pub(super) closed: bool,
     /// When the fetch began.
     pub(super) synced_at: DateTime<Utc>,
@@ -419,8 +384,8 @@ pub(super) async fn commit_partition(
         oldest_open_ms,
     } = commit;
     let dataset = run.dataset_name();
-    let month = id.month;
-    let sink_err = |source| EngineError::Sink { dataset: dataset.to_string(), month, source };
+    let partition = id.key;
+    let sink_err = |source| EngineError::Sink { dataset: dataset.to_string(), partition, source };
     crash::point(crash::FETCHED);
     let write_started = Instant::now();
     let previous = run.state.partition(&id).await?;
@@ -442,7 +407,7 @@ pub(super) async fn commit_partition(
     let mut intent = previous.unwrap_or_else(|| PartitionCheckpoint {
         dataset: dataset.to_string(),
         tenant_id: run.tenant_id.clone(),
-        month: month.to_string(),
+        key: partition,
         state: SliceState::Writing,
         rows: 0,
         api_total: summary.total,
@@ -476,7 +441,7 @@ pub(super) async fn commit_partition(
     let checkpoint = PartitionCheckpoint {
         dataset: dataset.to_string(),
         tenant_id: run.tenant_id.clone(),
-        month: month.to_string(),
+        key: partition,
         state,
         rows: written.rows,
         api_total,
@@ -493,7 +458,7 @@ pub(super) async fn commit_partition(
     run.state.put_partition(&checkpoint).await?;
     crash::point(crash::AFTER_CHECKPOINT);
     Ok(SliceOutcome {
-        month,
+        partition,
         rows: written.rows,
         api_total: summary.total,
         rejects: reject_count,
@@ -517,23 +482,41 @@ pub(super) fn new_stage(run: &PipelineRun<'_>) -> Result<PartitionStage, SinkErr
 
 async fn attempt_slice(
     run: &PipelineRun<'_>,
-    slice: MonthSlice,
+    slice: Slice,
     mode: WriteMode,
     progress: &dyn Progress,
 ) -> Result<SliceOutcome, AttemptError> {
     let dataset = run.dataset_name();
-    let id = PartitionId {
-        dataset: dataset.to_string(),
-        tenant_id: run.tenant_id.clone(),
-        month: slice.month,
-    };
-    let sink_err =
-        |source| EngineError::Sink { dataset: dataset.to_string(), month: slice.month, source };
+    let partition = slice.key();
+    let id = PartitionId::new(dataset, run.tenant_id.clone(), partition);
+    let sink_err = |source| EngineError::Sink { dataset: dataset.to_string(), partition, source };
     let spec = &run.dataset.spec;
-    let synced_at = Utc::now();
-    let month = slice.month.slice(run.zone);
-    let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis())
-        .with_event_window(&spec.records.event_time, month.begin_ms, month.end_ms);
+    let synced_at = run.clock.now();
+    let bounds = partition.bounds(run.zone);
+    let normalizer = event_normalizer(run, synced_at, bounds);
+    // The bodies of the slice: one per window of a month, the fixed body for a snapshot.
+    let (bases, window, closed) = match (slice, &spec.slicing) {
+        (
+            Slice::Month(slice),
+            SlicingSpec::CalendarMonth { begin_field, end_field, time_format, max_window_days, .. },
+        ) => {
+            let fields = (begin_field.as_str(), end_field.as_str());
+            let bases = slice
+                .windows(*max_window_days)
+                .into_iter()
+                .map(|(begin, end)| range_body(run, fields, *time_format, begin, end))
+                .collect();
+            // Complete only if the month had ended before the fetch began.
+            (bases, (slice.begin_ms, slice.end_ms), synced_at.timestamp_millis() > bounds.1)
+        }
+        (Slice::Snapshot(_), SlicingSpec::Snapshot) => {
+            (vec![fixed_body(run)], (bounds.0, synced_at.timestamp_millis()), true)
+        }
+        _ => {
+            let parent = spec.fan_out().map(|f| f.parent.clone()).unwrap_or_default();
+            return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
+        }
+    };
     let mut stage = new_stage(run).map_err(sink_err)?;
     if mode == WriteMode::Merge {
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
@@ -544,23 +527,11 @@ async fn attempt_slice(
     let mut rejects: Vec<RejectedRecord> = Vec::new();
     let mut rejected_texts: HashSet<String> = HashSet::new();
     let mut summary = PagingSummary::default();
-    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format, max_window_days, .. } =
-        &spec.slicing
-    else {
-        let parent = spec.fan_out().map(|f| f.parent.clone()).unwrap_or_default();
-        return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
-    };
-    // Each window is paged on its own and its rows must add up to its own total.
-    // So is each chunk of a chunked list field.
-    let windows = slice.windows(*max_window_days);
-    let mut requests = Vec::new();
-    for (begin_ms, end_ms) in windows {
-        let body = range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms);
-        requests.extend(chunked(run, body)?);
-    }
-    for body in requests {
+    // Each request (window, for_each entry, chunk) is paged on its own and its rows must
+    // add up to its own total.
+    for request in slice_requests(run, &bases)? {
         let distinct_before = stage.distinct_fetched();
-        let fetched = fetch_normalized(run, slice.month, body, &normalizer, progress, |batch| {
+        let fetched = fetch_normalized(run, partition, request, &normalizer, progress, |batch| {
             if let Some(fan_out) = fan_out.as_mut() {
                 fan_out.observe(&batch)?;
             }
@@ -579,9 +550,6 @@ async fn attempt_slice(
         rejects.extend(fetched.rejects);
         rejected_texts.extend(fetched.rejected_texts);
     }
-    // Complete only if the month had ended before the fetch began.
-    let closed = synced_at > month.end();
-    let window = (slice.begin_ms, slice.end_ms);
     let target = Target { id, mode, window, closed, synced_at };
     if let Some(fan_out) = fan_out {
         fan_out.commit(std::slice::from_ref(&target)).await?;
@@ -664,7 +632,7 @@ mod tests {
         assert!(moved.reconcile(&either, 7).is_err());
         let message = EngineError::Mismatch {
             dataset: "d".into(),
-            month: Month::new(2025, 1).unwrap(),
+            partition: PartitionKey::Month(crate::calendar::Month::new(2025, 1).unwrap()),
             distinct: 7,
             rejects: 0,
             groups: Some(5),

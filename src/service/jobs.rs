@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shutdown::Shutdown;
 use crate::calendar::Month;
+use crate::sink::layout::PartitionKey;
 use crate::engine::progress::Progress;
 use crate::engine::slice::SliceOutcome;
 use crate::telemetry::{self, Telemetry};
@@ -123,13 +124,13 @@ pub struct JobRequest {
     pub occurrence: Option<DateTime<Utc>>,
 }
 
-/// Every job's view, the per-pipeline locks and the months whose last slice failed.
+/// Every job's view, the per-pipeline locks and the partitions whose last slice failed.
 #[derive(Debug, Default)]
 pub struct Jobs {
     next_id: AtomicU64,
     views: Mutex<BTreeMap<u64, JobView>>,
     locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    failed_months: Mutex<BTreeMap<(String, Month), String>>,
+    failed_partitions: Mutex<BTreeMap<(String, PartitionKey), String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -222,10 +223,10 @@ impl Jobs {
         lock(&self.locks).entry(pipeline.to_string()).or_default().clone()
     }
 
-    /// The error of the last failed slice of each month of `pipeline` that has not
-    /// succeeded since.
-    pub fn failed_months(&self, pipeline: &str) -> BTreeMap<Month, String> {
-        lock(&self.failed_months)
+    /// The error of the last failed slice of each partition (month or snapshot day) of
+    /// `pipeline` that has not succeeded since.
+    pub fn failed_partitions(&self, pipeline: &str) -> BTreeMap<PartitionKey, String> {
+        lock(&self.failed_partitions)
             .iter()
             .filter(|((p, _), _)| p == pipeline)
             .map(|((_, m), e)| (*m, e.clone()))
@@ -268,7 +269,7 @@ impl Progress for JobProgress {
         });
     }
 
-    fn slice_done(&self, _dataset: &str, _month: Month, _note: &str) {
+    fn slice_done(&self, _dataset: &str, _partition: PartitionKey, _note: &str) {
         self.jobs.update(self.id, |v| v.slices_done += 1);
     }
 
@@ -283,15 +284,16 @@ impl Progress for JobProgress {
             &labels,
             outcome.write_duration.as_secs_f64(),
         );
-        lock(&self.jobs.failed_months).remove(&(self.pipeline.clone(), outcome.month));
+        lock(&self.jobs.failed_partitions).remove(&(self.pipeline.clone(), outcome.partition));
         self.jobs.update(self.id, |v| v.rows_written += outcome.rows);
     }
 
-    fn slice_failed(&self, _dataset: &str, month: Month, error: &str) {
-        lock(&self.jobs.failed_months).insert((self.pipeline.clone(), month), error.to_string());
+    fn slice_failed(&self, _dataset: &str, partition: PartitionKey, error: &str) {
+        let failed = (self.pipeline.clone(), partition);
+        lock(&self.jobs.failed_partitions).insert(failed, error.to_string());
         self.jobs.update(self.id, |v| {
             if v.errors.len() < MAX_ERRORS {
-                v.errors.push(format!("{month}: {error}"));
+                v.errors.push(format!("{partition}: {error}"));
             }
         });
     }
@@ -319,15 +321,15 @@ mod tests {
         assert!(jobs.has_active("p", JobKind::Backfill));
         assert!(!jobs.has_active("p", JobKind::Sync));
         let progress = JobProgress::new(id, "p", jobs.clone(), telemetry.clone(), Shutdown::new());
-        let month = Month::new(2025, 1).unwrap();
+        let month = PartitionKey::Month(Month::new(2025, 1).unwrap());
         progress.start("p", 2);
         progress.page(1000);
         progress.page(500);
         progress.slice_failed("p", month, "HTTP 502");
         progress.slice_done("p", month, "FAILED");
-        assert_eq!(jobs.failed_months("p").get(&month).map(String::as_str), Some("HTTP 502"));
+        assert_eq!(jobs.failed_partitions("p").get(&month).map(String::as_str), Some("HTTP 502"));
         let outcome = SliceOutcome {
-            month,
+            partition: month,
             rows: 1500,
             api_total: 1500,
             rejects: 0,
@@ -341,8 +343,8 @@ mod tests {
         let view = jobs.get(id).unwrap();
         assert_eq!((view.slices_done, view.slices_total), (2, 2));
         assert_eq!((view.rows, view.pages, view.rows_written), (1500, 2, 1500));
-        assert_eq!(view.errors, ["2025-01: HTTP 502"]);
-        assert!(jobs.failed_months("p").is_empty(), "a commit clears the failure");
+        assert_eq!(view.errors, ["month=2025-01: HTTP 502"]);
+        assert!(jobs.failed_partitions("p").is_empty(), "a commit clears the failure");
         assert_eq!(telemetry.value(telemetry::ROWS_WRITTEN, &[("pipeline", "p")]), Some(1500.0));
         assert!(!progress.should_stop());
     }

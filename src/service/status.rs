@@ -1,6 +1,6 @@
 //! The service's view of the lake for `GET /status`, the status page and the freshness
-//! metrics: per pipeline, every month with its state, the freshness, the last error and
-//! the jobs.
+//! metrics: per pipeline, every month (or, for a snapshot dataset, every snapshot day) with
+//! its state, the freshness, the last error and the jobs.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use super::context::Service;
 use super::jobs::{JobState, JobView};
 use crate::calendar::Month;
 use crate::engine::EngineError;
+use crate::sink::layout::PartitionKey;
 use crate::state::{PartitionCheckpoint, SliceState};
 use crate::telemetry;
 
@@ -34,11 +35,12 @@ pub enum GridState {
     Never,
 }
 
-/// One month of a pipeline.
+/// One partition of a pipeline: a month, or a snapshot's day.
 #[derive(Debug, Clone, Serialize)]
-pub struct MonthView {
-    /// `YYYY-MM`.
-    pub month: String,
+pub struct PartitionView {
+    /// `"month": "YYYY-MM"` or `"snapshot_date": "YYYY-MM-DD"`.
+    #[serde(flatten)]
+    pub key: PartitionKey,
     /// Its colour on the page.
     pub grid: GridState,
     /// The checkpoint's state, if any.
@@ -81,8 +83,10 @@ pub struct PipelineView {
     pub last_error: Option<String>,
     /// Freshness.
     pub freshness: Freshness,
-    /// Months, oldest first.
-    pub months: Vec<MonthView>,
+    /// Months, oldest first (none for a snapshot dataset).
+    pub months: Vec<PartitionView>,
+    /// Snapshot days, oldest first (none but for a snapshot dataset).
+    pub snapshots: Vec<PartitionView>,
     /// Jobs of this pipeline kept by the service, newest first.
     pub jobs: Vec<JobView>,
 }
@@ -147,8 +151,12 @@ pub async fn status(service: &Service) -> Result<StatusView, EngineError> {
         }
         let checkpoint = engine.state().pipeline(name, &settings.tenant_id).await?;
         let zone = settings.source_of(name).map(|s| s.zone).unwrap_or_else(utc);
-        let failed = service.jobs.failed_months(name);
-        let months = month_views(&partitions, &failed, zone, now);
+        let failed = service.jobs.failed_partitions(name);
+        let snapshot = settings.catalog.get(name).is_some_and(|d| d.spec.is_snapshot());
+        let (months, snapshots) = match snapshot {
+            true => (Vec::new(), snapshot_views(&partitions, &failed)),
+            false => (month_views(&partitions, &failed, zone, now), Vec::new()),
+        };
         let newest = partitions.iter().filter_map(|c| c.max_update_time_ms).max();
         let last_success = checkpoint.as_ref().and_then(|c| c.last_success_at);
         let freshness = Freshness {
@@ -173,6 +181,7 @@ pub async fn status(service: &Service) -> Result<StatusView, EngineError> {
             last_error: checkpoint.and_then(|c| c.last_error),
             freshness,
             months,
+            snapshots,
             jobs: jobs.iter().filter(|j| &j.pipeline == name).cloned().collect(),
         });
     }
@@ -202,14 +211,12 @@ fn seconds_since(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// Every month from the oldest partition (or a year back) to the current month.
 fn month_views(
     partitions: &[PartitionCheckpoint],
-    failed: &BTreeMap<Month, String>,
+    failed: &BTreeMap<PartitionKey, String>,
     zone: FixedOffset,
     now: DateTime<Utc>,
-) -> Vec<MonthView> {
-    let by_month: BTreeMap<Month, &PartitionCheckpoint> = partitions
-        .iter()
-        .filter_map(|cp| cp.month.parse::<Month>().ok().map(|m| (m, cp)))
-        .collect();
+) -> Vec<PartitionView> {
+    let by_month: BTreeMap<Month, &PartitionCheckpoint> =
+        partitions.iter().filter_map(|cp| cp.key.month().map(|m| (m, cp))).collect();
     let current = Month::containing(now, zone);
     let mut first = current;
     for _ in 1..GRID_MONTHS {
@@ -220,19 +227,55 @@ fn month_views(
     first
         .through(last)
         .map(|month| {
+            let key = PartitionKey::Month(month);
             let cp = by_month.get(&month).copied();
-            MonthView {
-                month: month.to_string(),
-                grid: grid_state(cp, failed.contains_key(&month), month, zone, now),
-                state: cp.map(|c| c.state),
-                rows: cp.map_or(0, |c| c.rows),
-                api_total: cp.map_or(0, |c| c.api_total),
-                rejects: cp.map_or(0, |c| c.rejects),
-                synced_at: cp.map(|c| c.synced_at),
-                last_error: failed.get(&month).cloned(),
-            }
+            let grid = grid_state(cp, failed.contains_key(&key), month, zone, now);
+            partition_view(key, grid, cp, failed)
         })
         .collect()
+}
+
+/// Every snapshot day of a snapshot dataset, and the days whose snapshot failed.
+fn snapshot_views(
+    partitions: &[PartitionCheckpoint],
+    failed: &BTreeMap<PartitionKey, String>,
+) -> Vec<PartitionView> {
+    let mut by_day: BTreeMap<PartitionKey, Option<&PartitionCheckpoint>> =
+        partitions.iter().map(|cp| (cp.key, Some(cp))).collect();
+    for key in failed.keys() {
+        by_day.entry(*key).or_insert(None);
+    }
+    by_day
+        .into_iter()
+        .map(|(key, cp)| {
+            // A snapshot is whole when written: synced, unless its write or its last run failed.
+            let grid = match cp.map(|c| c.state) {
+                _ if failed.contains_key(&key) => GridState::Failed,
+                Some(SliceState::Writing) => GridState::Failed,
+                Some(_) => GridState::Synced,
+                None => GridState::Never,
+            };
+            partition_view(key, grid, cp, failed)
+        })
+        .collect()
+}
+
+fn partition_view(
+    key: PartitionKey,
+    grid: GridState,
+    cp: Option<&PartitionCheckpoint>,
+    failed: &BTreeMap<PartitionKey, String>,
+) -> PartitionView {
+    PartitionView {
+        key,
+        grid,
+        state: cp.map(|c| c.state),
+        rows: cp.map_or(0, |c| c.rows),
+        api_total: cp.map_or(0, |c| c.api_total),
+        rejects: cp.map_or(0, |c| c.rejects),
+        synced_at: cp.map(|c| c.synced_at),
+        last_error: failed.get(&key).cloned(),
+    }
 }
 
 #[cfg(test)]
@@ -244,7 +287,7 @@ mod tests {
         PartitionCheckpoint {
             dataset: "d".into(),
             tenant_id: "t".into(),
-            month: "2025-06".into(),
+            key: PartitionKey::Month(Month::new(2025, 6).unwrap()),
             state,
             rows: 1,
             api_total: 1,
@@ -290,13 +333,34 @@ mod tests {
         let now: DateTime<Utc> = "2025-06-20T00:00:00Z".parse().unwrap();
         let views = month_views(&[], &BTreeMap::new(), zone, now);
         assert_eq!(views.len(), 12);
-        assert_eq!(views[0].month, "2024-07");
-        assert_eq!(views[11].month, "2025-06");
+        assert_eq!(views[0].key.to_string(), "month=2024-07");
+        assert_eq!(views[11].key.to_string(), "month=2025-06");
         let mut old = cp(SliceState::Complete, "2025-06-01T00:00:00Z");
-        old.month = "2023-01".into();
+        old.key = PartitionKey::Month(Month::new(2023, 1).unwrap());
         let views = month_views(&[old], &BTreeMap::new(), zone, now);
-        assert_eq!(views.first().unwrap().month, "2023-01");
+        assert_eq!(views.first().unwrap().key.value(), "2023-01");
         assert_eq!(views.first().unwrap().grid, GridState::Synced);
         assert_eq!(views.len(), 30);
+        let json = serde_json::to_value(&views[0]).unwrap();
+        assert_eq!((json["month"].as_str(), json["rows"].as_u64()), (Some("2023-01"), Some(1)));
+    }
+
+    /// A snapshot dataset lists its days, each synced once written, failed when its last
+    /// run failed (a day never written included), in the JSON as `snapshot_date`.
+    #[test]
+    fn snapshots_are_listed_by_day() {
+        let day = |d: &str| format!("snapshot_date={d}").parse::<PartitionKey>().unwrap();
+        let mut first = cp(SliceState::Complete, "2025-06-01T00:00:00Z");
+        first.key = day("2025-06-01");
+        let failed = BTreeMap::from([(day("2025-06-02"), "HTTP 502".to_string())]);
+        let views = snapshot_views(&[first], &failed);
+        let grids: Vec<_> = views.iter().map(|v| (v.key.value(), v.grid)).collect();
+        assert_eq!(
+            grids,
+            [("2025-06-01".to_string(), GridState::Synced), ("2025-06-02".into(), GridState::Failed)]
+        );
+        let json = serde_json::to_value(&views[1]).unwrap();
+        assert_eq!(json["snapshot_date"], "2025-06-02");
+        assert_eq!(json["last_error"], "HTTP 502");
     }
 }
