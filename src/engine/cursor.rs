@@ -79,6 +79,7 @@ async fn attempt_window(
     let synced_at = Utc::now();
     // Any event time is accepted (a missing one is rejected): rows are routed by it.
     let normalizer = Normalizer::new(schema.clone(), synced_at.timestamp_millis())
+        .in_zone(run.zone)
         .with_event_window(event_time, i64::MIN, i64::MAX);
     let event_column = schema.index_of(event_time).ok_or_else(|| {
         EngineError::BadRange(format!("{dataset}: the schema has no event time {event_time}"))

@@ -275,6 +275,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         let bounds = month.slice(run.zone);
         let normalizer =
             Normalizer::new(run.dataset.schema.clone(), parent.synced_at.timestamp_millis())
+                .in_zone(run.zone)
                 .with_event_window(
                     &run.dataset.spec.records.event_time,
                     bounds.begin_ms,

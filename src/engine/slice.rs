@@ -533,6 +533,7 @@ async fn attempt_slice(
     let synced_at = Utc::now();
     let month = slice.month.slice(run.zone);
     let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis())
+        .in_zone(run.zone)
         .with_event_window(&spec.records.event_time, month.begin_ms, month.end_ms);
     let mut stage = new_stage(run).map_err(sink_err)?;
     if mode == WriteMode::Merge {
