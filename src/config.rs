@@ -218,6 +218,9 @@ struct PipelineConfig {
     for_each: Vec<BTreeMap<String, toml::Value>>,
 }
 
+/// Default lookback of an incremental sync, in hours, where neither the configuration nor
+/// the dataset sets one.
+pub const DEFAULT_LOOKBACK_HOURS: u64 = 48;
 /// Default incremental schedule: every 15 minutes (seconds field first).
 pub const DEFAULT_SCHEDULE: &str = "0 */15 * * * *";
 /// Default refresh schedule: nightly at 02:30 in the schedule zone.
@@ -533,7 +536,10 @@ impl Settings {
                     slice_concurrency,
                     slice_attempts: p.and_then(|p| p.slice_attempts).unwrap_or(3).max(1),
                     lookback: Duration::from_secs(
-                        3600 * p.and_then(|p| p.lookback_hours).unwrap_or(48),
+                        3600 * p
+                            .and_then(|p| p.lookback_hours)
+                            .or(dataset.spec.sync.lookback_hours)
+                            .unwrap_or(DEFAULT_LOOKBACK_HOURS),
                     ),
                     schedule,
                     refresh_schedule,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub use pipeline::PipelineSpec;
 pub use schema::DatasetSchema;
 
+use pipeline::SlicingSpec;
 use schema::FieldKind;
 
 mod builtin {
@@ -125,6 +126,7 @@ impl Catalog {
                     });
                 }
             }
+            check_event_time(&spec, &schema)?;
             datasets.insert(spec.name.clone(), Dataset { spec: Arc::new(spec), schema });
         }
         for dataset in datasets.values() {
@@ -153,6 +155,28 @@ impl Catalog {
 /// are the parent's, and the parent's key columns are sent under their own names (so that
 /// every answer's rows carry them) and declared with the same types (to match rows to
 /// their parent row).
+/// The event time must be a time column; rows that a cursor routes by it to their months
+/// need an instant, not a day (a fan-out parent's too: see [`check_fan_out`]).
+fn check_event_time(spec: &PipelineSpec, schema: &DatasetSchema) -> Result<(), CatalogError> {
+    let Some(field) = &spec.records.event_time else { return Ok(()) };
+    let Some(kind) = schema.field(field).map(|f| f.kind) else { return Ok(()) };
+    let error = |need| CatalogError::FieldType {
+        pipeline: spec.name.clone(),
+        key: "records.event_time",
+        field: field.clone(),
+        kind,
+        need,
+    };
+    if !kind.is_time() {
+        return Err(error("declare it as a timestamp, datetime or date kind"));
+    }
+    let cursor = matches!(&spec.slicing, SlicingSpec::CalendarMonth { cursor: Some(_), .. });
+    if kind == FieldKind::Date && cursor {
+        return Err(error("a cursor routes rows by an instant: use a timestamp or datetime kind"));
+    }
+    Ok(())
+}
+
 fn check_fan_out(
     dataset: &Dataset,
     datasets: &BTreeMap<String, Dataset>,
@@ -178,6 +202,17 @@ fn check_fan_out(
             "slicing.parent",
             format!(
                 "'{}' is a snapshot dataset; name a dataset with calendar_month slicing",
+                fan_out.parent
+            ),
+        ));
+    }
+    let parent_event = parent.spec.records.event_time.as_deref().and_then(|e| parent.schema.field(e));
+    let parent_event = parent_event.map(|f| f.kind);
+    if parent_event == Some(FieldKind::Date) {
+        return Err(bad(
+            "slicing.parent",
+            format!(
+                "'{}' has a date as its event time; a parent's rows are routed by an instant",
                 fan_out.parent
             ),
         ));

@@ -33,6 +33,20 @@ pub struct PipelineSpec {
     /// How an API error is recognised in a response body.
     #[serde(default)]
     pub envelope: EnvelopeSpec,
+    /// Defaults of the incremental sync that the dataset's nature sets.
+    #[serde(default)]
+    pub sync: SyncSpec,
+}
+
+/// Defaults of the incremental sync of a dataset, which the configuration may override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    /// How far before the last sync each sync reads again, in hours, when the configuration
+    /// sets no `lookback_hours` (72 for daily settlement tables that the platform
+    /// recomputes for three days). None: the configuration's default, 48.
+    #[serde(default)]
+    pub lookback_hours: Option<u64>,
 }
 
 /// The HTTP request of a pipeline.
@@ -496,6 +510,12 @@ pub struct RecordsSpec {
     /// (`call_group_id`); a field the record has itself is kept as the record sends it.
     #[serde(default)]
     pub parent_fields: Vec<String>,
+    /// Columns filled from the request each record answers, over whatever the record
+    /// sends: column -> request body field (`log_day = "beginLogDay"`: the day asked for,
+    /// where the echo of the response cannot be trusted). The value is copied as it was
+    /// sent, inside a body wrapper or not.
+    #[serde(default)]
+    pub from_request: BTreeMap<String, String>,
     /// Fields that identify a record; a later version replaces an earlier one.
     pub primary_key: Vec<String>,
     /// Field that orders versions of a record (newest wins); optional.
@@ -913,7 +933,8 @@ impl PipelineSpec {
     }
 
     /// Every field the pipeline reads from a record: keys, copied parent fields, update
-    /// time, event time and the open condition's field.
+    /// time, event time, the open condition's field, the label and the columns filled from
+    /// the request.
     pub fn referenced_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
         let keys = self.records.primary_key.iter().map(|k| ("records.primary_key", k.as_str()));
         let parents =
@@ -923,7 +944,9 @@ impl PipelineSpec {
             self.records.open_while.iter().map(|o| ("records.open_while.field", o.field.as_str()));
         let label = self.records.label_field.iter().map(|l| ("records.label_field", l.as_str()));
         let event = self.records.event_time.iter().map(|e| ("records.event_time", e.as_str()));
-        keys.chain(parents).chain(update).chain(event).chain(open).chain(label)
+        let requested =
+            self.records.from_request.keys().map(|c| ("records.from_request", c.as_str()));
+        keys.chain(parents).chain(update).chain(event).chain(open).chain(label).chain(requested)
     }
 }
 

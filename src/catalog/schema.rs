@@ -40,9 +40,29 @@ pub enum FieldKind {
     TimestampMs,
     /// Epoch seconds, written as `Timestamp(ms, UTC)`.
     TimestampS,
+    /// A calendar day `yyyy-MM-dd` (a statistics day in the source zone), written as
+    /// `Date32`; as an event time it stands for the day's first instant in the source zone.
+    Date,
+    /// `yyyy-MM-dd HH:mm:ss` in UTC (or epoch milliseconds), written as `Timestamp(ms, UTC)`.
+    DatetimeUtc,
+    /// `yyyy-MM-dd HH:mm:ss` in the source zone (or epoch milliseconds), written as
+    /// `Timestamp(ms, UTC)`.
+    DatetimeLocal,
 }
 
 impl FieldKind {
+    /// Whether a value of this kind is an instant or a day, so that it can be an event time.
+    pub fn is_time(self) -> bool {
+        !matches!(
+            self,
+            FieldKind::Int32
+                | FieldKind::Int64
+                | FieldKind::Float64
+                | FieldKind::Utf8
+                | FieldKind::Boolean
+        )
+    }
+
     /// The Arrow type this kind is written as.
     pub fn arrow_type(self) -> DataType {
         match self {
@@ -51,7 +71,11 @@ impl FieldKind {
             FieldKind::Float64 => DataType::Float64,
             FieldKind::Utf8 => DataType::Utf8,
             FieldKind::Boolean => DataType::Boolean,
-            FieldKind::TimestampMs | FieldKind::TimestampS => timestamp_type(),
+            FieldKind::TimestampMs
+            | FieldKind::TimestampS
+            | FieldKind::DatetimeUtc
+            | FieldKind::DatetimeLocal => timestamp_type(),
+            FieldKind::Date => DataType::Date32,
         }
     }
 }

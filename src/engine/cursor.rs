@@ -89,7 +89,7 @@ async fn attempt_window(
         range_body(run, (&cursor.begin_field, &cursor.end_field), time_format, begin_ms, end_ms);
     let mut routed: BTreeMap<Month, Vec<RecordBatch>> = BTreeMap::new();
     let mut fan_out = FanOut::of(run)?;
-    let request = (run.request_path(), body);
+    let request = (run.first_entry(), body);
     let fetched = fetch_normalized(run, window_month.into(), request, &normalizer, progress, |batch| {
         if let Some(fan_out) = fan_out.as_mut() {
             fan_out.observe(&batch)?;

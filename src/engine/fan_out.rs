@@ -79,7 +79,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
             let same_request = |g: &&mut RequestGroup<'r, 'a>| {
                 let lead = g.members[0];
                 g.spec == spec
-                    && lead.request_path() == child.request_path()
+                    && lead.first_entry().path == child.first_entry().path
                     && lead.dataset.spec.source == child.dataset.spec.source
                     && lead.dataset.spec.request.body == child.dataset.spec.request.body
             };
@@ -197,7 +197,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
         drop(ask);
         let mut answers = stream::iter(requests)
             .map(move |(identity, body)| async move {
-                (identity, lead.auth.post(lead.client, lead.request_path(), body).await)
+                (identity, lead.auth.post(lead.client, &lead.first_entry().path, body).await)
             })
             .buffer_unordered(concurrency);
         let mut answered = 0u64;
@@ -305,7 +305,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         identity: &Map<String, Value>,
     ) -> Result<Vec<Box<RawValue>>, SourceError> {
         let spec = &self.run.dataset.spec;
-        let url = self.run.client.url(self.run.request_path());
+        let url = self.run.client.url(&self.run.first_entry().path);
         let body = std::str::from_utf8(answer).map_err(|_| SourceError::Shape {
             url: url.clone(),
             path: "$".into(),

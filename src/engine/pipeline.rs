@@ -53,9 +53,9 @@ impl PipelineRun<'_> {
         &self.dataset.spec.name
     }
 
-    /// The path of the first request target: the only one of a dataset without `for_each`,
-    /// as a fan-out dataset is.
-    pub fn request_path(&self) -> &str {
-        &self.entries[0].path
+    /// The first request target: the only one of a dataset without `for_each`, as a
+    /// fan-out dataset or one read through a cursor window is.
+    pub fn first_entry(&self) -> &RequestEntry {
+        &self.entries[0]
     }
 }

@@ -20,6 +20,9 @@ pub struct RequestEntry {
     /// The body fields of the entry (its keys that fill no path placeholder), which win
     /// over the pipeline's and the configuration's.
     pub body: Map<String, Value>,
+    /// The entry's values of the path placeholders, as written in the configuration, for
+    /// `records.from_request`.
+    pub path_values: Map<String, Value>,
 }
 
 /// The request targets of a pipeline: one per entry of `for_each`, or one without; the
@@ -33,18 +36,20 @@ pub fn request_entries(
 ) -> Result<Vec<RequestEntry>, String> {
     if for_each.is_empty() {
         let path = spec.request.resolve_path(path_params)?;
-        return Ok(vec![RequestEntry { path, body: Map::new() }]);
+        return Ok(vec![RequestEntry { path, body: Map::new(), path_values: Map::new() }]);
     }
     let mut entries = Vec::with_capacity(for_each.len());
     for (n, entry) in for_each.iter().enumerate() {
         let at = |problem: String| format!("for_each[{n}]: {problem}");
         let (mut values, body) = spec.request.split_entry(entry).map_err(at)?;
+        let path_values = values.keys().map(|k| (k.clone(), toml_to_json(&entry[k], tenant_id)));
+        let path_values = path_values.collect();
         for (name, value) in path_params {
             values.entry(name.clone()).or_insert_with(|| value.clone());
         }
         let path = spec.request.resolve_path(&values).map_err(at)?;
         let body = body.into_iter().map(|(k, v)| (k.to_string(), toml_to_json(v, tenant_id)));
-        entries.push(RequestEntry { path, body: body.collect() });
+        entries.push(RequestEntry { path, body: body.collect(), path_values });
     }
     Ok(entries)
 }
@@ -54,13 +59,13 @@ pub fn request_entries(
 pub(super) fn slice_requests<'r>(
     run: &'r PipelineRun<'_>,
     bases: &[Map<String, Value>],
-) -> Result<Vec<(&'r str, Map<String, Value>)>, EngineError> {
+) -> Result<Vec<(&'r RequestEntry, Map<String, Value>)>, EngineError> {
     let mut requests = Vec::new();
     for entry in &run.entries {
         for base in bases {
             let mut body = base.clone();
             body.extend(entry.body.clone());
-            requests.extend(chunked(run, body)?.into_iter().map(|b| (entry.path.as_str(), b)));
+            requests.extend(chunked(run, body)?.into_iter().map(|b| (entry, b)));
         }
     }
     Ok(requests)
@@ -187,12 +192,14 @@ mod tests {
         let got = request_entries(&s, &list, &params, "t").unwrap();
         assert_eq!(got[0].path, "/c/170/r/7/S");
         assert_eq!(Value::Object(got[0].body.clone()), serde_json::json!({"showDetail": 0}));
+        let values = Value::Object(got[0].path_values.clone());
+        assert_eq!(values, serde_json::json!({"vdnId": 170, "campaignId": "7"}));
         assert_eq!((got[1].path.as_str(), got[1].body.len()), ("/c/171/r/8/T", 0));
         let err = request_entries(&s, &entries("for_each = [{ vdnId = 1 }]"), &params, "t");
         assert!(err.unwrap_err().starts_with("for_each[0]: has no 'campaignId'"));
         let plain = spec("/q", "[]");
         let one = request_entries(&plain, &[], &params, "t").unwrap();
-        assert_eq!(one, [RequestEntry { path: "/q".into(), body: Map::new() }]);
+        assert_eq!(one, [RequestEntry { path: "/q".into(), body: Map::new(), path_values: Map::new() }]);
         let bodies = entries("for_each = [{ ccId = 1, vdn = 170 }, { ccId = 1, vdn = 171 }]");
         let two = request_entries(&plain, &bodies, &params, "t").unwrap();
         assert_eq!(two[1].body["vdn"], 171);

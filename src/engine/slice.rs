@@ -30,7 +30,7 @@ use super::error::EngineError;
 use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
-use super::request::{fixed_body, range_body, slice_requests};
+use super::request::{fixed_body, range_body, slice_requests, RequestEntry};
 use crate::calendar::MonthSlice;
 use crate::catalog::pipeline::{OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TotalCounts};
 use crate::normalize::rejects::RejectedRecord;
@@ -276,21 +276,22 @@ pub(super) fn event_normalizer(
     synced_at: DateTime<Utc>,
     (begin_ms, end_ms): (i64, i64),
 ) -> Normalizer {
-    let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis());
+    let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis())
+        .in_zone(run.zone);
     match &run.dataset.spec.records.event_time {
         Some(field) => normalizer.with_event_window(field, begin_ms, end_ms),
         None => normalizer,
     }
 }
 
-/// Fetches every page of the request `(path, body)`, normalizing the records of each page
+/// Fetches every page of the request `(entry, body)` (the entry's path), normalizing the records of each page
 /// (in the page's task, so pages are normalized in parallel) with a fresh copy of
 /// `normalizer`, and handing the rows to `on_batch` one page at a time, in page order.
 /// `partition` names the range in errors.
 pub(super) async fn fetch_normalized(
     run: &PipelineRun<'_>,
     partition: PartitionKey,
-    (path, body): (&str, Map<String, Value>),
+    (entry, body): (&RequestEntry, Map<String, Value>),
     normalizer: &Normalizer,
     progress: &dyn Progress,
     mut on_batch: impl FnMut(RecordBatch) -> Result<(), SinkError>,
@@ -303,7 +304,8 @@ pub(super) async fn fetch_normalized(
         client: run.client,
         auth: &run.auth,
         spec: &run.dataset.spec,
-        path,
+        path: &entry.path,
+        path_values: &entry.path_values,
         body,
         concurrency: run.settings.page_concurrency,
         wrap_in: run.body_wrapper.as_deref(),

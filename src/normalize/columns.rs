@@ -9,14 +9,18 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMillisecondArray, TimestampMillisecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
+use chrono::FixedOffset;
 
 use super::json_text::push_json_string;
 use super::reason::{seen, Reject};
 use super::value::{self, Mismatch};
 use crate::catalog::schema::{DatasetSchema, FieldKind, UTC};
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
 
 /// Bytes reserved per row for each text column.
 const TEXT_BYTES_PER_ROW: usize = 32;
@@ -35,17 +39,53 @@ enum Staged {
 /// A builder and the value staged for it.
 #[derive(Debug)]
 enum Builder {
-    Int32 { builder: Int32Builder, value: i32 },
-    Int64 { builder: Int64Builder, value: i64 },
-    Float64 { builder: Float64Builder, value: f64 },
-    Utf8 { builder: StringBuilder, value: String },
-    Boolean { builder: BooleanBuilder, value: bool },
-    TimestampMs { builder: TimestampMillisecondBuilder, value: i64 },
-    TimestampS { builder: TimestampMillisecondBuilder, value: i64 },
+    Int32 {
+        builder: Int32Builder,
+        value: i32,
+    },
+    Int64 {
+        builder: Int64Builder,
+        value: i64,
+    },
+    Float64 {
+        builder: Float64Builder,
+        value: f64,
+    },
+    Utf8 {
+        builder: StringBuilder,
+        value: String,
+    },
+    Boolean {
+        builder: BooleanBuilder,
+        value: bool,
+    },
+    TimestampMs {
+        builder: TimestampMillisecondBuilder,
+        value: i64,
+    },
+    TimestampS {
+        builder: TimestampMillisecondBuilder,
+        value: i64,
+    },
+    /// Days since 1970-01-01; `offset_secs`: the zone the days are of.
+    Date {
+        builder: Date32Builder,
+        value: i32,
+        offset_secs: i32,
+    },
+    /// Epoch ms read from datetimes written at `offset_secs` east of UTC.
+    Datetime {
+        builder: TimestampMillisecondBuilder,
+        value: i64,
+        offset_secs: i32,
+    },
 }
 
 impl Builder {
-    fn new(kind: FieldKind, rows: usize) -> Self {
+    /// An empty builder for `kind` with room for `rows`; local days and datetimes are of
+    /// `zone`.
+    fn new(kind: FieldKind, rows: usize, zone: FixedOffset) -> Self {
+        let offset_secs = zone.local_minus_utc();
         let timestamps = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone(UTC);
         match kind {
             FieldKind::Int32 => {
@@ -66,6 +106,15 @@ impl Builder {
             }
             FieldKind::TimestampMs => Builder::TimestampMs { builder: timestamps(), value: 0 },
             FieldKind::TimestampS => Builder::TimestampS { builder: timestamps(), value: 0 },
+            FieldKind::Date => {
+                Builder::Date { builder: Date32Builder::with_capacity(rows), value: 0, offset_secs }
+            }
+            FieldKind::DatetimeUtc => {
+                Builder::Datetime { builder: timestamps(), value: 0, offset_secs: 0 }
+            }
+            FieldKind::DatetimeLocal => {
+                Builder::Datetime { builder: timestamps(), value: 0, offset_secs }
+            }
         }
     }
 
@@ -77,6 +126,10 @@ impl Builder {
                 stage(value, value::read_i64(raw))
             }
             Builder::TimestampS { value, .. } => stage(value, value::read_seconds_as_ms(raw)),
+            Builder::Date { value, .. } => stage(value, value::read_date(raw)),
+            Builder::Datetime { value, offset_secs, .. } => {
+                stage(value, value::read_datetime(raw, *offset_secs))
+            }
             Builder::Float64 { value, .. } => stage(value, value::read_f64(raw)),
             Builder::Boolean { value, .. } => stage(value, value::read_bool(raw)),
             Builder::Utf8 { value, .. } => {
@@ -98,16 +151,27 @@ impl Builder {
                 builder.append_option(present.then_some(value.as_str()))
             }
             Builder::Boolean { builder, value } => builder.append_option(present.then_some(*value)),
-            Builder::TimestampMs { builder, value } | Builder::TimestampS { builder, value } => {
+            Builder::TimestampMs { builder, value }
+            | Builder::TimestampS { builder, value }
+            | Builder::Datetime { builder, value, .. } => {
+                builder.append_option(present.then_some(*value))
+            }
+            Builder::Date { builder, value, .. } => {
                 builder.append_option(present.then_some(*value))
             }
         }
     }
 
-    /// The staged value of a timestamp column, in epoch milliseconds.
+    /// The staged value of a time column, in epoch milliseconds (a day: its first instant
+    /// in its zone).
     fn timestamp(&self) -> Option<i64> {
         match self {
-            Builder::TimestampMs { value, .. } | Builder::TimestampS { value, .. } => Some(*value),
+            Builder::TimestampMs { value, .. }
+            | Builder::TimestampS { value, .. }
+            | Builder::Datetime { value, .. } => Some(*value),
+            Builder::Date { value, offset_secs, .. } => {
+                Some(i64::from(*value) * DAY_MS - i64::from(*offset_secs) * 1000)
+            }
             _ => None,
         }
     }
@@ -119,9 +183,10 @@ impl Builder {
             Builder::Float64 { builder, .. } => Arc::new(builder.finish()),
             Builder::Utf8 { builder, .. } => Arc::new(builder.finish()),
             Builder::Boolean { builder, .. } => Arc::new(builder.finish()),
-            Builder::TimestampMs { builder, .. } | Builder::TimestampS { builder, .. } => {
-                Arc::new(builder.finish())
-            }
+            Builder::TimestampMs { builder, .. }
+            | Builder::TimestampS { builder, .. }
+            | Builder::Datetime { builder, .. } => Arc::new(builder.finish()),
+            Builder::Date { builder, .. } => Arc::new(builder.finish()),
         }
     }
 }
@@ -204,8 +269,9 @@ pub(crate) struct Columns {
 }
 
 impl Columns {
-    /// Empty builders for `schema`, with room for `rows` rows.
-    pub(crate) fn new(schema: &DatasetSchema, rows: usize) -> Self {
+    /// Empty builders for `schema`, with room for `rows` rows; local days and datetimes are
+    /// of `zone`.
+    pub(crate) fn new(schema: &DatasetSchema, rows: usize, zone: FixedOffset) -> Self {
         let columns = schema
             .fields()
             .iter()
@@ -214,7 +280,7 @@ impl Columns {
                 kind: f.kind,
                 nullable: f.nullable,
                 staged: Staged::Absent,
-                builder: Builder::new(f.kind, rows),
+                builder: Builder::new(f.kind, rows, zone),
             })
             .collect();
         let extra = Extra {
@@ -260,8 +326,8 @@ impl Columns {
         self.extra.check()
     }
 
-    /// The staged epoch milliseconds of timestamp column `index`; `None` if it is null,
-    /// absent or not a timestamp column.
+    /// The staged epoch milliseconds of time column `index` (a day: its first instant);
+    /// `None` if it is null, absent or not a time column.
     pub(crate) fn staged_timestamp(&self, index: usize) -> Option<i64> {
         self.columns
             .get(index)

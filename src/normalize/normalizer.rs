@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
+use chrono::FixedOffset;
 use serde_json::value::RawValue;
 
 use super::columns::Columns;
 use super::reason::{instant, Reject, RejectReason};
 use super::record::{stage_record, KeyOrder};
-use crate::catalog::schema::{DatasetSchema, FieldKind};
+use crate::catalog::schema::DatasetSchema;
 
 /// Rows the builders make room for at first: one page of the largest page size (1000).
 const INITIAL_ROWS: usize = 1024;
@@ -28,6 +29,7 @@ struct EventWindow {
 pub struct Normalizer {
     schema: Arc<DatasetSchema>,
     synced_at_ms: i64,
+    zone: FixedOffset,
     window: Option<EventWindow>,
     keys: KeyOrder,
     columns: Columns,
@@ -35,10 +37,19 @@ pub struct Normalizer {
 
 impl Normalizer {
     /// A normalizer for `schema`; `synced_at_ms`: the `_synced_at` value of every row.
+    /// Local days and datetimes are read in UTC until [`in_zone`](Self::in_zone).
     pub fn new(schema: Arc<DatasetSchema>, synced_at_ms: i64) -> Self {
         let keys = KeyOrder::new(&schema);
-        let columns = Columns::new(&schema, INITIAL_ROWS);
-        Self { schema, synced_at_ms, window: None, keys, columns }
+        let zone = FixedOffset::east_opt(0).expect("UTC is a valid offset");
+        let columns = Columns::new(&schema, INITIAL_ROWS, zone);
+        Self { schema, synced_at_ms, zone, window: None, keys, columns }
+    }
+
+    /// Reads `date` and `datetime_local` fields as days and times of `zone` (the source's);
+    /// call before any record is pushed.
+    pub fn in_zone(self, zone: FixedOffset) -> Self {
+        let columns = Columns::new(&self.schema, INITIAL_ROWS, zone);
+        Self { zone, columns, ..self }
     }
 
     /// Rows outside `[begin_ms, end_ms]` on the timestamp field `field` are rejected
@@ -48,8 +59,8 @@ impl Normalizer {
     /// every record is rejected with a reason saying so.
     pub fn with_event_window(self, field: &str, begin_ms: i64, end_ms: i64) -> Self {
         let column = match self.schema.index_of(field).map(|i| (i, self.schema.fields()[i].kind)) {
-            Some((i, FieldKind::TimestampMs | FieldKind::TimestampS)) => Ok(i),
-            Some(_) => Err("does not declare as a timestamp"),
+            Some((i, kind)) if kind.is_time() => Ok(i),
+            Some(_) => Err("does not declare as a timestamp or a date"),
             None => Err("does not declare"),
         };
         let window = EventWindow { field: field.to_string(), column, begin_ms, end_ms };
@@ -62,9 +73,10 @@ impl Normalizer {
         Self {
             schema: Arc::clone(&self.schema),
             synced_at_ms: self.synced_at_ms,
+            zone: self.zone,
             window: self.window.clone(),
             keys: KeyOrder::new(&self.schema),
-            columns: Columns::new(&self.schema, INITIAL_ROWS),
+            columns: Columns::new(&self.schema, INITIAL_ROWS, self.zone),
         }
     }
 
@@ -97,7 +109,7 @@ impl Normalizer {
 
     /// The rows appended since the last call, as one batch with `schema.arrow_schema()`.
     pub fn finish(&mut self) -> RecordBatch {
-        let fresh = Columns::new(&self.schema, self.len().max(INITIAL_ROWS));
+        let fresh = Columns::new(&self.schema, self.len().max(INITIAL_ROWS), self.zone);
         let arrays = std::mem::replace(&mut self.columns, fresh).finish(self.synced_at_ms);
         // Every column comes from this schema, and a null reaches a non-nullable column
         // only through a bug, since `push` rejects such records before appending.
@@ -463,13 +475,41 @@ mod tests {
         let mut wrong = normalizer().with_event_window("code", begin, end);
         assert_eq!(
             wrong.push(&record("")).unwrap_err().0,
-            "the event window names field 'code', which dataset t does not declare as a timestamp"
+            "the event window names field 'code', which dataset t does not declare as a timestamp or a date"
         );
         let mut unknown = normalizer().with_event_window("nope", begin, end);
         assert!(unknown.push(&record("")).unwrap_err().0.contains("does not declare"));
     }
 
     /// A fresh normalizer keeps the schema, `_synced_at` and event window, not the rows.
+    /// Days and local datetimes are of the zone given: a day is in a month window when its
+    /// first instant in the zone is, and a local datetime is read as an instant of the zone.
+    #[test]
+    fn days_and_local_times_are_of_the_zone() {
+        let json = r#"{"dataset":"z","fields":[
+            {"name":"day","type":"date","nullable":false},
+            {"name":"local","type":"datetime_local"},
+            {"name":"utc","type":"datetime_utc"}]}"#;
+        let schema = Arc::new(DatasetSchema::parse("z.json", json).unwrap());
+        let zone = FixedOffset::east_opt(8 * 3600).unwrap();
+        // February 2025 at +08:00: 2025-01-31T16:00Z to 2025-02-28T15:59:59.999Z.
+        let (begin, end) = (1_738_339_200_000, 1_740_758_399_999);
+        let mut n =
+            Normalizer::new(schema, SYNCED).in_zone(zone).with_event_window("day", begin, end);
+        let feb = raw(
+            r#"{"day":"2025-02-01","local":"2025-02-01 00:00:00","utc":"2025-02-01 00:00:00"}"#,
+        );
+        assert_eq!(n.push(&feb), Ok(()));
+        assert_eq!(n.push(&raw(r#"{"day":"2025-02-28"}"#)), Ok(()));
+        let reason = n.push(&raw(r#"{"day":"2025-01-31"}"#)).unwrap_err().0;
+        assert!(reason.contains("2025-01-30T16:00:00.000Z, outside the window"), "{reason}");
+        let batch = n.finish();
+        assert_eq!(millis(&batch, "local", 0), Some(begin));
+        assert_eq!(millis(&batch, "utc", 0), Some(begin + 8 * 3_600_000));
+        let days = batch.column(0).as_primitive::<arrow::datatypes::Date32Type>();
+        assert_eq!(days.values().to_vec(), [20120, 20147]);
+    }
+
     #[test]
     fn fresh_keeps_the_rules_not_the_rows() {
         let mut n = Normalizer::new(schema(), SYNCED).with_event_window("at", 0, 10);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -18,7 +18,7 @@ use crate::catalog::schema::{DatasetSchema, FieldKind, EXTRA_COLUMN, SYNCED_AT_C
 const SYNCED: i64 = 1_762_000_000_000;
 
 /// The test dataset: every kind, nullable and not (name, type, nullable).
-const FIELDS: [(&str, &str, bool); 9] = [
+const FIELDS: [(&str, &str, bool); 12] = [
     ("id", "int64", false),
     ("code", "int32", false),
     ("name", "utf8", false),
@@ -28,7 +28,13 @@ const FIELDS: [(&str, &str, bool); 9] = [
     ("flag", "boolean", true),
     ("at_s", "timestamp_s", true),
     ("count", "int32", true),
+    ("day", "date", true),
+    ("utc", "datetime_utc", true),
+    ("local", "datetime_local", true),
 ];
+
+/// Days of the dates generated: years 1700 to 2300.
+const DAYS: std::ops::RangeInclusive<i32> = -98_000..=120_000;
 
 /// Largest epoch-seconds value whose milliseconds fit in i64.
 const MAX_SECONDS: i64 = i64::MAX / 1000;
@@ -57,6 +63,7 @@ enum Cell {
     Text(String),
     Bool(bool),
     Ms(i64),
+    Day(i32),
 }
 
 /// A generated field: its JSON (`None`: the field is left out) and the cell it should
@@ -118,6 +125,24 @@ fn valid(kind: FieldKind) -> BoxedStrategy<Gen> {
             1 => any::<bool>().prop_map(|b| gen(b.to_string(), Cell::Text(b.to_string()))),
         ]
         .boxed(),
+        FieldKind::Date => DAYS
+            .prop_map(|d| {
+                let date = chrono::NaiveDate::default() + chrono::Duration::days(d.into());
+                gen(format!("\"{}\"", date.format("%Y-%m-%d")), Cell::Day(d))
+            })
+            .boxed(),
+        // The normalizer under test reads local datetimes in UTC.
+        FieldKind::DatetimeUtc | FieldKind::DatetimeLocal => prop_oneof![
+            DAYS.prop_flat_map(|d| (Just(d), 0..86_400i64)).prop_map(|(d, s)| {
+                let at = chrono::NaiveDate::default().and_hms_opt(0, 0, 0).unwrap()
+                    + chrono::Duration::days(d.into())
+                    + chrono::Duration::seconds(s);
+                let ms = at.and_utc().timestamp_millis();
+                gen(format!("\"{}\"", at.format("%Y-%m-%d %H:%M:%S")), Cell::Ms(ms))
+            }),
+            integers(0..=i64::MAX, Cell::Ms),
+        ]
+        .boxed(),
         FieldKind::Boolean => prop_oneof![
             any::<bool>().prop_map(|b| gen(b.to_string(), Cell::Bool(b))),
             any::<bool>().prop_map(|b| gen(format!("\"{b}\""), Cell::Bool(b))),
@@ -135,6 +160,10 @@ fn invalid(kind: FieldKind) -> BoxedStrategy<Gen> {
         FieldKind::Utf8 => &["{\"a\":{}}"],
         FieldKind::Float64 => &["true", "\"x1\"", "1e400", "\"\""],
         FieldKind::Boolean => &["2", "\"yes\"", "1.0", "\"\""],
+        FieldKind::Date => &["\"2025-02-30\"", "20250101", "\"2025-01-01 00:00:00\"", "\"\""],
+        FieldKind::DatetimeUtc | FieldKind::DatetimeLocal => {
+            &["\"2025-02-30 00:00:00\"", "\"-5\"", "1.5", "true", "\"12a\"", "\"\""]
+        }
         _ => &["1.5", "false", "\"12a\"", "\"\"", "99999999999999999999", "-1e19"],
     };
     options.extend(words.iter().map(|w| Just(bad(w)).boxed()));
@@ -268,9 +297,13 @@ fn read_back(batch: &RecordBatch, index: usize, kind: FieldKind, row: usize) -> 
         FieldKind::Float64 => Cell::F64(array.as_primitive::<Float64Type>().value(row)),
         FieldKind::Utf8 => Cell::Text(array.as_string::<i32>().value(row).to_string()),
         FieldKind::Boolean => Cell::Bool(array.as_boolean().value(row)),
-        FieldKind::TimestampMs | FieldKind::TimestampS => {
+        FieldKind::TimestampMs
+        | FieldKind::TimestampS
+        | FieldKind::DatetimeUtc
+        | FieldKind::DatetimeLocal => {
             Cell::Ms(array.as_primitive::<TimestampMillisecondType>().value(row))
         }
+        FieldKind::Date => Cell::Day(array.as_primitive::<Date32Type>().value(row)),
     }
 }
 

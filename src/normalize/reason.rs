@@ -70,6 +70,9 @@ fn kind_name(kind: FieldKind) -> &'static str {
         FieldKind::Boolean => "boolean",
         FieldKind::TimestampMs => "timestamp_ms",
         FieldKind::TimestampS => "timestamp_s",
+        FieldKind::Date => "date (yyyy-MM-dd)",
+        FieldKind::DatetimeUtc => "datetime_utc (yyyy-MM-dd HH:mm:ss, UTC)",
+        FieldKind::DatetimeLocal => "datetime_local (yyyy-MM-dd HH:mm:ss)",
     }
 }
 

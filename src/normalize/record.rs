@@ -158,7 +158,7 @@ mod tests {
     fn escaped_keys_are_decoded() {
         let s = schema();
         let mut keys = KeyOrder::new(&s);
-        let mut columns = Columns::new(&s, 4);
+        let mut columns = Columns::new(&s, 4, chrono::FixedOffset::east_opt(0).unwrap());
         let record = RawValue::from_string(r#"{"\u0061": 5, "b": "x"}"#.into()).unwrap();
         assert_eq!(stage_record(&record, &s, &mut keys, &mut columns), Ok(()));
         assert_eq!(columns.staged_timestamp(0), None, "a is an int64, not a timestamp");

@@ -93,6 +93,38 @@ pub(crate) fn read_seconds_as_ms(raw: &str) -> Result<Option<i64>, Mismatch> {
     read_i64(raw)?.map(|s| s.checked_mul(1000).ok_or(Mismatch::Range)).transpose()
 }
 
+/// A `date`: a `yyyy-MM-dd` string, as days since 1970-01-01.
+pub(crate) fn read_date(raw: &str) -> Result<Option<i32>, Mismatch> {
+    let text = match Json::of(raw)? {
+        Json::Null => return Ok(None),
+        Json::String(text) => text,
+        Json::Bool(_) | Json::Number(_) | Json::Composite => return Err(Mismatch::Type),
+    };
+    let date =
+        chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| Mismatch::Type)?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    i32::try_from((date - epoch).num_days()).map(Some).map_err(|_| Mismatch::Range)
+}
+
+/// A `datetime_utc` or `datetime_local`: a `yyyy-MM-dd HH:mm:ss` string (a `T` instead of
+/// the space and a fraction of a second are accepted) read at `offset_secs` east of UTC, or
+/// epoch milliseconds as [`read_i64`] (an interface whose time type the reference leaves
+/// open may send either); returned as epoch milliseconds.
+pub(crate) fn read_datetime(raw: &str, offset_secs: i32) -> Result<Option<i64>, Mismatch> {
+    let text = match Json::of(raw)? {
+        Json::Null => return Ok(None),
+        Json::String(text) if !text.bytes().all(|b| b.is_ascii_digit()) => text,
+        _ => return read_i64(raw),
+    };
+    let text = text.trim();
+    let local = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .ok_or(Mismatch::Type)?;
+    let utc_ms = local.and_utc().timestamp_millis();
+    utc_ms.checked_sub(i64::from(offset_secs) * 1000).map(Some).ok_or(Mismatch::Range)
+}
+
 /// A `float64`: a JSON number or a numeric string.
 pub(crate) fn read_f64(raw: &str) -> Result<Option<f64>, Mismatch> {
     match Json::of(raw)? {
@@ -133,6 +165,28 @@ pub(crate) fn read_text(raw: &str) -> Result<Option<Cow<'_, str>>, Mismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dates are `yyyy-MM-dd` strings; datetimes are strings of the zone given or epoch ms.
+    #[test]
+    fn dates_and_datetimes() {
+        assert_eq!(read_date("\"1970-01-02\""), Ok(Some(1)));
+        assert_eq!(read_date("\"2025-01-31\""), Ok(Some(20119)));
+        assert_eq!(read_date("null"), Ok(None));
+        assert_eq!(read_date("\"2025-02-30\""), Err(Mismatch::Type));
+        assert_eq!(read_date("20250131"), Err(Mismatch::Type));
+        let utc = read_datetime("\"2025-01-31 16:00:00\"", 0);
+        assert_eq!(utc, Ok(Some(1_738_339_200_000)));
+        // 2025-02-01 00:00:00 at +08:00 is the same instant.
+        assert_eq!(read_datetime("\"2025-02-01 00:00:00\"", 8 * 3600), utc);
+        assert_eq!(
+            read_datetime("\"2025-02-01T00:00:00.250\"", 8 * 3600),
+            Ok(Some(1_738_339_200_250))
+        );
+        assert_eq!(read_datetime("1738339200000", 8 * 3600), utc);
+        assert_eq!(read_datetime("\"1738339200000\"", 0), utc);
+        assert_eq!(read_datetime("\"31/01/2025\"", 0), Err(Mismatch::Type));
+        assert_eq!(read_datetime("true", 0), Err(Mismatch::Type));
+    }
 
     /// Integers come from JSON numbers or strings; other JSON types are type mismatches.
     #[test]

@@ -1,6 +1,6 @@
 //! Primary-key encoding shared by staging and verification: the key columns of a batch
 //! become one comparable byte string per row (arrow's row format), so composite keys of
-//! Int64, Int32 and Utf8 columns hash and compare as one value.
+//! Int64, Int32, Utf8 and Date32 columns hash and compare as one value.
 
 use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::{DataType, Schema};
@@ -17,7 +17,7 @@ pub(crate) struct KeyColumns {
 }
 
 impl KeyColumns {
-    /// Finds `key_columns` in `schema`; each must exist and be Int64, Int32 or Utf8.
+    /// Finds `key_columns` in `schema`; each must exist and be Int64, Int32, Utf8 or Date32.
     pub(crate) fn new(schema: &Schema, key_columns: &[String]) -> Result<Self, SinkError> {
         if key_columns.is_empty() {
             return Err(SinkError::KeyColumn {
@@ -31,8 +31,13 @@ impl KeyColumns {
             let bad = |problem: String| SinkError::KeyColumn { column: name.clone(), problem };
             let index = schema.index_of(name).map_err(|_| bad("no such column".into()))?;
             let data_type = schema.field(index).data_type();
-            if !matches!(data_type, DataType::Int64 | DataType::Int32 | DataType::Utf8) {
-                return Err(bad(format!("type {data_type} cannot be a key (Int64, Int32, Utf8)")));
+            if !matches!(
+                data_type,
+                DataType::Int64 | DataType::Int32 | DataType::Utf8 | DataType::Date32
+            ) {
+                return Err(bad(format!(
+                    "type {data_type} cannot be a key (Int64, Int32, Utf8, Date32)"
+                )));
             }
             indices.push(index);
             fields.push(SortField::new(data_type.clone()));

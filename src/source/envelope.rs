@@ -331,17 +331,7 @@ fn flatten<'a, 'p>(
                 record.entry(field).or_insert(value);
             }
             record.extend(forced.iter().copied());
-            let text = serde_json::to_string(&record).map_err(|e| SourceError::Shape {
-                url: url.to_string(),
-                path: walked.clone(),
-                problem: format!("the record could not be rewritten: {e}"),
-            })?;
-            let owned = RawValue::from_string(text).map_err(|e| SourceError::Shape {
-                url: url.to_string(),
-                path: walked.clone(),
-                problem: format!("the record could not be rewritten: {e}"),
-            })?;
-            records.push(Cow::Owned(owned));
+            records.push(Cow::Owned(rewrite(&record, url, &walked)?));
             continue;
         }
         let mut carried = inherited;
@@ -367,6 +357,43 @@ fn flatten<'a, 'p>(
         }
     }
     Ok((records, groups))
+}
+
+/// A record written anew from its fields.
+fn rewrite(
+    fields: &BTreeMap<&str, &RawValue>,
+    url: &str,
+    path: &str,
+) -> Result<Box<RawValue>, SourceError> {
+    let problem = |e: serde_json::Error| SourceError::Shape {
+        url: url.to_string(),
+        path: path.to_string(),
+        problem: format!("the record could not be rewritten: {e}"),
+    };
+    RawValue::from_string(serde_json::to_string(fields).map_err(problem)?).map_err(problem)
+}
+
+/// Sets `forced` (the request values a pipeline copies into its records) in every record
+/// of `page`, over anything a record sends under those names.
+pub fn force_fields(
+    page: &mut Page<'_>,
+    forced: &[(&str, &RawValue)],
+    url: &str,
+) -> Result<(), SourceError> {
+    if forced.is_empty() {
+        return Ok(());
+    }
+    for (i, record) in page.records.iter_mut().enumerate() {
+        // A record that is not an object is left for the normalizer to reject.
+        let Ok(obj) = serde_json::from_str::<Object<'_>>(record.get()) else { continue };
+        let walked = format!("records[{i}]");
+        let mut fields: BTreeMap<&str, &RawValue> =
+            obj.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        fields.extend(forced.iter().copied());
+        let rewritten = rewrite(&fields, url, &walked)?;
+        *record = Cow::Owned(rewritten);
+    }
+    Ok(())
 }
 
 /// Parses a page: checks the envelope, then reads the records at `records` (flattening
