@@ -127,6 +127,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
         ..SimOptions::default()
     };
     let sim = Arc::new(Simulator::new(opts.clone()));
+    let vdns = sim.vdns();
     let server = SimServer::start(sim)?;
     let base_url = server.base_url.clone();
     let rows = args.records_per_month * u64::from(args.months.max(1));
@@ -171,7 +172,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
     let temp = tempfile::tempdir()?;
     let lake = args.lake.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&lake)?;
-    let mut text = demo_config(&base_url, &lake.canonicalize()?, &opts);
+    let mut text = demo_config(&base_url, &lake.canonicalize()?, &opts, &vdns);
     text.push_str(&format!(
         "[pipelines.rbt_recognition]\npage_concurrency = {}\n",
         args.concurrency

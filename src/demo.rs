@@ -1,5 +1,6 @@
 //! `cecsync demo`: the built-in simulator in-process, a year of every dataset backfilled
-//! into a local lake, and a look at what was written.
+//! (today's snapshot of each snapshot dataset) into a local lake, and a look at what was
+//! written.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,9 +26,12 @@ pub enum DemoError {
     Engine(#[from] EngineError),
 }
 
-/// The demo's configuration: the simulator as the OIFDE and API Fabric sources, `lake` as
-/// the destination.
-pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions) -> String {
+/// The demo's configuration: the simulator as the OIFDE, API Fabric and CMS sources,
+/// `lake` as the destination; the IVR flows of each of the simulator's `vdns` (call center
+/// 1), a snapshot of today.
+pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions, vdns: &[u32]) -> String {
+    let ivr_entries: Vec<String> =
+        vdns.iter().map(|vdn| format!("{{ ccId = 1, vdn = {vdn} }}")).collect();
     format!(
         r#"tenant_id = "{tenant}"
 [destination]
@@ -42,6 +46,20 @@ timezone = "+08:00"
 app_key = "{fabric_key}"
 app_secret = "{fabric_secret}"
 user_id = "{fabric_user}"
+[sources.cms]
+base_url = "{base_url}"
+timezone = "+08:00"
+ak = "{c2_ak}"
+sk = "{c2_sk}"
+[pipelines.ivr_flows]
+for_each = [{ivr_entries}]
+# The CMS statistics and missed calls need their numbers and VDNs configured.
+[pipelines.inbound_daily_by_callee]
+enabled = false
+[pipelines.outbound_daily_by_caller]
+enabled = false
+[pipelines.missed_calls]
+enabled = false
 "#,
         tenant = opts.tenant_id,
         lake = lake.display(),
@@ -49,6 +67,9 @@ user_id = "{fabric_user}"
         fabric_key = opts.fabric_app_key,
         fabric_secret = opts.fabric_app_secret,
         fabric_user = opts.fabric_user_id,
+        c2_ak = opts.c2_ak,
+        c2_sk = opts.c2_sk,
+        ivr_entries = ivr_entries.join(", "),
     )
 }
 
@@ -59,10 +80,11 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
     let opts = SimOptions { records_per_month, ..SimOptions::default() };
     let (first, last): (Month, Month) = (opts.first_month, opts.last_month);
     let sim = Arc::new(Simulator::new(opts.clone()));
+    let vdns = sim.vdns();
     let running = serve(sim, "127.0.0.1:0".parse().expect("static address")).await?;
     println!("simulator listening on {}", running.base_url);
 
-    let text = demo_config(&running.base_url, &lake, &opts);
+    let text = demo_config(&running.base_url, &lake, &opts, &vdns);
     let settings = Settings::parse(&lake.join("demo.toml"), &text, &|_| None)?;
     let engine = Engine::open(settings)?;
     let bar = progress::for_stderr();

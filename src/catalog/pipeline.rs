@@ -1179,6 +1179,40 @@ mod tests {
         let bad_value = BTreeMap::from([("svc".to_string(), "a/b".to_string())]);
         assert!(p.request.resolve_path(&bad_value).unwrap_err().contains("a/b"));
     }
+    /// A snapshot dataset needs no event time (every other does), cannot keep open records
+    /// without one, and cannot feed a fan-out; `for_each` keys fill placeholders at parse
+    /// time, and neither a cursor nor a fan-out dataset takes them.
+    #[test]
+    fn snapshots_and_for_each_are_checked() {
+        let snapshot = MINIMAL
+            .replace(
+                "style = \"calendar_month\"\n        begin_field = \"beginTime\"\n        end_field = \"endTime\"\n        time_format = \"epoch_ms\"",
+                "style = \"snapshot\"",
+            )
+            .replace("event_time = \"beginTime\"", "");
+        let p = PipelineSpec::parse("d.toml", &snapshot).unwrap();
+        assert!(p.is_snapshot() && p.records.event_time.is_none() && p.fan_out().is_none());
+        let fields: Vec<_> = p.referenced_fields().map(|(_, f)| f).collect();
+        assert_eq!(fields, ["id"]);
+        let err = |text: &str| PipelineSpec::parse("d.toml", text).unwrap_err().to_string();
+        let no_time = err(&MINIMAL.replace("event_time = \"beginTime\"", ""));
+        assert!(no_time.contains("records.event_time"), "{no_time}");
+        let open = err(&snapshot.replace("[records]", "[records]\nopen_while = { field = \"s\", below = 3 }"));
+        assert!(open.contains("records.open_while") && open.contains("event_time"), "{open}");
+
+        let per_entry = snapshot
+            .replace("path = \"/q\"", "path = \"/v/{vdnId}/q\"\nfor_each = [\"vdnId\", \"ccId\"]");
+        let p = PipelineSpec::parse("d.toml", &per_entry).unwrap();
+        assert_eq!((p.request.for_each.len(), p.request.placeholders()), (2, vec!["vdnId"]));
+        let cursor = MINIMAL.replace(
+            "time_format = \"epoch_ms\"",
+            "time_format = \"epoch_ms\"\ncursor = { begin_field = \"a\", end_field = \"b\" }",
+        );
+        let with_cursor = err(&cursor.replace("path = \"/q\"", "path = \"/q\"\nfor_each = [\"vdn\"]"));
+        assert!(with_cursor.contains("request.for_each") && with_cursor.contains("cursor"), "{with_cursor}");
+        assert!(p.single_request().is_none());
+    }
+
     /// The offset_limit style, the window and time options and the open condition parse;
     /// offsets step by the rows a page holds and are strings when asked; wrong values are
     /// refused naming their key.

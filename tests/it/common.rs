@@ -138,6 +138,27 @@ impl Harness {
         )
     }
 
+    /// The `[sources.cms]` table for this simulator's C2-signed routes (CMS and iSales):
+    /// `base_url` the simulator, `ak` the AK of `SimOptions::default()` and `sk` a reference
+    /// to `CECSYNC_TEST_C2_SK`, which this sets (for this process and the processes it
+    /// starts) to that AK's SK.
+    pub fn cms_source_text(&self) -> String {
+        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+        CREDENTIALS.call_once(|| std::env::set_var("CECSYNC_TEST_C2_SK", SimOptions::default().c2_sk));
+        format!(
+            "[sources.cms]
+base_url = \"{}\"
+ak = \"{}\"
+sk = \"${{CECSYNC_TEST_C2_SK}}\"
+             timezone = \"+08:00\"
+[sources.cms.retry]
+initial_backoff_ms = 10
+",
+            self.running.base_url,
+            SimOptions::default().c2_ak,
+        )
+    }
+
     /// Writes the configuration file and returns its path.
     pub fn config_file(&self, extra: &str) -> PathBuf {
         let path = self.dir.path().join("cecsync.toml");
@@ -314,16 +335,18 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 /// One lake row as JSON: integers and epoch-ms timestamps as numbers, text as strings.
 pub type Row = Map<String, Value>;
 
-/// Reads every row of `dataset` from the lake: (partition month from the path, row).
+/// Reads every row of `dataset` from the lake: (partition month, or snapshot day, from the
+/// path, row).
 pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
     let mut rows = Vec::new();
     for file in parquet_files(&lake.join(dataset)) {
         let month = file
             .components()
             .find_map(|c| {
-                c.as_os_str().to_str().and_then(|s| s.strip_prefix("month=")).map(String::from)
+                let folder = c.as_os_str().to_str()?;
+                folder.strip_prefix("month=").or(folder.strip_prefix("snapshot_date=")).map(String::from)
             })
-            .expect("hive month partition in the path");
+            .expect("hive month or snapshot_date partition in the path");
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
             .unwrap()
             .build()
