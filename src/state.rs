@@ -400,7 +400,10 @@ mod tests {
             );
             let raw = store.get(&path).await.unwrap().bytes().await.unwrap();
             let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-            assert_eq!((json["snapshot_date"].as_str(), json.get("month")), (Some("2025-03-04"), None));
+            assert_eq!(
+                (json["snapshot_date"].as_str(), json.get("month")),
+                (Some("2025-03-04"), None)
+            );
             let both = String::from_utf8(raw.to_vec())
                 .unwrap()
                 .replace("\"snapshot_date\"", "\"month\": \"2025-03\",\n  \"snapshot_date\"");

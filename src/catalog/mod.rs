@@ -206,7 +206,8 @@ fn check_fan_out(
             ),
         ));
     }
-    let parent_event = parent.spec.records.event_time.as_deref().and_then(|e| parent.schema.field(e));
+    let parent_event =
+        parent.spec.records.event_time.as_deref().and_then(|e| parent.schema.field(e));
     let parent_event = parent_event.map(|f| f.kind);
     if parent_event == Some(FieldKind::Date) {
         return Err(bad(

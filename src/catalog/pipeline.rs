@@ -126,7 +126,7 @@ impl RequestSpec {
     /// let entry = toml::from_str("vdnId = 170\ncampaignId = \"9\"").unwrap();
     /// let (path, body) = spec.split_entry(&entry).unwrap();
     /// assert_eq!(path["vdnId"], "170");
-    /// assert_eq!(body.keys().collect::<Vec<_>>(), ["campaignId"]);
+    /// assert_eq!(body.keys().copied().collect::<Vec<_>>(), ["campaignId"]);
     /// assert!(spec.split_entry(&toml::from_str("vdnId = 1").unwrap()).unwrap_err().contains("campaignId"));
     /// assert!(spec.split_entry(&toml::from_str("vdnId = \"a/b\"\ncampaignId = 1").unwrap()).is_err());
     /// ```
@@ -201,8 +201,8 @@ impl RequestSpec {
                      in [request.path_params] or in each for_each entry"
                 )
             })?;
-            let value =
-                path_segment(&value).map_err(|problem| format!("placeholder {{{name}}}: {problem}"))?;
+            let value = path_segment(&value)
+                .map_err(|problem| format!("placeholder {{{name}}}: {problem}"))?;
             out.push_str(value);
             rest = &after[close + 1..];
         }
@@ -1197,7 +1197,9 @@ mod tests {
         let err = |text: &str| PipelineSpec::parse("d.toml", text).unwrap_err().to_string();
         let no_time = err(&MINIMAL.replace("event_time = \"beginTime\"", ""));
         assert!(no_time.contains("records.event_time"), "{no_time}");
-        let open = err(&snapshot.replace("[records]", "[records]\nopen_while = { field = \"s\", below = 3 }"));
+        let open =
+            err(&snapshot
+                .replace("[records]", "[records]\nopen_while = { field = \"s\", below = 3 }"));
         assert!(open.contains("records.open_while") && open.contains("event_time"), "{open}");
 
         let per_entry = snapshot
@@ -1208,8 +1210,12 @@ mod tests {
             "time_format = \"epoch_ms\"",
             "time_format = \"epoch_ms\"\ncursor = { begin_field = \"a\", end_field = \"b\" }",
         );
-        let with_cursor = err(&cursor.replace("path = \"/q\"", "path = \"/q\"\nfor_each = [\"vdn\"]"));
-        assert!(with_cursor.contains("request.for_each") && with_cursor.contains("cursor"), "{with_cursor}");
+        let with_cursor =
+            err(&cursor.replace("path = \"/q\"", "path = \"/q\"\nfor_each = [\"vdn\"]"));
+        assert!(
+            with_cursor.contains("request.for_each") && with_cursor.contains("cursor"),
+            "{with_cursor}"
+        );
         assert!(p.single_request().is_none());
     }
 

@@ -90,13 +90,14 @@ async fn attempt_window(
     let mut routed: BTreeMap<Month, Vec<RecordBatch>> = BTreeMap::new();
     let mut fan_out = FanOut::of(run)?;
     let request = (run.first_entry(), body);
-    let fetched = fetch_normalized(run, window_month.into(), request, &normalizer, progress, |batch| {
-        if let Some(fan_out) = fan_out.as_mut() {
-            fan_out.observe(&batch)?;
-        }
-        route(&batch, event_column, run.zone, &mut routed)
-    })
-    .await?;
+    let fetched =
+        fetch_normalized(run, window_month.into(), request, &normalizer, progress, |batch| {
+            if let Some(fan_out) = fan_out.as_mut() {
+                fan_out.observe(&batch)?;
+            }
+            route(&batch, event_column, run.zone, &mut routed)
+        })
+        .await?;
     if !fetched.rejects.is_empty() {
         routed.entry(window_month).or_default();
     }
@@ -133,8 +134,11 @@ async fn attempt_window(
 
     let mut outcomes = Vec::with_capacity(stages.len());
     for (id, stage, oldest_open_ms) in stages {
-        let rejects =
-            if id.key == window_month.into() { fetched.rejects.iter().collect() } else { Vec::new() };
+        let rejects = if id.key == window_month.into() {
+            fetched.rejects.iter().collect()
+        } else {
+            Vec::new()
+        };
         let commit = Commit {
             target: target(id),
             stage,

@@ -145,8 +145,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
     ) -> Result<(), EngineError> {
         let key = parent.id.key;
         let run = self.run;
-        let fetched =
-            self.tap.rows.iter().filter(|(_, row)| PartitionKey::Month(row.month) == key);
+        let fetched = self.tap.rows.iter().filter(|(_, row)| PartitionKey::Month(row.month) == key);
         let current: HashMap<&[u8], &ParentRow> = match parent.mode {
             WriteMode::Replace => fetched.map(|(k, r)| (k.as_ref(), r)).collect(),
             WriteMode::Merge => {

@@ -54,12 +54,15 @@ pub fn request_entries(
     Ok(entries)
 }
 
+/// One request of a slice: its target (path) and its body, before paging.
+pub(super) type SliceRequest<'r> = (&'r RequestEntry, Map<String, Value>);
+
 /// The requests of one slice: for each request target, each of `bases` (the bodies of the
 /// slice's windows, or the fixed body alone) with the target's fields over it, each chunk.
 pub(super) fn slice_requests<'r>(
     run: &'r PipelineRun<'_>,
     bases: &[Map<String, Value>],
-) -> Result<Vec<(&'r RequestEntry, Map<String, Value>)>, EngineError> {
+) -> Result<Vec<SliceRequest<'r>>, EngineError> {
     let mut requests = Vec::new();
     for entry in &run.entries {
         for base in bases {
@@ -199,7 +202,10 @@ mod tests {
         assert!(err.unwrap_err().starts_with("for_each[0]: has no 'campaignId'"));
         let plain = spec("/q", "[]");
         let one = request_entries(&plain, &[], &params, "t").unwrap();
-        assert_eq!(one, [RequestEntry { path: "/q".into(), body: Map::new(), path_values: Map::new() }]);
+        assert_eq!(
+            one,
+            [RequestEntry { path: "/q".into(), body: Map::new(), path_values: Map::new() }]
+        );
         let bodies = entries("for_each = [{ ccId = 1, vdn = 170 }, { ccId = 1, vdn = 171 }]");
         let two = request_entries(&plain, &bodies, &params, "t").unwrap();
         assert_eq!(two[1].body["vdn"], 171);

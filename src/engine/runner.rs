@@ -290,8 +290,9 @@ impl Engine {
         let today = self.clock.today(run.zone);
         info!(dataset = run.dataset_name(), day = %today, "Snapshot.");
         progress.start(run.dataset_name(), 1);
-        let report =
-            self.run_slices(run, vec![(Slice::Snapshot(today), WriteMode::Replace)], progress).await;
+        let report = self
+            .run_slices(run, vec![(Slice::Snapshot(today), WriteMode::Replace)], progress)
+            .await;
         progress.finish();
         report
     }
@@ -327,7 +328,9 @@ impl Engine {
             .and_then(|p| p.open_since_ms)
             .and_then(DateTime::from_timestamp_millis);
         let from = open_since.into_iter().fold(start - lookback, DateTime::min).min(now);
-        info!(dataset = name, from = %from, to = %now, open_since = ?open_since, "Incremental sync window.");
+        if !run.dataset.spec.is_snapshot() {
+            info!(dataset = name, from = %from, to = %now, open_since = ?open_since, "Incremental sync window.");
+        }
         let (from_ms, now_ms) = (from.timestamp_millis(), now.timestamp_millis());
         let cursor = match &run.dataset.spec.slicing {
             SlicingSpec::CalendarMonth { cursor: Some(cursor), time_format, .. } => {

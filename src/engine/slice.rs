@@ -23,16 +23,17 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use super::error::EngineError;
 use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
-use super::request::{fixed_body, range_body, slice_requests, RequestEntry};
+use super::request::{fixed_body, range_body, slice_requests, SliceRequest};
 use crate::calendar::MonthSlice;
-use crate::catalog::pipeline::{OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TotalCounts};
+use crate::catalog::pipeline::{
+    OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TotalCounts,
+};
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
 use crate::sink::crash;
@@ -276,8 +277,8 @@ pub(super) fn event_normalizer(
     synced_at: DateTime<Utc>,
     (begin_ms, end_ms): (i64, i64),
 ) -> Normalizer {
-    let normalizer = Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis())
-        .in_zone(run.zone);
+    let normalizer =
+        Normalizer::new(run.dataset.schema.clone(), synced_at.timestamp_millis()).in_zone(run.zone);
     match &run.dataset.spec.records.event_time {
         Some(field) => normalizer.with_event_window(field, begin_ms, end_ms),
         None => normalizer,
@@ -291,7 +292,7 @@ pub(super) fn event_normalizer(
 pub(super) async fn fetch_normalized(
     run: &PipelineRun<'_>,
     partition: PartitionKey,
-    (entry, body): (&RequestEntry, Map<String, Value>),
+    (entry, body): SliceRequest<'_>,
     normalizer: &Normalizer,
     progress: &dyn Progress,
     mut on_batch: impl FnMut(RecordBatch) -> Result<(), SinkError>,
@@ -333,7 +334,9 @@ pub(super) async fn fetch_normalized(
             partition,
             source: Box::new(source),
         },
-        PageError::Sink(source) => EngineError::Sink { dataset: dataset.to_string(), partition, source },
+        PageError::Sink(source) => {
+            EngineError::Sink { dataset: dataset.to_string(), partition, source }
+        }
     })?;
     Ok(Fetched { summary, rejects, rejected_texts, groups })
 }
@@ -500,7 +503,9 @@ async fn attempt_slice(
     let (bases, window, closed) = match (slice, &spec.slicing) {
         (
             Slice::Month(slice),
-            SlicingSpec::CalendarMonth { begin_field, end_field, time_format, max_window_days, .. },
+            SlicingSpec::CalendarMonth {
+                begin_field, end_field, time_format, max_window_days, ..
+            },
         ) => {
             let fields = (begin_field.as_str(), end_field.as_str());
             let bases = slice

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::shutdown::Shutdown;
 use crate::calendar::Month;
-use crate::sink::layout::PartitionKey;
 use crate::engine::progress::Progress;
 use crate::engine::slice::SliceOutcome;
+use crate::sink::layout::PartitionKey;
 use crate::telemetry::{self, Telemetry};
 
 /// Finished jobs kept for the API and the page.

@@ -357,7 +357,10 @@ mod tests {
         let grids: Vec<_> = views.iter().map(|v| (v.key.value(), v.grid)).collect();
         assert_eq!(
             grids,
-            [("2025-06-01".to_string(), GridState::Synced), ("2025-06-02".into(), GridState::Failed)]
+            [
+                ("2025-06-01".to_string(), GridState::Synced),
+                ("2025-06-02".into(), GridState::Failed)
+            ]
         );
         let json = serde_json::to_value(&views[1]).unwrap();
         assert_eq!(json["snapshot_date"], "2025-06-02");

@@ -142,8 +142,7 @@ impl std::str::FromStr for PartitionKey {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, value) =
-            s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=VALUE"))?;
+        let (name, value) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=VALUE"))?;
         Self::parse_named(name, value)
     }
 }
@@ -363,7 +362,11 @@ mod tests {
             id("rbt_recognition", "202101", 2025, 1),
             id("d", "tenant/with slash", 1999, 12),
             id("d", "100%~ok", 2030, 6),
-            PartitionId::new("d", "t", PartitionKey::Day(NaiveDate::from_ymd_opt(2025, 2, 28).unwrap())),
+            PartitionId::new(
+                "d",
+                "t",
+                PartitionKey::Day(NaiveDate::from_ymd_opt(2025, 2, 28).unwrap()),
+            ),
         ] {
             let path = p.data_path();
             assert_eq!(path.parts().count(), 4, "{path}");
@@ -408,9 +411,18 @@ mod tests {
     fn snapshot_partitions_are_named_by_day() {
         let day = PartitionKey::Day(NaiveDate::from_ymd_opt(2025, 3, 4).unwrap());
         let p = PartitionId::new("ivr", "t", day);
-        assert_eq!(p.data_path().as_ref(), "ivr/tenant_id=t/snapshot_date=2025-03-04/part-00000.parquet");
-        assert_eq!(p.rejects_path().as_ref(), "_rejects/ivr/tenant_id=t/snapshot_date=2025-03-04/rejects.jsonl");
-        assert_eq!(p.checkpoint_path().as_ref(), "_state/ivr/tenant_id=t/snapshot_date=2025-03-04.json");
+        assert_eq!(
+            p.data_path().as_ref(),
+            "ivr/tenant_id=t/snapshot_date=2025-03-04/part-00000.parquet"
+        );
+        assert_eq!(
+            p.rejects_path().as_ref(),
+            "_rejects/ivr/tenant_id=t/snapshot_date=2025-03-04/rejects.jsonl"
+        );
+        assert_eq!(
+            p.checkpoint_path().as_ref(),
+            "_state/ivr/tenant_id=t/snapshot_date=2025-03-04.json"
+        );
         assert_eq!(checkpoint_key(p.checkpoint_path().filename().unwrap()), Some(day));
         assert_eq!((day.month(), day.value()), (None, "2025-03-04".to_string()));
     }

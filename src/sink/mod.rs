@@ -10,6 +10,9 @@
 //! _state/DATASET/tenant_id=T/month=YYYY-MM.json            partition checkpoint
 //! ```
 //!
+//! A snapshot dataset's partitions are days, `snapshot_date=YYYY-MM-DD` in place of
+//! `month=YYYY-MM`, committed the same way.
+//!
 //! ```text
 //!  rows ──► PartitionStage (spool + key index) ──► write_rejects ──► write_partition ──► checkpoint
 //!                 ▲                                                    (single PUT or

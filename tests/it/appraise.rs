@@ -231,7 +231,10 @@ async fn appraise_calls_backfill_and_cursor_sync_follow_the_served_calls() {
     }
     let backfilled = [partition(&engine, jan).await, partition(&engine, feb).await];
     let report = engine.sync("appraise_calls", &LogProgress).await.unwrap();
-    assert_eq!(report.slices.iter().filter_map(|s| s.partition.month()).collect::<Vec<_>>(), [jan, feb]);
+    assert_eq!(
+        report.slices.iter().filter_map(|s| s.partition.month()).collect::<Vec<_>>(),
+        [jan, feb]
+    );
     assert_lake_equals(&h, &shared);
     {
         let s = shared.lock().unwrap();
@@ -291,7 +294,10 @@ async fn cursor_sync_reads_open_calls_again_until_they_close() {
     engine.backfill("appraise_calls", current, current, false, &LogProgress).await.unwrap();
     assert_eq!(partition(&engine, current).await.state, SliceState::Open);
     let report = engine.sync("appraise_calls", &LogProgress).await.unwrap();
-    assert_eq!(report.slices.iter().filter_map(|s| s.partition.month()).collect::<Vec<_>>(), [old, current]);
+    assert_eq!(
+        report.slices.iter().filter_map(|s| s.partition.month()).collect::<Vec<_>>(),
+        [old, current]
+    );
     assert_eq!(report.oldest_open_ms(), Some(open_call_time * 1000));
     assert_eq!(open_since().await, Some(open_call_time * 1000), "the open call is remembered");
     assert_lake_equals(&h, &shared);

@@ -144,7 +144,8 @@ impl Harness {
     /// starts) to that AK's SK.
     pub fn cms_source_text(&self) -> String {
         static CREDENTIALS: std::sync::Once = std::sync::Once::new();
-        CREDENTIALS.call_once(|| std::env::set_var("CECSYNC_TEST_C2_SK", SimOptions::default().c2_sk));
+        CREDENTIALS
+            .call_once(|| std::env::set_var("CECSYNC_TEST_C2_SK", SimOptions::default().c2_sk));
         format!(
             "[sources.cms]
 base_url = \"{}\"
@@ -344,7 +345,10 @@ pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
             .components()
             .find_map(|c| {
                 let folder = c.as_os_str().to_str()?;
-                folder.strip_prefix("month=").or(folder.strip_prefix("snapshot_date=")).map(String::from)
+                folder
+                    .strip_prefix("month=")
+                    .or(folder.strip_prefix("snapshot_date="))
+                    .map(String::from)
             })
             .expect("hive month or snapshot_date partition in the path");
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())

@@ -12,6 +12,6 @@ mod daily;
 mod fabric_sim;
 mod faults;
 mod s3;
-mod snapshot;
 mod service;
+mod snapshot;
 mod tls;

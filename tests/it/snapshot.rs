@@ -104,7 +104,8 @@ async fn ivr_flows_snapshots_by_day() {
 
     // A run that fails (a VDN the platform refuses) writes nothing and leaves both days.
     let before = h.lake_objects().await;
-    let refused = h.config_text(&format!("{}{}", h.cms_source_text(), ivr_config(&[vdns[0], 9999])));
+    let refused =
+        h.config_text(&format!("{}{}", h.cms_source_text(), ivr_config(&[vdns[0], 9999])));
     let failing = engine_for(&h, &refused).with_clock(noon("2026-03-06"));
     let err = failing.sync("ivr_flows", &LogProgress).await.unwrap_err().to_string();
     assert!(err.contains("ivr_flows snapshot_date=2026-03-06") && err.contains("vdn"), "{err}");
@@ -235,12 +236,23 @@ async fn for_each_config_errors_name_the_key() {
         Settings::load(&path).unwrap_err().to_string()
     };
     for (extra, want) in [
-        ("", vec!["pipelines.ivr_flows.for_each", "is missing", "ccId = ..., vdn = ...", "enabled = false"]),
+        (
+            "",
+            vec![
+                "pipelines.ivr_flows.for_each",
+                "is missing",
+                "ccId = ..., vdn = ...",
+                "enabled = false",
+            ],
+        ),
         (
             "[pipelines.ivr_flows]\nfor_each = [{ ccId = 1, vdn = 170 }, { ccId = 1 }]\n",
             vec!["pipelines.ivr_flows.for_each[1]", "has no 'vdn'"],
         ),
-        ("[pipelines.ivr_flows]\nfor_each = [{}]\n", vec!["pipelines.ivr_flows.for_each[0]", "empty table"]),
+        (
+            "[pipelines.ivr_flows]\nfor_each = [{}]\n",
+            vec!["pipelines.ivr_flows.for_each[0]", "empty table"],
+        ),
         (
             "[pipelines.appraise_calls]\nfor_each = [{ a = 1 }]\n",
             vec!["pipelines.appraise_calls.for_each", "cursor"],
@@ -251,7 +263,8 @@ async fn for_each_config_errors_name_the_key() {
             assert!(err.contains(part), "{extra:?}: {part:?} in {err}");
         }
     }
-    let off = h.config_text(&format!("{}[pipelines.ivr_flows]\nenabled = false\n", h.cms_source_text()));
+    let off =
+        h.config_text(&format!("{}[pipelines.ivr_flows]\nenabled = false\n", h.cms_source_text()));
     let path = h.dir.path().join("off.toml");
     std::fs::write(&path, off).unwrap();
     assert!(Settings::load(&path).is_ok(), "a disabled pipeline needs no entries");
@@ -270,7 +283,8 @@ async fn for_each_config_errors_name_the_key() {
     std::fs::write(&path, text).unwrap();
     let err = Settings::load(&path).unwrap_err().to_string();
     assert!(
-        err.contains("pipelines.per_vdn.for_each[0]") && err.contains("'17/0' is not one path segment"),
+        err.contains("pipelines.per_vdn.for_each[0]")
+            && err.contains("'17/0' is not one path segment"),
         "{err}"
     );
 }
