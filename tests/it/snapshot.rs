@@ -288,3 +288,62 @@ async fn for_each_config_errors_name_the_key() {
         "{err}"
     );
 }
+
+/// The real binary taking today's `ivr_flows` snapshot again after a description changed,
+/// aborted at each named crash point: after every abort a reader sees one whole snapshot,
+/// the previous one or (once the data object is in place) the new one, never a mix; the
+/// next run completes it, and `verify` passes.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_aborted_mid_run_leaves_a_whole_one() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    use cecsync::sink::crash::{self, CRASH_AT_VARIABLE};
+
+    let h = Harness::start(SimOptions::default()).await;
+    let vdns = h.sim.vdns();
+    let config = h.config_file(&format!("{}{}", h.cms_source_text(), ivr_config(&vdns)));
+    let cecsync = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cecsync"));
+        cmd.args(args).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd
+    };
+    let sync = || cecsync(&["sync", "--pipeline", "ivr_flows"]);
+    assert!(sync().status().unwrap().success());
+    // The one day written (the source zone's today).
+    let days: Vec<String> = lake_rows(&h.lake(), "ivr_flows").into_iter().map(|(d, _)| d).collect();
+    let day = days[0].clone();
+    let before = h.sim.ivr_flows();
+    assert_snapshot_is(&snapshot(&h, &day), &before);
+
+    assert!(h.sim.ivr_flow_describe(vdns[0], 2, "主流程（新版）"));
+    let after = h.sim.ivr_flows();
+    for point in [
+        crash::PAGE_STAGED,
+        crash::FETCHED,
+        crash::BEFORE_REJECTS,
+        crash::AFTER_REJECTS,
+        crash::BATCH_WRITTEN,
+        crash::BEFORE_COMPLETE,
+        crash::AFTER_DATA,
+    ] {
+        let out = sync().env(CRASH_AT_VARIABLE, format!("{point}:1")).output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = snapshot(&h, &day);
+        let whole = if point == crash::AFTER_DATA { &after } else { &before };
+        assert_snapshot_is(&seen, whole);
+        let days: Vec<String> =
+            lake_rows(&h.lake(), "ivr_flows").into_iter().map(|(d, _)| d).collect();
+        assert!(days.iter().all(|d| d == &day), "{point}: one day only");
+    }
+    assert!(sync().status().unwrap().success(), "the next run completes the snapshot");
+    assert_snapshot_is(&snapshot(&h, &day), &after);
+    let verify = cecsync(&["verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}
