@@ -553,6 +553,12 @@ async fn attempt_slice(
     };
     // Each window is paged on its own and its rows must add up to its own total.
     // So is each chunk of a chunked list field.
+    // Days are asked from midnight: a slice of a sync that starts mid-day reads its whole
+    // first day, so that each window is whole days and a one-day window one day.
+    let slice = match time_format {
+        TimeFormat::Date => slice.whole_days(run.zone),
+        _ => slice,
+    };
     let windows = slice.windows(*max_window_days);
     let mut requests = Vec::new();
     for (begin_ms, end_ms) in windows {
