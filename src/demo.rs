@@ -25,8 +25,8 @@ pub enum DemoError {
     Engine(#[from] EngineError),
 }
 
-/// The demo's configuration: the simulator as the OIFDE and API Fabric sources, `lake` as
-/// the destination.
+/// The demo's configuration: the simulator as the OIFDE, API Fabric, CMS and iSales
+/// sources, `lake` as the destination.
 pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions) -> String {
     format!(
         r#"tenant_id = "{tenant}"
@@ -42,6 +42,11 @@ timezone = "+08:00"
 app_key = "{fabric_key}"
 app_secret = "{fabric_secret}"
 user_id = "{fabric_user}"
+[sources.cms]
+base_url = "{base_url}"
+timezone = "+08:00"
+ak = "{c2_ak}"
+sk = "{c2_sk}"
 "#,
         tenant = opts.tenant_id,
         lake = lake.display(),
@@ -49,6 +54,32 @@ user_id = "{fabric_user}"
         fabric_key = opts.fabric_app_key,
         fabric_secret = opts.fabric_app_secret,
         fabric_user = opts.fabric_user_id,
+        c2_ak = opts.c2_ak,
+        c2_sk = opts.c2_sk,
+    )
+}
+
+/// What the CMS datasets of the demo ask the simulator for: every called and calling
+/// number and call type of its VDNs, and the missed calls of its first VDN.
+pub fn statistics_config(sim: &Simulator) -> String {
+    let strings = |values: Vec<String>| {
+        let quoted: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let vdns = sim.vdns();
+    let callees = strings(vdns.iter().flat_map(|v| sim.called_numbers(*v)).collect());
+    let callers = strings(vdns.iter().flat_map(|v| sim.caller_numbers(*v)).collect());
+    let types: Vec<String> = sim.call_types().iter().map(i64::to_string).collect();
+    let types = types.join(", ");
+    format!(
+        r#"[pipelines.inbound_daily_by_callee]
+request_body = {{ calleeNos = {callees}, callTypes = [{types}] }}
+[pipelines.outbound_daily_by_caller]
+request_body = {{ callerNos = {callers}, callTypes = [{types}] }}
+[pipelines.missed_calls]
+request_body = {{ vdn = {vdn} }}
+"#,
+        vdn = vdns.first().copied().unwrap_or_default(),
     )
 }
 
@@ -59,10 +90,11 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
     let opts = SimOptions { records_per_month, ..SimOptions::default() };
     let (first, last): (Month, Month) = (opts.first_month, opts.last_month);
     let sim = Arc::new(Simulator::new(opts.clone()));
+    let statistics = statistics_config(&sim);
     let running = serve(sim, "127.0.0.1:0".parse().expect("static address")).await?;
     println!("simulator listening on {}", running.base_url);
 
-    let text = demo_config(&running.base_url, &lake, &opts);
+    let text = demo_config(&running.base_url, &lake, &opts) + &statistics;
     let settings = Settings::parse(&lake.join("demo.toml"), &text, &|_| None)?;
     let engine = Engine::open(settings)?;
     let bar = progress::for_stderr();

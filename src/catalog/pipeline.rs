@@ -297,6 +297,11 @@ pub enum SlicingSpec {
         /// slice.
         #[serde(default)]
         max_window_days: Option<u32>,
+        /// Whether the end field names the first instant after the range rather than its
+        /// last (the day after the last day, with `date`): for interfaces that want
+        /// `beginTime < endTime` and read `[begin, end)`, such as iSales `callresult`.
+        #[serde(default)]
+        end_exclusive: bool,
     },
     /// No time range of its own: one request per row of a parent dataset (a detail per
     /// call), made while the parent's partition is staged and committed before it, into a
@@ -674,6 +679,14 @@ impl PipelineSpec {
         }
         if let SlicingSpec::CalendarMonth { max_window_days: Some(0), .. } = &spec.slicing {
             return Err(invalid("slicing.max_window_days", "must be at least 1 day".into()));
+        }
+        if let SlicingSpec::CalendarMonth { end_exclusive: true, cursor: Some(_), .. } =
+            &spec.slicing
+        {
+            return Err(invalid(
+                "slicing.end_exclusive",
+                "is for month slices; a cursor window always sends its last instant".into(),
+            ));
         }
         if let Some(open) = &spec.records.open_while {
             if spec.records.primary_key.contains(&open.field) {

@@ -545,8 +545,14 @@ async fn attempt_slice(
     let mut rejects: Vec<RejectedRecord> = Vec::new();
     let mut rejected_texts: HashSet<String> = HashSet::new();
     let mut summary = PagingSummary::default();
-    let SlicingSpec::CalendarMonth { begin_field, end_field, time_format, max_window_days, .. } =
-        &spec.slicing
+    let SlicingSpec::CalendarMonth {
+        begin_field,
+        end_field,
+        time_format,
+        max_window_days,
+        end_exclusive,
+        ..
+    } = &spec.slicing
     else {
         let parent = spec.fan_out().map(|f| f.parent.clone()).unwrap_or_default();
         return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
@@ -562,6 +568,7 @@ async fn attempt_slice(
     let windows = slice.windows(*max_window_days);
     let mut requests = Vec::new();
     for (begin_ms, end_ms) in windows {
+        let end_ms = if *end_exclusive { end_ms + 1 } else { end_ms };
         let body = range_body(run, (begin_field, end_field), *time_format, begin_ms, end_ms);
         requests.extend(chunked(run, body)?);
     }
