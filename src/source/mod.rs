@@ -6,7 +6,9 @@ pub mod auth;
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod gateway;
 pub mod limiter;
+pub mod outgoing;
 pub mod paging;
 pub mod retry;
 #[cfg(test)]

@@ -175,7 +175,7 @@ where
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
         let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
         PageTask(ScopedTask::spawn(async move {
-            let bytes = auth.post(&client, &path, b).await?;
+            let bytes = auth.send(&client, spec.request.method, &path, b).await?;
             let page = match read_page(&bytes, &spec, &url) {
                 Ok(page) => page,
                 Err(e) => return Err(auth.redact(e).await),
