@@ -235,7 +235,210 @@ fn set_guid(headers: &HeaderMap) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+
     use super::*;
+    use crate::catalog::pipeline::AuthSpec;
+    use crate::config::{SourceAuth, GATEWAY_LOGIN_PATH};
+    use crate::source::auth::Authenticator;
+    use crate::source::scripted::{client, source, Answer, Received, Script, ScriptedServer};
+
+    const SKILLS: &str = "/agentgateway/resource/onlineagent/100001/agentskillsbyworkno/101";
+    const ACCOUNT: u64 = 100001;
+    const PASSWORD: &str = "gw-pa55word";
+    const OK: &str = r#"{"result":[{"name":"voice","id":1,"mediatype":5}],"message":"success","retcode":"0"}"#;
+
+    /// How the scripted gateway refuses a GUID it no longer accepts.
+    #[derive(Debug, Clone, Copy)]
+    enum Refuse {
+        Code(&'static str),
+        Http401,
+    }
+
+    /// A gateway whose login issues `GUID-1`, `GUID-2`, ... for the right password (and
+    /// `retcode` 100-003 for a wrong one), in front of a business route that accepts the
+    /// GUIDs `accepts` says and refuses the others as `refuse` says. Returns the script and
+    /// the login counter.
+    fn gateway(
+        refuse: Refuse,
+        accepts: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> (Script, Arc<AtomicUsize>) {
+        let logins = Arc::new(AtomicUsize::new(0));
+        let counter = logins.clone();
+        let script = Arc::new(move |r: &Received| {
+            if r.path == GATEWAY_LOGIN_PATH {
+                if r.body != json!({"agentId": ACCOUNT, "password": PASSWORD}) {
+                    return Answer::status(200, r#"{"retcode":"100-003","message":"the password is incorrect"}"#);
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = json!({"result": {"guid": format!("GUID-{n}.AgentGateway1")},
+                                  "message": "success", "retcode": "0"});
+                return Answer::status(200, &body.to_string());
+            }
+            let guid = r.header("guid").first().copied().unwrap_or_default().to_string();
+            if accepts(&guid) {
+                return Answer::status(200, OK);
+            }
+            // The refusal echoes the GUID, as a careless server might.
+            let message = format!("guid {guid} is invalid");
+            match refuse {
+                Refuse::Code(code) => {
+                    Answer::status(200, &json!({"retcode": code, "message": message}).to_string())
+                }
+                Refuse::Http401 => Answer::status(401, &json!({"message": message}).to_string()),
+            }
+        });
+        (script, logins)
+    }
+
+    fn login() -> GatewayLogin {
+        GatewayLogin {
+            account: ACCOUNT,
+            password: Secret::new(PASSWORD),
+            login_path: GATEWAY_LOGIN_PATH.into(),
+        }
+    }
+
+    fn auth(login: GatewayLogin) -> Authenticator {
+        let mut src = source("http://127.0.0.1:9", Duration::from_secs(5), 3);
+        src.auth = SourceAuth::Gateway(login);
+        Authenticator::new(&AuthSpec::GatewayGuid, &src).unwrap()
+    }
+
+    async fn get(auth: &Authenticator, client: &SourceClient) -> Result<Bytes, SourceError> {
+        auth.send(client, RequestMethod::Get, SKILLS, Map::new()).await
+    }
+
+    /// The login sends the account and password; every business request carries the GUID
+    /// in `Guid`; two pipelines of one source (two strategies, one client) share one login,
+    /// also when their first requests run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_login_serves_every_pipeline_of_the_source() {
+        let (script, logins) = gateway(Refuse::Code("100-006"), |_| true);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let (a, b) = (auth(login()), auth(login()));
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let (client, auth) = (client.clone(), if i % 2 == 0 { a.clone() } else { b.clone() });
+                tokio::spawn(async move { get(&auth, &client).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(&task.await.unwrap().unwrap()[..], OK.as_bytes());
+        }
+        assert_eq!(logins.load(Ordering::SeqCst), 1);
+        let received = server.received();
+        let login = &received[0];
+        assert_eq!((login.method.as_str(), login.path.as_str()), ("POST", GATEWAY_LOGIN_PATH));
+        for query in &received[1..] {
+            assert_eq!((query.method.as_str(), query.path.as_str()), ("GET", SKILLS));
+            assert_eq!(query.header("guid"), ["GUID-1.AgentGateway1"]);
+            assert!(query.header("content-length").is_empty(), "a GET has no body");
+        }
+    }
+
+    /// A GUID refused with 100-006, 000-003 or HTTP 401 is dropped: one login more, and
+    /// the request is sent again with the new GUID.
+    #[tokio::test]
+    async fn a_refused_guid_is_renewed_once() {
+        for refuse in [Refuse::Code("100-006"), Refuse::Code("000-003"), Refuse::Http401] {
+            let (script, logins) = gateway(refuse, |guid| guid != "GUID-1.AgentGateway1");
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 3);
+            let auth = auth(login());
+            assert_eq!(&get(&auth, &client).await.unwrap()[..], OK.as_bytes(), "{refuse:?}");
+            assert_eq!(&get(&auth, &client).await.unwrap()[..], OK.as_bytes(), "{refuse:?}");
+            assert_eq!(logins.load(Ordering::SeqCst), 2, "{refuse:?}");
+            let guids: Vec<_> = server
+                .received()
+                .iter()
+                .filter(|r| r.path == SKILLS)
+                .map(|r| r.header("guid")[0].to_string())
+                .collect();
+            assert_eq!(guids, ["GUID-1.AgentGateway1", "GUID-2.AgentGateway1", "GUID-2.AgentGateway1"]);
+        }
+    }
+
+    /// A fresh GUID refused as well is one hard error that names the source, the account
+    /// and the refusal, never the password or a GUID (even when the server echoes it).
+    #[tokio::test]
+    async fn a_second_refusal_is_a_hard_error_naming_the_account() {
+        for refuse in [Refuse::Code("100-006"), Refuse::Http401] {
+            let (script, logins) = gateway(refuse, |_| false);
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 3);
+            let err = get(&auth(login()), &client).await.unwrap_err();
+            assert!(matches!(err, SourceError::GatewayRefused { account: ACCOUNT, .. }), "{err:?}");
+            assert!(err.is_auth_failure());
+            assert_eq!(logins.load(Ordering::SeqCst), 2, "{refuse:?}: renewed once, no loop");
+            let text = format!("{err} {err:?}");
+            for part in ["source 'oifde'", "account 100001", "gateway_password", "is invalid"] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+            assert!(!text.contains("GUID-") && !text.contains(PASSWORD), "{text}");
+        }
+    }
+
+    /// A wrong password fails after one login request and no business request, with one
+    /// error that names the account and the gateway's message, not the password.
+    #[tokio::test]
+    async fn a_wrong_password_fails_at_once() {
+        let (script, logins) = gateway(Refuse::Code("100-006"), |_| true);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let wrong = GatewayLogin { password: Secret::new("not-the-password"), ..login() };
+        let err = get(&auth(wrong), &client).await.unwrap_err();
+        assert!(matches!(err, SourceError::GatewayRefused { .. }), "{err:?}");
+        let text = err.to_string();
+        for part in ["account 100001", "login retcode 100-003", "the password is incorrect"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(!text.contains("not-the-password"), "{text}");
+        assert_eq!((logins.load(Ordering::SeqCst), server.received().len()), (0, 1));
+    }
+
+    /// A `Set-GUID` header replaces the GUID without a login; the rotated GUID is redacted
+    /// from later errors too.
+    #[tokio::test]
+    async fn set_guid_rotates_the_session() {
+        let logins = Arc::new(AtomicUsize::new(0));
+        let counter = logins.clone();
+        let script: Script = Arc::new(move |r: &Received| {
+            if r.path == GATEWAY_LOGIN_PATH {
+                counter.fetch_add(1, Ordering::SeqCst);
+                return Answer::status(200, r#"{"result":{"guid":"G-old"},"retcode":"0"}"#);
+            }
+            match r.header("guid")[0] {
+                "G-old" => Answer::Reply {
+                    status: 200,
+                    headers: vec![("Set-GUID".into(), "JSESSIONID=G-new; Path=/".into())],
+                    body: OK.into(),
+                },
+                guid => Answer::status(200, &json!({"retcode": "100-007", "message": format!("{guid} busy")}).to_string()),
+            }
+        });
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let auth = auth(login());
+        get(&auth, &client).await.unwrap();
+        let second = get(&auth, &client).await.unwrap();
+        let guids: Vec<_> =
+            server.received().iter().skip(1).map(|r| r.header("guid")[0].to_string()).collect();
+        assert_eq!(guids, ["G-old", "G-new"]);
+        assert_eq!(logins.load(Ordering::SeqCst), 1);
+        let err = SourceError::Api {
+            url: "u".into(),
+            field: "retcode".into(),
+            code: "100-007".into(),
+            message: String::from_utf8_lossy(&second).into(),
+        };
+        let text = auth.redact(err).await.to_string();
+        assert!(!text.contains("G-new") && text.contains("**REDACTED**"), "{text}");
+    }
 
     fn headers(value: &str) -> HeaderMap {
         let mut map = HeaderMap::new();
