@@ -130,6 +130,7 @@ mod tests {
 
     use super::*;
     use crate::sim::test_support::{send, start};
+    use crate::source::SourceError;
     use crate::sim::SimOptions;
 
     const LOGIN: &str = "/agentgateway/resource/config/login";
@@ -212,6 +213,78 @@ mod tests {
         assert_eq!((stats.gateway_logins, stats.gateway_login_refusals), (1, 1));
         assert_eq!(stats.gateway_guids_refused, 3);
         assert_eq!(stats.gateway_requests, agents.len() as u64 + 6);
+        running.shutdown().await;
+    }
+
+    /// The `gateway_guid` strategy of a source on `base` logging in with `password`, and
+    /// the source's client.
+    fn gateway_client(
+        base: &str,
+        password: &str,
+    ) -> (crate::source::auth::Authenticator, crate::source::SourceClient) {
+        use crate::config::{GatewayLogin, SourceAuth, GATEWAY_LOGIN_PATH};
+        use crate::source::scripted::{client, source};
+        let mut src = source(base, Duration::from_secs(5), 2);
+        src.auth = SourceAuth::Gateway(GatewayLogin {
+            account: 100001,
+            password: crate::secret::Secret::new(password),
+            login_path: GATEWAY_LOGIN_PATH.into(),
+        });
+        let spec = crate::catalog::pipeline::AuthSpec::GatewayGuid;
+        let auth = crate::source::auth::Authenticator::new(&spec, &src).unwrap();
+        (auth, client(base, Duration::from_secs(5), 2))
+    }
+
+    /// The JSON answer to a GET of `path` by `auth`.
+    async fn skills_of(
+        auth: &crate::source::auth::Authenticator,
+        client: &crate::source::SourceClient,
+        path: String,
+    ) -> Result<Value, SourceError> {
+        let method = crate::catalog::pipeline::RequestMethod::Get;
+        let body = auth.send(client, method, &path, Default::default()).await?;
+        Ok(serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The engine's client against the simulator: one login serves many requests; GUIDs
+    /// that expire mid-run are renewed with one login more; a wrong password is one error
+    /// naming the account, after one login request; GUIDs refused even fresh are one error
+    /// too. No error shows the password or a GUID.
+    #[tokio::test]
+    async fn the_client_renews_expired_guids_once() {
+        let sim = Arc::new(Simulator::new(SimOptions::default()));
+        let running = start(&sim).await;
+        let (auth, client) = gateway_client(&running.base_url, "sim-gateway-pw");
+        let agents = sim.gateway_agents();
+        let fetch = |work_no: u32| skills_of(&auth, &client, skills_path(agents[0], work_no));
+        for &work_no in &agents {
+            assert_eq!(fetch(work_no).await.unwrap()["retcode"], "0");
+        }
+        assert_eq!(sim.stats().gateway_logins, 1);
+        sim.expire_gateway_guids();
+        for &work_no in &agents {
+            assert_eq!(fetch(work_no).await.unwrap()["retcode"], "0");
+        }
+        let stats = sim.stats();
+        assert_eq!((stats.gateway_logins, stats.gateway_guids_refused), (2, 1));
+
+        let (auth, client) = gateway_client(&running.base_url, "not-the-password");
+        let text = skills_of(&auth, &client, skills_path(101, 101)).await.unwrap_err().to_string();
+        assert!(text.contains("account 100001") && text.contains(LOGIN_REFUSED), "{text}");
+        assert!(!text.contains("not-the-password"), "{text}");
+        let stats = sim.stats();
+        assert_eq!((stats.gateway_login_refusals, stats.gateway_requests), (1, 2 * agents.len() as u64 + 1));
+        running.shutdown().await;
+
+        let sim = Arc::new(Simulator::new(SimOptions { gateway_guid_ttl: Duration::ZERO, ..SimOptions::default() }));
+        let running = start(&sim).await;
+        let (auth, client) = gateway_client(&running.base_url, "sim-gateway-pw");
+        let err = skills_of(&auth, &client, skills_path(101, 101)).await.unwrap_err();
+        assert!(matches!(err, SourceError::GatewayRefused { account: 100001, .. }), "{err:?}");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(GUID_REFUSED) && !text.contains("AgentGateway1"), "{text}");
+        let stats = sim.stats();
+        assert_eq!((stats.gateway_logins, stats.gateway_guids_refused), (2, 2));
         running.shutdown().await;
     }
 

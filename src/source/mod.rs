@@ -12,7 +12,7 @@ pub mod outgoing;
 pub mod paging;
 pub mod retry;
 #[cfg(test)]
-mod scripted;
+pub(crate) mod scripted;
 pub mod signature;
 
 pub use client::SourceClient;
