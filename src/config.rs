@@ -833,7 +833,9 @@ impl Validator<'_> {
             _ => {
                 return Err(self.invalid(
                     &key("gateway_account"),
-                    &format!("'{account}' is not an account number from 1 to {MAX_GATEWAY_ACCOUNT}"),
+                    &format!(
+                        "'{account}' is not an account number from 1 to {MAX_GATEWAY_ACCOUNT}"
+                    ),
                     account_fix,
                 ))
             }
@@ -1231,13 +1233,28 @@ mod tests {
             (format!("gateway_account = 0\n{pw}"), "gateway_account", "e.g. 100001"),
             (format!("gateway_account = \"admin\"\n{pw}"), "gateway_account", "e.g. 100001"),
             (format!("gateway_account = 1.5\n{pw}"), "gateway_account", "e.g. 100001"),
-            ("gateway_account = 101\ngateway_password = \"\"".into(), "gateway_password", "set the environment variable"),
-            (format!("gateway_account = 101\n{pw}\ngateway_login_path = \"login\""), "gateway_login_path", "relative to base_url"),
+            (
+                "gateway_account = 101\ngateway_password = \"\"".into(),
+                "gateway_password",
+                "set the environment variable",
+            ),
+            (
+                format!("gateway_account = 101\n{pw}\ngateway_login_path = \"login\""),
+                "gateway_login_path",
+                "relative to base_url",
+            ),
             ("gateway_login_path = \"/x\"".into(), "gateway_login_path", "gateway_account"),
-            (format!("gateway_account = 101\n{pw}\nak = \"a\"\nsk = \"b\""), "gateway_account", "one kind of credentials"),
+            (
+                format!("gateway_account = 101\n{pw}\nak = \"a\"\nsk = \"b\""),
+                "gateway_account",
+                "one kind of credentials",
+            ),
         ] {
             let err = parse(&with(&keys)).unwrap_err().to_string();
-            assert!(err.contains(&format!("sources.gateway.{key}")) && err.contains(fix), "{keys}: {err}");
+            assert!(
+                err.contains(&format!("sources.gateway.{key}")) && err.contains(fix),
+                "{keys}: {err}"
+            );
             assert!(!err.contains("s3cr3t"), "{err}");
         }
     }

@@ -909,7 +909,10 @@ mod tests {
     /// body to wrap. The gateway style takes no options.
     #[test]
     fn methods_and_the_gateway_style_parse() {
-        assert_eq!(PipelineSpec::parse("d.toml", MINIMAL).unwrap().request.method, RequestMethod::Post);
+        assert_eq!(
+            PipelineSpec::parse("d.toml", MINIMAL).unwrap().request.method,
+            RequestMethod::Post
+        );
         let with = |line: &str| {
             let text = MINIMAL.replacen("[request]", &format!("[request]\n{line}"), 1);
             PipelineSpec::parse("d.toml", &text).map_err(|e| e.to_string())

@@ -58,7 +58,11 @@ fn answer(retcode: &str, message: &str, result: Value) -> Response {
 pub(crate) async fn login(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         sim.counters().record(Event::GatewayLoginRefused);
-        return answer(BAD_PARAMETER, "the body must be {\"agentId\": int, \"password\": string}", Value::Null);
+        return answer(
+            BAD_PARAMETER,
+            "the body must be {\"agentId\": int, \"password\": string}",
+            Value::Null,
+        );
     };
     match sim.gateway().log_in(login.agent_id, &login.password) {
         Some(guid) => {
@@ -130,8 +134,8 @@ mod tests {
 
     use super::*;
     use crate::sim::test_support::{send, start};
-    use crate::source::SourceError;
     use crate::sim::SimOptions;
+    use crate::source::SourceError;
 
     const LOGIN: &str = "/agentgateway/resource/config/login";
 
@@ -150,8 +154,7 @@ mod tests {
         }
         let reply = request.send().await.unwrap();
         assert_eq!(reply.status(), 200);
-        let set_guid =
-            reply.headers().get("set-guid").map(|v| v.to_str().unwrap().to_string());
+        let set_guid = reply.headers().get("set-guid").map(|v| v.to_str().unwrap().to_string());
         (serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap(), set_guid)
     }
 
@@ -195,7 +198,12 @@ mod tests {
             }
         }
         let last = *agents.last().unwrap();
-        let (own, _) = get(base, &format!("/agentgateway/resource/onlineagent/{last}/agentskills"), Some(&guid)).await;
+        let (own, _) = get(
+            base,
+            &format!("/agentgateway/resource/onlineagent/{last}/agentskills"),
+            Some(&guid),
+        )
+        .await;
         assert_eq!(own["result"], json!([]), "{own}");
         let (bad, _) = get(base, &skills_path(agents[0], 100), Some(&guid)).await;
         assert_eq!(bad["retcode"], BAD_PARAMETER);
@@ -273,10 +281,16 @@ mod tests {
         assert!(text.contains("account 100001") && text.contains(LOGIN_REFUSED), "{text}");
         assert!(!text.contains("not-the-password"), "{text}");
         let stats = sim.stats();
-        assert_eq!((stats.gateway_login_refusals, stats.gateway_requests), (1, 2 * agents.len() as u64 + 1));
+        assert_eq!(
+            (stats.gateway_login_refusals, stats.gateway_requests),
+            (1, 2 * agents.len() as u64 + 1)
+        );
         running.shutdown().await;
 
-        let sim = Arc::new(Simulator::new(SimOptions { gateway_guid_ttl: Duration::ZERO, ..SimOptions::default() }));
+        let sim = Arc::new(Simulator::new(SimOptions {
+            gateway_guid_ttl: Duration::ZERO,
+            ..SimOptions::default()
+        }));
         let running = start(&sim).await;
         let (auth, client) = gateway_client(&running.base_url, "sim-gateway-pw");
         let err = skills_of(&auth, &client, skills_path(101, 101)).await.unwrap_err();
@@ -292,14 +306,15 @@ mod tests {
     /// GUID in `Set-GUID: JSESSIONID=...`, which works.
     #[tokio::test]
     async fn guids_expire_and_rotate() {
-        let options = SimOptions {
-            gateway_guid_ttl: Duration::from_millis(400),
-            ..SimOptions::default()
-        };
+        let options =
+            SimOptions { gateway_guid_ttl: Duration::from_millis(400), ..SimOptions::default() };
         let sim = Arc::new(Simulator::new(options));
         let running = start(&sim).await;
         let base = &running.base_url;
-        let guid = log_in(base, 100001, "sim-gateway-pw").await["result"]["guid"].as_str().unwrap().to_string();
+        let guid = log_in(base, 100001, "sim-gateway-pw").await["result"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let path = skills_path(101, 101);
         assert_eq!(get(base, &path, Some(&guid)).await.0["retcode"], "0");
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -311,7 +326,10 @@ mod tests {
         let sim = Arc::new(Simulator::new(options));
         let running = start(&sim).await;
         let base = &running.base_url;
-        let guid = log_in(base, 100001, "sim-gateway-pw").await["result"]["guid"].as_str().unwrap().to_string();
+        let guid = log_in(base, 100001, "sim-gateway-pw").await["result"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let (reply, set_guid) = get(base, &path, Some(&guid)).await;
         assert_eq!(reply["retcode"], "0");
         let new = set_guid.unwrap().strip_prefix("JSESSIONID=").unwrap().to_string();

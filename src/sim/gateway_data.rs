@@ -97,7 +97,8 @@ impl GatewayStore {
             .map(|n| {
                 let work_no = FIRST_WORK_NO + n;
                 let last = n + 1 == setup.agents;
-                let count = if last { 0 } else { 1 + mix(&[setup.seed, 0x6a, u64::from(work_no)]) % 4 };
+                let count =
+                    if last { 0 } else { 1 + mix(&[setup.seed, 0x6a, u64::from(work_no)]) % 4 };
                 let start = mix(&[setup.seed, 0x6b, u64::from(work_no)]) as usize % SKILLS.len();
                 let skills = (0..count as usize)
                     .map(|i| {
@@ -136,7 +137,8 @@ impl GatewayStore {
     pub(crate) fn check(&self, guid: Option<&str>) -> GuidCheck {
         let Some(guid) = guid else { return GuidCheck::Refused };
         let now = Instant::now();
-        let session = self.sessions.lock().unwrap_or_else(PoisonError::into_inner).get(guid).copied();
+        let session =
+            self.sessions.lock().unwrap_or_else(PoisonError::into_inner).get(guid).copied();
         match session {
             Some(s) if s.expires > now => match self.rotation {
                 Some(interval) if now.duration_since(s.issued) >= interval => {

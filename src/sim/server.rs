@@ -126,7 +126,10 @@ fn router(sim: Arc<Simulator>) -> Router {
         .route(&format!("{INSPECTION}/detail"), post(appraise::detail))
         .route("/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord", post(cdr::query))
         .route(&format!("{AGENT}/{{agent}}/agentskills"), get(gateway::agent_skills))
-        .route(&format!("{AGENT}/{{agent}}/agentskillsbyworkno/{{workno}}"), get(gateway::skills_by_work_no))
+        .route(
+            &format!("{AGENT}/{{agent}}/agentskillsbyworkno/{{workno}}"),
+            get(gateway::skills_by_work_no),
+        )
         .merge(signed_routes(sim.clone()))
         .route_layer(middleware::from_fn_with_state(sim.clone(), faults::inject))
         .route("/apigovernance/api/oauth/tokenByAkSk", post(fabric_auth::token_by_ak_sk))

@@ -592,7 +592,9 @@ mod tests {
                 let tasks: Vec<_> = (0..n)
                     .map(|_| {
                         let (client, auth) = (client.clone(), auth.clone());
-                        tokio::spawn(async move { auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await })
+                        tokio::spawn(async move {
+                            auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await
+                        })
                     })
                     .collect();
                 async move {
@@ -760,7 +762,10 @@ mod tests {
         let client = client(&server.base_url, Duration::from_secs(5), 3);
         let mut body = Map::new();
         body.insert("vdn".into(), json!(170));
-        let answer = signing_auth("cms-sk-0001").send(&client, RequestMethod::Post, QUERY, body).await.unwrap();
+        let answer = signing_auth("cms-sk-0001")
+            .send(&client, RequestMethod::Post, QUERY, body)
+            .await
+            .unwrap();
         assert_eq!(&answer[..], OK.as_bytes());
         let received = server.received();
         let request = &received[0];
@@ -786,8 +791,10 @@ mod tests {
         for status in [401, 403] {
             let server = ScriptedServer::start(queue(vec![Answer::status(status, refusal)])).await;
             let client = client(&server.base_url, Duration::from_secs(5), 5);
-            let err =
-                signing_auth("cms-sk-0001").send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap_err();
+            let err = signing_auth("cms-sk-0001")
+                .send(&client, RequestMethod::Post, QUERY, Map::new())
+                .await
+                .unwrap_err();
             assert!(
                 matches!(&err, SourceError::SignatureRefused { status: s, ak, .. } if *s == status && ak == "cmsAK01"),
                 "{err:?}"
@@ -943,7 +950,11 @@ mod tests {
         let mut src = source(&server.base_url, Duration::from_secs(5), 3);
         src.auth = SourceAuth::StaticToken(Secret::new("static-tok"));
         let auth = Authenticator::new(&Style::Gettoken.spec(), &src).unwrap();
-        let err = auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap_err().to_string();
+        let err = auth
+            .send(&client, RequestMethod::Post, QUERY, Map::new())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("the configured auth_token") && !err.contains("static-tok"), "{err}");
         assert_eq!(logins.load(Ordering::SeqCst), 0);
         assert_eq!(query_tokens(Style::Gettoken, &server), ["static-tok"]);

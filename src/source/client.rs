@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{
-    HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER,
-};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
@@ -179,7 +177,8 @@ impl SourceClient {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Bytes, SourceError> {
-        let request = Outgoing { method: RequestMethod::Post, url: url.to_string(), body: body.to_vec() };
+        let request =
+            Outgoing { method: RequestMethod::Post, url: url.to_string(), body: body.to_vec() };
         self.send(&request, headers, None).await.map(|reply| reply.body)
     }
 

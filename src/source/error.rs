@@ -138,7 +138,13 @@ impl SourceError {
                 Self::SignatureRefused { source_name, url: r(url), status, ak, message: r(message) }
             }
             Self::GatewayRefused { source_name, url, status, account, message } => {
-                Self::GatewayRefused { source_name, url: r(url), status, account, message: r(message) }
+                Self::GatewayRefused {
+                    source_name,
+                    url: r(url),
+                    status,
+                    account,
+                    message: r(message),
+                }
             }
             Self::Api { url, field, code, message } => {
                 Self::Api { url: r(url), field, code: r(code), message: r(message) }

@@ -146,7 +146,8 @@ impl GatewayAuth {
             "password": self.login.password.expose(),
         });
         let url = client.url(&self.login.login_path);
-        let request = Outgoing::new(RequestMethod::Post, &url, body.as_object().expect("an object"));
+        let request =
+            Outgoing::new(RequestMethod::Post, &url, body.as_object().expect("an object"));
         let reply = match client.send(&request, &[], None).await {
             Ok(reply) => reply,
             Err(SourceError::Unauthorized { status, message, .. }) => {
@@ -168,7 +169,8 @@ impl GatewayAuth {
                 Ok(Secret::new(guid))
             }
             (code, _) => {
-                let message = answer.and_then(|a| a.message).unwrap_or_else(|| excerpt(&reply.body));
+                let message =
+                    answer.and_then(|a| a.message).unwrap_or_else(|| excerpt(&reply.body));
                 let status = match code {
                     Some(code) => format!("login retcode {code}"),
                     None => "a login answer without retcode".into(),
@@ -249,7 +251,8 @@ mod tests {
     const SKILLS: &str = "/agentgateway/resource/onlineagent/100001/agentskillsbyworkno/101";
     const ACCOUNT: u64 = 100001;
     const PASSWORD: &str = "gw-pa55word";
-    const OK: &str = r#"{"result":[{"name":"voice","id":1,"mediatype":5}],"message":"success","retcode":"0"}"#;
+    const OK: &str =
+        r#"{"result":[{"name":"voice","id":1,"mediatype":5}],"message":"success","retcode":"0"}"#;
 
     /// How the scripted gateway refuses a GUID it no longer accepts.
     #[derive(Debug, Clone, Copy)]
@@ -271,7 +274,10 @@ mod tests {
         let script = Arc::new(move |r: &Received| {
             if r.path == GATEWAY_LOGIN_PATH {
                 if r.body != json!({"agentId": ACCOUNT, "password": PASSWORD}) {
-                    return Answer::status(200, r#"{"retcode":"100-003","message":"the password is incorrect"}"#);
+                    return Answer::status(
+                        200,
+                        r#"{"retcode":"100-003","message":"the password is incorrect"}"#,
+                    );
                 }
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 let body = json!({"result": {"guid": format!("GUID-{n}.AgentGateway1")},
@@ -323,7 +329,8 @@ mod tests {
         let (a, b) = (auth(login()), auth(login()));
         let tasks: Vec<_> = (0..6)
             .map(|i| {
-                let (client, auth) = (client.clone(), if i % 2 == 0 { a.clone() } else { b.clone() });
+                let (client, auth) =
+                    (client.clone(), if i % 2 == 0 { a.clone() } else { b.clone() });
                 tokio::spawn(async move { get(&auth, &client).await })
             })
             .collect();
@@ -359,7 +366,10 @@ mod tests {
                 .filter(|r| r.path == SKILLS)
                 .map(|r| r.header("guid")[0].to_string())
                 .collect();
-            assert_eq!(guids, ["GUID-1.AgentGateway1", "GUID-2.AgentGateway1", "GUID-2.AgentGateway1"]);
+            assert_eq!(
+                guids,
+                ["GUID-1.AgentGateway1", "GUID-2.AgentGateway1", "GUID-2.AgentGateway1"]
+            );
         }
     }
 
@@ -418,7 +428,10 @@ mod tests {
                     headers: vec![("Set-GUID".into(), "JSESSIONID=G-new; Path=/".into())],
                     body: OK.into(),
                 },
-                guid => Answer::status(200, &json!({"retcode": "100-007", "message": format!("{guid} busy")}).to_string()),
+                guid => Answer::status(
+                    200,
+                    &json!({"retcode": "100-007", "message": format!("{guid} busy")}).to_string(),
+                ),
             }
         });
         let server = ScriptedServer::start(script).await;
@@ -449,7 +462,10 @@ mod tests {
     /// `Set-GUID` gives its JSESSIONID value, with or without attributes, or a bare value.
     #[test]
     fn set_guid_headers_are_read() {
-        assert_eq!(set_guid(&headers("JSESSIONID=27ab.AgentGateway0")).as_deref(), Some("27ab.AgentGateway0"));
+        assert_eq!(
+            set_guid(&headers("JSESSIONID=27ab.AgentGateway0")).as_deref(),
+            Some("27ab.AgentGateway0")
+        );
         assert_eq!(set_guid(&headers("JSESSIONID=g1; Path=/; HttpOnly")).as_deref(), Some("g1"));
         assert_eq!(set_guid(&headers("g2")).as_deref(), Some("g2"));
         assert_eq!(set_guid(&headers("JSESSIONID=")), None);
@@ -462,7 +478,10 @@ mod tests {
         for code in REFUSED_GUID_CODES {
             let body = format!(r#"{{"retcode":"{code}","message":"guid invalid"}}"#);
             let refusal = refused_guid(body.as_bytes()).unwrap();
-            assert_eq!((refusal.status, refusal.message), (format!("retcode {code}"), "guid invalid".into()));
+            assert_eq!(
+                (refusal.status, refusal.message),
+                (format!("retcode {code}"), "guid invalid".into())
+            );
         }
         for body in [r#"{"retcode":"0","result":[]}"#, r#"{"retcode":"100-007"}"#, "[1]", "{}"] {
             assert!(refused_guid(body.as_bytes()).is_none(), "{body}");
