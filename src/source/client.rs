@@ -195,7 +195,8 @@ impl SourceClient {
         extra_headers: &[(&str, &str)],
         signer: Option<&Signer>,
     ) -> Result<Reply, SourceError> {
-        let url = request.url.as_str();
+        // The query of a GET may hold a token field: logs show the URL without it.
+        let url = request.url.split_once('?').map_or(request.url.as_str(), |(url, _)| url);
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
         let mut attempts = 0;
         loop {
