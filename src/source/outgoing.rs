@@ -32,7 +32,8 @@ impl Outgoing {
     /// assert_eq!(get.url, "http://h/c/170?name=%E6%B5%8B%E8%AF%95%20a&rowsPerPage=100");
     /// assert!(get.body.is_empty());
     /// let post = Outgoing::new(RequestMethod::Post, "http://h/c/170", fields);
-    /// assert_eq!((post.url.as_str(), post.body.as_slice()), ("http://h/c/170", &br#"{"name":"测试 a","rowsPerPage":100}"#[..]));
+    /// assert_eq!(post.url, "http://h/c/170");
+    /// assert_eq!(post.body, r#"{"name":"测试 a","rowsPerPage":100}"#.as_bytes());
     /// ```
     pub fn new(method: RequestMethod, url: &str, fields: &Map<String, Value>) -> Self {
         match method {
