@@ -302,6 +302,91 @@ mod tests {
         running.shutdown().await;
     }
 
+    /// The engine's paging reads an agent's skills with a GET pipeline of the
+    /// `gateway_guid` style: the records at `result`, success at `retcode` "0", a refused
+    /// parameter an API error with the gateway's message; after the GUIDs expire, the next
+    /// fetch logs in once more.
+    #[tokio::test]
+    async fn a_get_pipeline_pages_through_the_skills() {
+        use crate::catalog::pipeline::PipelineSpec;
+        use crate::source::paging::{fetch_pages, PagedRequest};
+        let spec = PipelineSpec::parse(
+            "skills.toml",
+            r#"
+            name = "skills"
+            description = "x"
+            source = "gateway"
+            [request]
+            method = "GET"
+            path = "/agentgateway/resource/onlineagent"
+            [auth]
+            style = "gateway_guid"
+            [paging]
+            style = "none"
+            [slicing]
+            style = "calendar_month"
+            begin_field = "a"
+            end_field = "b"
+            time_format = "epoch_ms"
+            [records]
+            path = "result"
+            primary_key = ["id"]
+            event_time = "id"
+            [envelope]
+            code_fields = ["retcode"]
+            message_fields = ["message"]
+            "#,
+        )
+        .unwrap();
+        let spec = Arc::new(spec);
+        let sim = Arc::new(Simulator::new(SimOptions::default()));
+        let running = start(&sim).await;
+        let (auth, client) = gateway_client(&running.base_url, "sim-gateway-pw");
+        let fetch = |work_no: u32| {
+            let (spec, auth, client) = (spec.clone(), auth.clone(), client.clone());
+            async move {
+                let request = PagedRequest {
+                    client: &client,
+                    auth: &auth,
+                    spec: &spec,
+                    path: &skills_path(101, work_no),
+                    body: Default::default(),
+                    concurrency: 1,
+                    wrap_in: None,
+                };
+                let mut ids = Vec::new();
+                let decode = |_, page: crate::source::envelope::Page<'_>| -> Vec<Value> {
+                    page.records.iter().map(|r| serde_json::from_str(r.get()).unwrap()).collect()
+                };
+                fetch_pages::<SourceError, _, _, _>(request, decode, |page| {
+                    ids.extend(page.into_iter().map(|r| r["id"].as_i64().unwrap()));
+                    Ok(())
+                })
+                .await
+                .map(|_| ids)
+            }
+        };
+        let truth = sim.agent_skills();
+        let first = sim.gateway_agents()[0];
+        let mut want: Vec<i64> = truth
+            .values()
+            .filter(|r| r["workno"] == first)
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        want.sort();
+        let mut got = fetch(first).await.unwrap();
+        got.sort();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
+        let err = fetch(59999).await.unwrap_err();
+        assert!(matches!(&err, SourceError::Api { code, .. } if code == BAD_PARAMETER), "{err:?}");
+        assert!(err.to_string().contains("agent 59999 does not exist"), "{err}");
+        sim.expire_gateway_guids();
+        assert_eq!(fetch(first).await.unwrap().len(), want.len());
+        assert_eq!(sim.stats().gateway_logins, 2);
+        running.shutdown().await;
+    }
+
     /// GUIDs die after their lifetime; with a rotation interval the answer carries a new
     /// GUID in `Set-GUID: JSESSIONID=...`, which works.
     #[tokio::test]
