@@ -258,7 +258,7 @@ mod tests {
     #[derive(Debug, Clone, Copy)]
     enum Refuse {
         Code(&'static str),
-        Http401,
+        Http(u16),
     }
 
     /// A gateway whose login issues `GUID-1`, `GUID-2`, ... for the right password (and
@@ -294,7 +294,9 @@ mod tests {
                 Refuse::Code(code) => {
                     Answer::status(200, &json!({"retcode": code, "message": message}).to_string())
                 }
-                Refuse::Http401 => Answer::status(401, &json!({"message": message}).to_string()),
+                Refuse::Http(status) => {
+                    Answer::status(status, &json!({"message": message}).to_string())
+                }
             }
         });
         (script, logins)
@@ -352,7 +354,7 @@ mod tests {
     /// the request is sent again with the new GUID.
     #[tokio::test]
     async fn a_refused_guid_is_renewed_once() {
-        for refuse in [Refuse::Code("100-006"), Refuse::Code("000-003"), Refuse::Http401] {
+        for refuse in [Refuse::Code("100-006"), Refuse::Code("000-003"), Refuse::Http(401)] {
             let (script, logins) = gateway(refuse, |guid| guid != "GUID-1.AgentGateway1");
             let server = ScriptedServer::start(script).await;
             let client = client(&server.base_url, Duration::from_secs(5), 3);
@@ -377,7 +379,7 @@ mod tests {
     /// and the refusal, never the password or a GUID (even when the server echoes it).
     #[tokio::test]
     async fn a_second_refusal_is_a_hard_error_naming_the_account() {
-        for refuse in [Refuse::Code("100-006"), Refuse::Http401] {
+        for refuse in [Refuse::Code("100-006"), Refuse::Http(401)] {
             let (script, logins) = gateway(refuse, |_| false);
             let server = ScriptedServer::start(script).await;
             let client = client(&server.base_url, Duration::from_secs(5), 3);
@@ -391,6 +393,19 @@ mod tests {
             }
             assert!(!text.contains("GUID-") && !text.contains(PASSWORD), "{text}");
         }
+    }
+
+    /// HTTP 403 is no expired GUID: it fails at once, without a second login.
+    #[tokio::test]
+    async fn a_403_fails_without_a_new_login() {
+        let (script, logins) = gateway(Refuse::Http(403), |_| false);
+        let server = ScriptedServer::start(script).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let err = get(&auth(login()), &client).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SourceError::GatewayRefused { .. }), "{err:?}");
+        assert!(text.contains("HTTP 403") && !text.contains("GUID-1"), "{text}");
+        assert_eq!((logins.load(Ordering::SeqCst), server.received().len()), (1, 2));
     }
 
     /// A wrong password fails after one login request and no business request, with one
