@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::calendar::Month;
 use crate::config::Settings;
-use crate::demo::{demo_config, DemoError};
+use crate::demo::{cms_config, demo_config, DemoError};
 use crate::engine::progress::LogProgress;
 use crate::engine::Engine;
 use crate::sim::{serve, SimOptions, Simulator};
@@ -127,7 +127,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
         ..SimOptions::default()
     };
     let sim = Arc::new(Simulator::new(opts.clone()));
-    let vdns = sim.vdns();
+    let cms = cms_config(&sim);
     let server = SimServer::start(sim)?;
     let base_url = server.base_url.clone();
     let rows = args.records_per_month * u64::from(args.months.max(1));
@@ -172,7 +172,7 @@ pub async fn run(args: BenchArgs) -> Result<(), DemoError> {
     let temp = tempfile::tempdir()?;
     let lake = args.lake.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&lake)?;
-    let mut text = demo_config(&base_url, &lake.canonicalize()?, &opts, &vdns);
+    let mut text = demo_config(&base_url, &lake.canonicalize()?, &opts) + &cms;
     text.push_str(&format!(
         "[pipelines.rbt_recognition]\npage_concurrency = {}\n",
         args.concurrency

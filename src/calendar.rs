@@ -120,6 +120,9 @@ impl FromStr for Month {
     }
 }
 
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
 /// A time range that lies inside one calendar month: the unit of work of an extraction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MonthSlice {
@@ -147,6 +150,31 @@ impl MonthSlice {
         DateTime::from_timestamp_millis(self.end_ms).expect("slice bounds are valid instants")
     }
 
+    /// The slice widened to whole days of `zone`: from the first instant of the day it
+    /// begins in to the last of the day it ends in (still inside its month, whose edges are
+    /// midnights). For interfaces that take days: their windows must start at midnight.
+    ///
+    /// ```
+    /// # use cecsync::calendar::{Month, MonthSlice, parse_zone};
+    /// let cst = parse_zone("+08:00").unwrap();
+    /// let feb = Month::new(2025, 2).unwrap();
+    /// // 2025-02-03 10:30 to 2025-02-05 09:00 at +08:00
+    /// let slice = MonthSlice { month: feb, begin_ms: 1738549800000, end_ms: 1738717200000 };
+    /// let days = slice.whole_days(cst);
+    /// assert_eq!(days.begin_ms, 1738512000000); // 2025-02-03 00:00 +08:00
+    /// assert_eq!(days.end_ms, 1738771199999); // 2025-02-05 23:59:59.999 +08:00
+    /// assert_eq!(feb.slice(cst).whole_days(cst), feb.slice(cst));
+    /// ```
+    pub fn whole_days(&self, zone: FixedOffset) -> MonthSlice {
+        let offset = i64::from(zone.local_minus_utc()) * 1000;
+        let day_start = |ms: i64| (ms + offset).div_euclid(DAY_MS) * DAY_MS - offset;
+        MonthSlice {
+            month: self.month,
+            begin_ms: day_start(self.begin_ms),
+            end_ms: day_start(self.end_ms) + DAY_MS - 1,
+        }
+    }
+
     /// The slice as consecutive inclusive ranges `(begin_ms, end_ms)` of at most `max_days`
     /// days each, from its start (the whole slice when `None`).
     ///
@@ -163,7 +191,7 @@ impl MonthSlice {
         let Some(days) = max_days.filter(|d| *d > 0) else {
             return vec![(self.begin_ms, self.end_ms)];
         };
-        let span = i64::from(days) * 86_400_000;
+        let span = i64::from(days) * DAY_MS;
         let mut windows = Vec::new();
         let mut begin = self.begin_ms;
         while begin <= self.end_ms {

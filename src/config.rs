@@ -116,6 +116,12 @@ struct SourceConfig {
     #[serde(default)]
     token_lifetime_secs: Option<u64>,
     #[serde(default)]
+    gateway_account: Option<toml::Value>,
+    #[serde(default)]
+    gateway_password: Option<String>,
+    #[serde(default)]
+    gateway_login_path: Option<String>,
+    #[serde(default)]
     path_params: BTreeMap<String, String>,
     #[serde(default = "default_max_concurrency")]
     max_concurrency: usize,
@@ -276,9 +282,30 @@ pub enum SourceAuth {
         /// Secret key.
         sk: Secret,
     },
+    /// The CC-Gateway configuration login (C5) that opens a session GUID.
+    Gateway(GatewayLogin),
     /// No credentials configured.
     None,
 }
+
+/// The CC-Gateway configuration login (C5) of a source, used by pipelines whose auth style
+/// is `gateway_guid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayLogin {
+    /// The `agentId` of the login: an administrator's work number, or VDN id + 100000 (or
+    /// + 1000000) for a VDN account.
+    pub account: u64,
+    /// Its password.
+    pub password: Secret,
+    /// The login path relative to `base_url`; default [`GATEWAY_LOGIN_PATH`].
+    pub login_path: String,
+}
+
+/// The C5 configuration login, relative to a CC-Gateway base URL.
+pub const GATEWAY_LOGIN_PATH: &str = "/agentgateway/resource/config/login";
+
+/// The largest `gateway_account`: VDN accounts are VDN id + 1000000, VDN ids at most 9999.
+const MAX_GATEWAY_ACCOUNT: u64 = 9_999_999;
 
 /// The API Fabric (C1, `tokenByAkSk`) login of a source, used by pipelines whose auth style
 /// is `fabric_token`; the app key and secret are those of [`SourceAuth::AppCredentials`].
@@ -525,8 +552,18 @@ impl Settings {
                     ),
                 ));
             }
+            let gateway = matches!(dataset.spec.auth, AuthSpec::GatewayGuid);
+            if enabled && gateway && !matches!(sources[&source].auth, SourceAuth::Gateway(_)) {
+                return Err(v.invalid(
+                    &format!("sources.{source}.gateway_account"),
+                    &format!("is not set, and pipeline '{name}' needs a CC-Gateway session"),
+                    &format!(
+                        "set gateway_account and gateway_password = \"${{CEC_GATEWAY_PASSWORD}}\" in [sources.{source}], or disable the pipeline"
+                    ),
+                ));
+            }
             let for_each = p.map(|p| p.for_each.clone()).unwrap_or_default();
-            v.for_each(name, &dataset.spec, &for_each, enabled)?;
+            v.for_each(name, &dataset.spec, &for_each, enabled && p.is_some())?;
             pipelines.insert(
                 name.to_string(),
                 PipelineSettings {
@@ -608,17 +645,19 @@ impl Validator<'_> {
     /// Checks `[pipelines.NAME] for_each` against the pipeline: entries only where it sends
     /// one request per range that an entry can multiply, each entry fit (see
     /// [`RequestSpec::split_entry`](crate::catalog::pipeline::RequestSpec::split_entry)),
-    /// and entries present when the pipeline names keys they must give and is enabled.
+    /// and entries present when the pipeline names keys they must give and its table
+    /// enables it (`configured`). A pipeline enabled only because its source is configured
+    /// is refused when it runs instead, so that a source serves its other pipelines.
     fn for_each(
         &self,
         name: &str,
         spec: &crate::catalog::PipelineSpec,
         entries: &[BTreeMap<String, toml::Value>],
-        enabled: bool,
+        configured: bool,
     ) -> Result<(), ConfigError> {
         let key = format!("pipelines.{name}.for_each");
         if entries.is_empty() {
-            if enabled && !spec.request.for_each.is_empty() {
+            if configured && !spec.request.for_each.is_empty() {
                 let keys = spec.request.for_each.join(" = ..., ");
                 return Err(self.invalid(
                     &key,
@@ -801,6 +840,80 @@ impl Validator<'_> {
         }
     }
 
+    /// The CC-Gateway login of a source, when it has one: `gateway_account` (a number, or
+    /// a string of digits that may name an environment variable) with `gateway_password`.
+    fn gateway(&self, name: &str, s: &SourceConfig) -> Result<Option<SourceAuth>, ConfigError> {
+        let key = |k: &str| format!("sources.{name}.{k}");
+        let account_fix = "write the agentId of the configuration login: the administrator's \
+                           work number, or VDN id + 100000 for a VDN account, e.g. 100001";
+        let account = match &s.gateway_account {
+            None => None,
+            Some(toml::Value::Integer(n)) => Some(n.to_string()),
+            Some(toml::Value::String(text)) => Some(self.text(&key("gateway_account"), text)?),
+            Some(other) => {
+                return Err(self.invalid(
+                    &key("gateway_account"),
+                    &format!("is a {}, not a number", other.type_str()),
+                    account_fix,
+                ))
+            }
+        };
+        let password = self.secret(&key("gateway_password"), &s.gateway_password)?;
+        let login_path = match &s.gateway_login_path {
+            Some(raw) => Some(self.text(&key("gateway_login_path"), raw)?),
+            None => None,
+        };
+        let (account, password) = match (account, password) {
+            (None, None) if login_path.is_some() => {
+                return Err(self.invalid(
+                    &key("gateway_login_path"),
+                    "is set without gateway_account and gateway_password",
+                    "set the login's gateway_account and gateway_password, or remove gateway_login_path",
+                ))
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(self.invalid(
+                    &key("gateway_password"),
+                    "is missing: gateway_account needs its password",
+                    "set gateway_password = \"${CEC_GATEWAY_PASSWORD}\" and export CEC_GATEWAY_PASSWORD (never write the password in the file)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid(&key("gateway_account"), "is missing: gateway_password needs the account it opens", account_fix))
+            }
+            (Some(account), Some(password)) => (account, password),
+        };
+        let account = match account.trim().parse::<u64>() {
+            Ok(n @ 1..=MAX_GATEWAY_ACCOUNT) => n,
+            _ => {
+                return Err(self.invalid(
+                    &key("gateway_account"),
+                    &format!(
+                        "'{account}' is not an account number from 1 to {MAX_GATEWAY_ACCOUNT}"
+                    ),
+                    account_fix,
+                ))
+            }
+        };
+        if password.expose().is_empty() {
+            return Err(self.invalid(
+                &key("gateway_password"),
+                "is empty",
+                "set the environment variable it names to the password of gateway_account",
+            ));
+        }
+        let login_path = login_path.unwrap_or_else(|| GATEWAY_LOGIN_PATH.to_string());
+        if !login_path.starts_with('/') || login_path.contains(['?', '#']) {
+            return Err(self.invalid(
+                &key("gateway_login_path"),
+                &format!("'{login_path}' is not a path"),
+                &format!("write a path relative to base_url, e.g. {GATEWAY_LOGIN_PATH}"),
+            ));
+        }
+        Ok(Some(SourceAuth::Gateway(GatewayLogin { account, password, login_path })))
+    }
+
     /// The API Fabric login keys of source `name`, with their defaults.
     fn fabric_login(
         &self,
@@ -871,13 +984,22 @@ impl Validator<'_> {
         let app_key = s.app_key.as_deref().map(|k| self.text(&key("app_key"), k)).transpose()?;
         let app_secret = self.secret(&key("app_secret"), &s.app_secret)?;
         let aksk = self.aksk(name, s)?;
+        let gateway = self.gateway(name, s)?;
+        let others = token.is_some() || app_key.is_some() || app_secret.is_some() || aksk.is_some();
+        if let (Some(_), true) = (&gateway, others) {
+            return Err(self.invalid(
+                &key("gateway_account"),
+                "is set together with other credentials (auth_token, app_key/app_secret or ak/sk)",
+                "keep one kind of credentials per source: a CC-Gateway source has gateway_account + gateway_password alone",
+            ));
+        }
         let auth = match (token, app_key, app_secret, aksk) {
             (None, None, None, Some(aksk)) => aksk,
             (Some(t), None, None, None) => SourceAuth::StaticToken(t),
             (None, Some(app_key), Some(app_secret), None) => {
                 SourceAuth::AppCredentials { app_key, app_secret }
             }
-            (None, None, None, None) => SourceAuth::None,
+            (None, None, None, None) => gateway.unwrap_or(SourceAuth::None),
             (_, _, _, Some(_)) => {
                 return Err(self.invalid(
                     &key("ak"),
@@ -1135,6 +1257,61 @@ mod tests {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains("/etc/cecsync/cecsync.toml") && err.contains(key), "{err}");
             assert!(err.contains(fix) && !err.contains("s3cr3t"), "{err}");
+        }
+    }
+
+    /// The CC-Gateway login keys: the account as a number or a string, the password from
+    /// the environment, the login path by default C5's; every mistake names its key and
+    /// never the password.
+    #[test]
+    fn gateway_keys() {
+        let with = |keys: &str| {
+            format!("{GOOD}\n[sources.gateway]\nbase_url = \"https://10.0.0.2:8043\"\n{keys}\n")
+        };
+        let s = parse(&with("gateway_account = 100001\ngateway_password = \"${TOKEN}\"")).unwrap();
+        let want = GatewayLogin {
+            account: 100001,
+            password: Secret::new("s3cr3t"),
+            login_path: GATEWAY_LOGIN_PATH.into(),
+        };
+        assert!(matches!(&s.sources["gateway"].auth, SourceAuth::Gateway(g) if *g == want));
+        assert!(!format!("{s:?}").contains("s3cr3t"), "the password never reaches Debug output");
+        let keys = "gateway_account = \"1000170\"\ngateway_password = \"x\"\ngateway_login_path = \"/gw/login\"";
+        let s = parse(&with(keys)).unwrap();
+        assert!(matches!(
+            &s.sources["gateway"].auth,
+            SourceAuth::Gateway(GatewayLogin { account: 1000170, login_path, .. }) if login_path == "/gw/login"
+        ));
+        let pw = "gateway_password = \"${TOKEN}\"";
+        for (keys, key, fix) in [
+            ("gateway_account = 100001".to_string(), "gateway_password", "CEC_GATEWAY_PASSWORD"),
+            (pw.to_string(), "gateway_account", "e.g. 100001"),
+            (format!("gateway_account = 0\n{pw}"), "gateway_account", "e.g. 100001"),
+            (format!("gateway_account = \"admin\"\n{pw}"), "gateway_account", "e.g. 100001"),
+            (format!("gateway_account = 1.5\n{pw}"), "gateway_account", "e.g. 100001"),
+            (
+                "gateway_account = 101\ngateway_password = \"\"".into(),
+                "gateway_password",
+                "set the environment variable",
+            ),
+            (
+                format!("gateway_account = 101\n{pw}\ngateway_login_path = \"login\""),
+                "gateway_login_path",
+                "relative to base_url",
+            ),
+            ("gateway_login_path = \"/x\"".into(), "gateway_login_path", "gateway_account"),
+            (
+                format!("gateway_account = 101\n{pw}\nak = \"a\"\nsk = \"b\""),
+                "gateway_account",
+                "one kind of credentials",
+            ),
+        ] {
+            let err = parse(&with(&keys)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("sources.gateway.{key}")) && err.contains(fix),
+                "{keys}: {err}"
+            );
+            assert!(!err.contains("s3cr3t"), "{err}");
         }
     }
 

@@ -26,12 +26,9 @@ pub enum DemoError {
     Engine(#[from] EngineError),
 }
 
-/// The demo's configuration: the simulator as the OIFDE, API Fabric and CMS sources,
-/// `lake` as the destination; the IVR flows of each of the simulator's `vdns` (call center
-/// 1), a snapshot of today.
-pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions, vdns: &[u32]) -> String {
-    let ivr_entries: Vec<String> =
-        vdns.iter().map(|vdn| format!("{{ ccId = 1, vdn = {vdn} }}")).collect();
+/// The demo's configuration: the simulator as the OIFDE, API Fabric, CMS and iSales
+/// sources, `lake` as the destination.
+pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions) -> String {
     format!(
         r#"tenant_id = "{tenant}"
 [destination]
@@ -51,15 +48,6 @@ base_url = "{base_url}"
 timezone = "+08:00"
 ak = "{c2_ak}"
 sk = "{c2_sk}"
-[pipelines.ivr_flows]
-for_each = [{ivr_entries}]
-# The CMS statistics and missed calls need their numbers and VDNs configured.
-[pipelines.inbound_daily_by_callee]
-enabled = false
-[pipelines.outbound_daily_by_caller]
-enabled = false
-[pipelines.missed_calls]
-enabled = false
 "#,
         tenant = opts.tenant_id,
         lake = lake.display(),
@@ -69,7 +57,35 @@ enabled = false
         fabric_user = opts.fabric_user_id,
         c2_ak = opts.c2_ak,
         c2_sk = opts.c2_sk,
-        ivr_entries = ivr_entries.join(", "),
+    )
+}
+
+/// What the CMS datasets of the demo ask the simulator for: every called and calling
+/// number and call type of its VDNs, the missed calls of its first VDN, and the IVR flows
+/// of every VDN (call center 1, one request each).
+pub fn cms_config(sim: &Simulator) -> String {
+    let strings = |values: Vec<String>| {
+        let quoted: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let vdns = sim.vdns();
+    let callees = strings(vdns.iter().flat_map(|v| sim.called_numbers(*v)).collect());
+    let callers = strings(vdns.iter().flat_map(|v| sim.caller_numbers(*v)).collect());
+    let types: Vec<String> = sim.call_types().iter().map(i64::to_string).collect();
+    let types = types.join(", ");
+    let ivr: Vec<String> = vdns.iter().map(|v| format!("{{ ccId = 1, vdn = {v} }}")).collect();
+    format!(
+        r#"[pipelines.inbound_daily_by_callee]
+request_body = {{ calleeNos = {callees}, callTypes = [{types}] }}
+[pipelines.outbound_daily_by_caller]
+request_body = {{ callerNos = {callers}, callTypes = [{types}] }}
+[pipelines.missed_calls]
+request_body = {{ vdn = {vdn} }}
+[pipelines.ivr_flows]
+for_each = [{ivr}]
+"#,
+        vdn = vdns.first().copied().unwrap_or_default(),
+        ivr = ivr.join(", "),
     )
 }
 
@@ -80,11 +96,11 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
     let opts = SimOptions { records_per_month, ..SimOptions::default() };
     let (first, last): (Month, Month) = (opts.first_month, opts.last_month);
     let sim = Arc::new(Simulator::new(opts.clone()));
-    let vdns = sim.vdns();
+    let cms = cms_config(&sim);
     let running = serve(sim, "127.0.0.1:0".parse().expect("static address")).await?;
     println!("simulator listening on {}", running.base_url);
 
-    let text = demo_config(&running.base_url, &lake, &opts, &vdns);
+    let text = demo_config(&running.base_url, &lake, &opts) + &cms;
     let settings = Settings::parse(&lake.join("demo.toml"), &text, &|_| None)?;
     let engine = Engine::open(settings)?;
     let bar = progress::for_stderr();

@@ -53,9 +53,10 @@ pub struct SyncSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
-    /// HTTP method; only `POST` with a JSON body is supported so far.
-    #[serde(default = "default_method")]
-    pub method: String,
+    /// HTTP method: `POST` (default) sends the fields as a JSON body; `GET` sends no body
+    /// and the same fields as the query string.
+    #[serde(default)]
+    pub method: RequestMethod,
     /// Path appended to the source's base URL; `{name}` placeholders are filled by
     /// [`RequestSpec::resolve_path`].
     pub path: String,
@@ -226,8 +227,37 @@ pub fn path_segment(value: &str) -> Result<&str, String> {
     Ok(value)
 }
 
-fn default_method() -> String {
-    "POST".into()
+/// The HTTP method of a pipeline's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestMethod {
+    /// The fields (fixed body, `request_body`, paging and range fields) as a JSON body.
+    #[default]
+    Post,
+    /// No body: the same fields as query parameters, their values as plain text.
+    Get,
+}
+
+impl RequestMethod {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Get => "GET",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_uppercase().as_str() {
+            "POST" => Ok(Self::Post),
+            "GET" => Ok(Self::Get),
+            _ => Err(serde::de::Error::custom(format!(
+                "method '{text}' is not supported; use POST or GET"
+            ))),
+        }
+    }
 }
 
 /// Authentication styles.
@@ -255,6 +285,9 @@ pub enum AuthSpec {
     /// app secret (see the source's `token_url`, `token_lifetime_secs` and `user_id`), sent
     /// as `Authorization: Bearer` with `x-app-key` and `X-UserId` headers.
     FabricToken,
+    /// The CC-Gateway session (C5): a GUID obtained with the configuration login from the
+    /// source's `gateway_account` and `gateway_password`, sent as the `Guid` header.
+    GatewayGuid,
 }
 
 fn default_signed_headers() -> Vec<String> {
@@ -395,6 +428,11 @@ pub enum SlicingSpec {
         /// slice.
         #[serde(default)]
         max_window_days: Option<u32>,
+        /// Whether the end field names the first instant after the range rather than its
+        /// last (the day after the last day, with `date`): for interfaces that want
+        /// `beginTime < endTime` and read `[begin, end)`, such as iSales `callresult`.
+        #[serde(default)]
+        end_exclusive: bool,
     },
     /// No time range of its own: one request per row of a parent dataset (a detail per
     /// call), made while the parent's partition is staged and committed before it, into a
@@ -751,10 +789,10 @@ impl PipelineSpec {
         if spec.records.primary_key.is_empty() {
             return Err(invalid("records.primary_key", "name at least one field".into()));
         }
-        if !spec.request.method.eq_ignore_ascii_case("POST") {
+        if spec.request.method == RequestMethod::Get && spec.request.wrap_in.is_some() {
             return Err(invalid(
-                "request.method",
-                format!("'{}' is not supported; use POST", spec.request.method),
+                "request.wrap_in",
+                "a GET request has no body to wrap: remove wrap_in, or use POST".into(),
             ));
         }
         if let AuthSpec::AkskSignature { signed_headers, .. } = &spec.auth {
@@ -795,6 +833,14 @@ impl PipelineSpec {
                 ))
             }
             _ => {}
+        }
+        if let SlicingSpec::CalendarMonth { end_exclusive: true, cursor: Some(_), .. } =
+            &spec.slicing
+        {
+            return Err(invalid(
+                "slicing.end_exclusive",
+                "is for month slices; a cursor window always sends its last instant".into(),
+            ));
         }
         if let Some(open) = &spec.records.open_while {
             if spec.records.primary_key.contains(&open.field) {
@@ -1037,6 +1083,32 @@ mod tests {
             let err = aksk(extra).unwrap_err().to_string();
             assert!(err.contains("d.toml") && err.contains(want), "{extra}: {err}");
         }
+    }
+
+    /// `method` is POST by default, GET in any letter case, nothing else; a GET has no
+    /// body to wrap. The gateway style takes no options.
+    #[test]
+    fn methods_and_the_gateway_style_parse() {
+        assert_eq!(
+            PipelineSpec::parse("d.toml", MINIMAL).unwrap().request.method,
+            RequestMethod::Post
+        );
+        let with = |line: &str| {
+            let text = MINIMAL.replacen("[request]", &format!("[request]\n{line}"), 1);
+            PipelineSpec::parse("d.toml", &text).map_err(|e| e.to_string())
+        };
+        for get in ["method = \"GET\"", "method = \"get\""] {
+            assert_eq!(with(get).unwrap().request.method, RequestMethod::Get, "{get}");
+        }
+        let err = with("method = \"PUT\"").unwrap_err();
+        assert!(err.contains("d.toml") && err.contains("use POST or GET"), "{err}");
+        let err = with("method = \"GET\"\nwrap_in = \"queryParam\"").unwrap_err();
+        assert!(err.contains("request.wrap_in") && err.contains("GET"), "{err}");
+        let gateway = MINIMAL
+            .replace("\"body_token\"", "\"gateway_guid\"")
+            .replace("field = \"authToken\"", "");
+        let spec = PipelineSpec::parse("d.toml", &gateway).unwrap();
+        assert!(matches!(spec.auth, AuthSpec::GatewayGuid), "{:?}", spec.auth);
     }
 
     #[test]

@@ -43,6 +43,19 @@ pub enum EngineError {
         /// What is wrong, and the fix.
         problem: String,
     },
+    /// The pipeline sends one request per entry of `for_each`, and the configuration gives
+    /// none.
+    #[error(
+        "pipeline '{pipeline}' sends one request per entry of pipelines.{pipeline}.for_each, \
+         and the configuration has none: add for_each = [{{ {keys} }}, ...] to \
+         [pipelines.{pipeline}], or set enabled = false"
+    )]
+    ForEachMissing {
+        /// The pipeline.
+        pipeline: String,
+        /// The keys each entry needs, as TOML (`ccId = ..., vdn = ...`).
+        keys: String,
+    },
     /// The pipeline's request path cannot be filled in from the source's `path_params`.
     #[error("pipeline '{pipeline}': request path: {problem}")]
     RequestPath {

@@ -196,7 +196,11 @@ impl<'r, 'a> FanOut<'r, 'a> {
         drop(ask);
         let mut answers = stream::iter(requests)
             .map(move |(identity, body)| async move {
-                (identity, lead.auth.post(lead.client, &lead.first_entry().path, body).await)
+                let method = lead.dataset.spec.request.method;
+                (
+                    identity,
+                    lead.auth.send(lead.client, method, &lead.first_entry().path, body).await,
+                )
             })
             .buffer_unordered(concurrency);
         let mut answered = 0u64;

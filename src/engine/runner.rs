@@ -141,6 +141,11 @@ impl Engine {
         let client = self.clients.get(&settings.source).ok_or_else(missing)?;
         let auth = Authenticator::new(&dataset.spec.auth, source)
             .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
+        let needed = &dataset.spec.request.for_each;
+        if settings.for_each.is_empty() && !needed.is_empty() {
+            let keys = needed.iter().map(|k| format!("{k} = ...")).collect::<Vec<_>>().join(", ");
+            return Err(EngineError::ForEachMissing { pipeline: name.to_string(), keys });
+        }
         let entries = request_entries(
             &dataset.spec,
             &settings.for_each,

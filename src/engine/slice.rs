@@ -32,7 +32,7 @@ use super::progress::Progress;
 use super::request::{fixed_body, range_body, slice_requests, SliceRequest};
 use crate::calendar::MonthSlice;
 use crate::catalog::pipeline::{
-    OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TotalCounts,
+    OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TimeFormat, TotalCounts,
 };
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
@@ -504,15 +504,26 @@ async fn attempt_slice(
         (
             Slice::Month(slice),
             SlicingSpec::CalendarMonth {
-                begin_field, end_field, time_format, max_window_days, ..
+                begin_field,
+                end_field,
+                time_format,
+                max_window_days,
+                end_exclusive,
+                ..
             },
         ) => {
+            // Days are asked from midnight: a slice of a sync that starts mid-day reads its
+            // whole first day, so that each window is whole days and a one-day window one day.
+            let slice = match time_format {
+                TimeFormat::Date => slice.whole_days(run.zone),
+                _ => slice,
+            };
             let fields = (begin_field.as_str(), end_field.as_str());
-            let bases = slice
-                .windows(*max_window_days)
-                .into_iter()
-                .map(|(begin, end)| range_body(run, fields, *time_format, begin, end))
-                .collect();
+            let body = |(begin, end): (i64, i64)| {
+                let end = if *end_exclusive { end + 1 } else { end };
+                range_body(run, fields, *time_format, begin, end)
+            };
+            let bases = slice.windows(*max_window_days).into_iter().map(body).collect();
             // Complete only if the month had ended before the fetch began.
             (bases, (slice.begin_ms, slice.end_ms), synced_at.timestamp_millis() > bounds.1)
         }

@@ -85,6 +85,23 @@ pub struct SimArgs {
     /// Number of the first callresult page.
     #[arg(long, default_value_t = 1)]
     pub isales_first_page: u64,
+    /// The agentId accepted by the CC-Gateway configuration login.
+    #[arg(long, default_value_t = 100001)]
+    pub gateway_account: u64,
+    /// The password of --gateway-account.
+    #[arg(
+        long,
+        env = "CECSYNC_SIM_GATEWAY_PASSWORD",
+        default_value = "sim-gateway-pw",
+        hide_env_values = true
+    )]
+    pub gateway_password: String,
+    /// CC-Gateway agents (work numbers from 101; the last has no skills).
+    #[arg(long, default_value_t = 5)]
+    pub gateway_agents: u32,
+    /// Lifetime of a CC-Gateway GUID, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub gateway_guid_ttl_secs: u64,
     /// Server zone of the month tables.
     #[arg(long, default_value = "+08:00")]
     pub timezone: String,
@@ -142,6 +159,10 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
         campaigns_per_vdn: args.campaigns_per_vdn,
         campaign_calls_per_month: args.campaign_calls_per_month,
         isales_first_page: args.isales_first_page,
+        gateway_account: args.gateway_account,
+        gateway_password: args.gateway_password,
+        gateway_agents: args.gateway_agents,
+        gateway_guid_ttl: Duration::from_secs(args.gateway_guid_ttl_secs),
         faults: FaultOptions {
             error_rate: args.error_rate,
             throttle_rate: args.throttle_rate,
@@ -182,6 +203,16 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
         println!("  {method}{}{path}", running.base_url);
     }
     println!("  VDNs {:?}", sim.vdns());
+    println!("CC-Gateway (Guid header, login account {}):", sim.options().gateway_account);
+    for path in [
+        "POST /agentgateway/resource/config/login",
+        "GET  /agentgateway/resource/onlineagent/{agentid}/agentskills",
+        "GET  /agentgateway/resource/onlineagent/{agentid}/agentskillsbyworkno/{workno}",
+    ] {
+        let (method, path) = path.split_at(5);
+        println!("  {method}{}{path}", running.base_url);
+    }
+    println!("  agents {:?}", sim.gateway_agents());
     tokio::signal::ctrl_c().await?;
     println!("{:?}", sim.stats());
     running.shutdown().await;

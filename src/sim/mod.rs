@@ -34,6 +34,15 @@
 //! [`Simulator::campaign_call_results`]; [`Simulator::cms_recompute_day`],
 //! [`Simulator::ivr_flow_describe`] and [`Simulator::finish_campaign_calls`] change them.
 //!
+//! The CC-Gateway interfaces (cec-api.md 1.3 C4/C5, 2.10, 4.5) answer with the session GUID
+//! of the configuration login `POST /agentgateway/resource/config/login` (account and
+//! password [`SimOptions::gateway_account`]/`gateway_password`) in the `Guid` header:
+//! `GET /agentgateway/resource/onlineagent/{agentid}/agentskills` and
+//! `.../agentskillsbyworkno/{workno}`. GUIDs expire ([`SimOptions::gateway_guid_ttl`],
+//! [`Simulator::expire_gateway_guids`]) and may rotate through `Set-GUID`. Their ground
+//! truth is [`Simulator::agent_skills`] over [`Simulator::gateway_agents`];
+//! [`Simulator::set_agent_skills`] changes it.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -58,6 +67,8 @@ mod cms_ivr;
 mod cms_missed;
 mod fabric_auth;
 mod faults;
+mod gateway;
+mod gateway_data;
 mod isales;
 mod isales_data;
 mod params;

@@ -20,7 +20,7 @@ use super::faults::{self, ConnectionHandle, ResettableStream};
 use super::simulator::Simulator;
 use super::stats::Event;
 use super::tls::{self, TlsListener};
-use super::{appraise, auth, cdr, cms, fabric_auth, isales, rbt, signed};
+use super::{appraise, auth, cdr, cms, fabric_auth, gateway, isales, rbt, signed};
 
 /// How long [`RunningSim::shutdown`] waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,10 +111,13 @@ where
 /// The API Fabric prefix of the quality-inspection routes (`{service}` is CCSQM or CCISQM).
 const INSPECTION: &str = "/apiaccess/{service}/rest/ccisqm/v1/appraisecall";
 
-/// The routes: the APIs under `/oifde` and `/apiaccess` (with faults), the API Fabric token
-/// route (counted, without faults: a login failing at random would make every fault test
-/// depend on the client's login retries rather than on the data requests it exercises), and
-/// `/_sim/health` (neither).
+/// The CC-Gateway prefix of the agent routes.
+const AGENT: &str = "/agentgateway/resource/onlineagent";
+
+/// The routes: the APIs under `/oifde`, `/apiaccess` and `/agentgateway` (with faults), the
+/// API Fabric token route and the CC-Gateway login (counted, without faults: a login failing
+/// at random would make every fault test depend on the client's login retries rather than
+/// on the data requests it exercises), and `/_sim/health` (neither).
 fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route("/oifde/rest/api/gettoken", post(auth::get_token))
@@ -122,9 +125,15 @@ fn router(sim: Arc<Simulator>) -> Router {
         .route(&format!("{INSPECTION}/details"), post(appraise::details))
         .route(&format!("{INSPECTION}/detail"), post(appraise::detail))
         .route("/apiaccess/CC-Management/v1/mobileAgent/queryCallDetailRecord", post(cdr::query))
+        .route(&format!("{AGENT}/{{agent}}/agentskills"), get(gateway::agent_skills))
+        .route(
+            &format!("{AGENT}/{{agent}}/agentskillsbyworkno/{{workno}}"),
+            get(gateway::skills_by_work_no),
+        )
         .merge(signed_routes(sim.clone()))
         .route_layer(middleware::from_fn_with_state(sim.clone(), faults::inject))
         .route("/apigovernance/api/oauth/tokenByAkSk", post(fabric_auth::token_by_ak_sk))
+        .route("/agentgateway/resource/config/login", post(gateway::login))
         .route_layer(middleware::from_fn_with_state(sim.clone(), count))
         .route("/_sim/health", get(|| async { "ok" }))
         .with_state(sim)

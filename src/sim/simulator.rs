@@ -16,6 +16,7 @@ use super::cms_ivr::IvrStore;
 use super::cms_missed::{MissedSizes, MissedStore};
 use super::fabric_auth::MAX_TOKEN_LIFETIME_SECS;
 use super::faults::{FaultInjector, FaultOptions};
+use super::gateway_data::{GatewaySetup, GatewayStore, Skill};
 use super::isales_data::IsalesStore;
 use super::rbt::RbtTable;
 use super::stats::{Counters, SimStats};
@@ -98,6 +99,17 @@ pub struct SimOptions {
     pub isales_max_in_flight: u64,
     /// How long each iSales answer takes (holding its in-flight slot).
     pub isales_latency: Duration,
+    /// The `agentId` the CC-Gateway configuration login accepts (C5).
+    pub gateway_account: u64,
+    /// The password of `gateway_account`.
+    pub gateway_password: String,
+    /// Agents of the CC-Gateway, work numbers from 101; the last one has no skills.
+    pub gateway_agents: u32,
+    /// How long a GUID of the configuration login lives (C4 `GUIDTIMEOUT`).
+    pub gateway_guid_ttl: Duration,
+    /// When set, a GUID older than this is answered with a new one in `Set-GUID` (C4's
+    /// dynamic mode, `GUIDINTERVAL`); the old one lives on until its expiry.
+    pub gateway_guid_rotation: Option<Duration>,
 }
 
 /// How the CMS daily statistics and IVR flows write a success.
@@ -147,6 +159,11 @@ impl Default for SimOptions {
             isales_first_page: 1,
             isales_max_in_flight: 10,
             isales_latency: Duration::ZERO,
+            gateway_account: 100001,
+            gateway_password: "sim-gateway-pw".into(),
+            gateway_agents: 5,
+            gateway_guid_ttl: Duration::from_secs(120),
+            gateway_guid_rotation: None,
         }
     }
 }
@@ -185,6 +202,11 @@ impl fmt::Debug for SimOptions {
             .field("isales_first_page", &self.isales_first_page)
             .field("isales_max_in_flight", &self.isales_max_in_flight)
             .field("isales_latency", &self.isales_latency)
+            .field("gateway_account", &self.gateway_account)
+            .field("gateway_password", &"**REDACTED**")
+            .field("gateway_agents", &self.gateway_agents)
+            .field("gateway_guid_ttl", &self.gateway_guid_ttl)
+            .field("gateway_guid_rotation", &self.gateway_guid_rotation)
             .finish()
     }
 }
@@ -203,6 +225,7 @@ pub struct Simulator {
     missed: MissedStore,
     ivr: IvrStore,
     isales: IsalesStore,
+    gateway: GatewayStore,
     c2_verifier: Verifier,
     faults: FaultInjector,
     counters: Counters,
@@ -260,6 +283,14 @@ impl Simulator {
             months,
             (options.campaigns_per_vdn, options.campaign_calls_per_month),
         );
+        let gateway = GatewayStore::new(GatewaySetup {
+            seed: options.seed,
+            agents: options.gateway_agents,
+            account: options.gateway_account,
+            password: &options.gateway_password,
+            ttl: options.gateway_guid_ttl,
+            rotation: options.gateway_guid_rotation,
+        });
         let c2_verifier = Verifier::new(&options.c2_ak, Secret::new(&options.c2_sk));
         let faults = FaultInjector::new(options.faults.clone(), options.seed);
         Self {
@@ -273,6 +304,7 @@ impl Simulator {
             missed,
             ivr,
             isales,
+            gateway,
             c2_verifier,
             faults,
             counters: Counters::default(),
@@ -453,6 +485,33 @@ impl Simulator {
         self.isales.finish_calls()
     }
 
+    /// The work numbers of the CC-Gateway's agents.
+    pub fn gateway_agents(&self) -> Vec<u32> {
+        self.gateway.agents()
+    }
+
+    /// Ground truth of `agent_skills`: every skill of every agent, keyed `workno/skillId`,
+    /// as `agentskillsbyworkno` serves it (`name`, `id`, `mediatype`) plus the agent's
+    /// `workno` (a number).
+    pub fn agent_skills(&self) -> BTreeMap<String, Value> {
+        self.gateway.rows()
+    }
+
+    /// Replaces the skills of agent `workno` with `skills` (`id`, `name`, `mediatype`);
+    /// false when there is no such agent.
+    pub fn set_agent_skills(&self, workno: u32, skills: &[(i64, &str, i64)]) -> bool {
+        let skills = skills
+            .iter()
+            .map(|&(id, name, mediatype)| Skill { id, name: name.to_string(), mediatype })
+            .collect();
+        self.gateway.set_skills(workno, skills)
+    }
+
+    /// Ends every CC-Gateway GUID now: the next request with one is answered `100-006`.
+    pub fn expire_gateway_guids(&self) {
+        self.gateway.expire_guids()
+    }
+
     /// The counters as they are now.
     pub fn stats(&self) -> SimStats {
         self.counters.snapshot()
@@ -494,6 +553,10 @@ impl Simulator {
         &self.isales
     }
 
+    pub(crate) fn gateway(&self) -> &GatewayStore {
+        &self.gateway
+    }
+
     pub(crate) fn c2_verifier(&self) -> &Verifier {
         &self.c2_verifier
     }
@@ -517,6 +580,7 @@ mod tests {
         let text = format!("{:?}", SimOptions::default());
         assert!(!text.contains("sim-token") && !text.contains("sim-secret"), "{text}");
         assert!(!text.contains("sim-fabric-sk") && !text.contains("sim-c2-sk"), "{text}");
+        assert!(!text.contains("sim-gateway-pw"), "{text}");
         assert!(text.contains("202401150001"));
     }
 

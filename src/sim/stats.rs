@@ -35,6 +35,14 @@ pub struct SimStats {
     pub error_envelopes: u64,
     /// Answers with HTTP 401 (bad credentials or a bad `authToken`).
     pub unauthorized: u64,
+    /// GUIDs issued by the CC-Gateway configuration login.
+    pub gateway_logins: u64,
+    /// CC-Gateway logins refused (wrong account or password, malformed body).
+    pub gateway_login_refusals: u64,
+    /// Requests that reached a CC-Gateway skills handler (past the injected faults).
+    pub gateway_requests: u64,
+    /// CC-Gateway requests answered `100-006` (no GUID, or an unknown or expired one).
+    pub gateway_guids_refused: u64,
     /// Answers with HTTP 400 (malformed or missing parameters).
     pub bad_requests: u64,
     /// Faults injected, by kind.
@@ -87,6 +95,14 @@ pub(crate) enum Event {
     Unauthorized,
     /// An answer with HTTP 400.
     BadRequest,
+    /// The CC-Gateway login issued a GUID.
+    GatewayLogin,
+    /// The CC-Gateway login was refused.
+    GatewayLoginRefused,
+    /// A request reached a CC-Gateway skills handler.
+    GatewayRequest,
+    /// A CC-Gateway GUID was refused.
+    GuidRefused,
     /// An injected server error.
     Error,
     /// An injected 429.
@@ -173,6 +189,10 @@ impl Counters {
             error_envelopes: get(Event::ErrorEnvelope),
             unauthorized: get(Event::Unauthorized),
             bad_requests: get(Event::BadRequest),
+            gateway_logins: get(Event::GatewayLogin),
+            gateway_login_refusals: get(Event::GatewayLoginRefused),
+            gateway_requests: get(Event::GatewayRequest),
+            gateway_guids_refused: get(Event::GuidRefused),
             faults: FaultCounts {
                 errors: get(Event::Error),
                 throttles: get(Event::Throttle),

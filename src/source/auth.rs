@@ -7,6 +7,11 @@
 //!   configured, `X-UserId` headers.
 //! - `aksk_signature`: the C2 AK/SK signature of every request (see [`super::signature`]),
 //!   computed anew at each attempt; no token, no login.
+//! - `gateway_guid`: the CC-Gateway session GUID (C5) in the `Guid` header (see
+//!   [`super::gateway`]).
+//!
+//! Every strategy sends `POST` and `GET` requests alike ([`super::outgoing`]): the fields
+//! a `POST` carries as its JSON body, a `GET` carries as its query.
 //!
 //! Login tokens of either kind are cached, refreshed ahead of expiry and once on a 401 of a
 //! business call, which is then retried; one refresh is shared by every request in flight
@@ -26,8 +31,10 @@ use tracing::info;
 
 use super::client::SourceClient;
 use super::error::{excerpt, SourceError};
+use super::gateway::GatewayAuth;
+use super::outgoing::Outgoing;
 use super::signature::Signer;
-use crate::catalog::pipeline::AuthSpec;
+use crate::catalog::pipeline::{AuthSpec, RequestMethod};
 use crate::config::{FabricLogin, Source, SourceAuth};
 use crate::secret::Secret;
 
@@ -259,6 +266,8 @@ pub enum Authenticator {
     Token(TokenAuth),
     /// C2: every request signed with the source's AK/SK.
     Signature(Arc<Signer>),
+    /// C5: the CC-Gateway session GUID in the `Guid` header.
+    Gateway(GatewayAuth),
 }
 
 impl Authenticator {
@@ -290,9 +299,10 @@ impl Authenticator {
                     TokenSource::Login(TokenCache::new(LoginKind::Gettoken, app_key, app_secret)),
                 )
             }
-            (AuthSpec::BodyToken { .. }, SourceAuth::AkSk { .. } | SourceAuth::None) => {
-                Err(missing("auth_token, or app_key and app_secret"))
-            }
+            (
+                AuthSpec::BodyToken { .. },
+                SourceAuth::AkSk { .. } | SourceAuth::Gateway(_) | SourceAuth::None,
+            ) => Err(missing("auth_token, or app_key and app_secret")),
             (AuthSpec::FabricToken, SourceAuth::AppCredentials { app_key, app_secret }) => token(
                 Carrier::Bearer {
                     app_key: app_key.clone(),
@@ -310,39 +320,49 @@ impl Authenticator {
                           set app_key and app_secret instead of auth_token"
                     .into(),
             }),
-            (AuthSpec::FabricToken, SourceAuth::AkSk { .. } | SourceAuth::None) => {
-                Err(missing("app_key and app_secret"))
+            (
+                AuthSpec::FabricToken,
+                SourceAuth::AkSk { .. } | SourceAuth::Gateway(_) | SourceAuth::None,
+            ) => Err(missing("app_key and app_secret")),
+            (AuthSpec::GatewayGuid, SourceAuth::Gateway(login)) => {
+                Ok(Self::Gateway(GatewayAuth::new(login)))
             }
+            (AuthSpec::GatewayGuid, _) => Err(missing("gateway_account and gateway_password")),
         }
     }
 
     /// The same error without any secret this strategy knows: for errors built from a
-    /// response body after [`Self::post`] returned it.
+    /// response body after [`Self::send`] returned it.
     pub async fn redact(&self, error: SourceError) -> SourceError {
         match self {
             Self::Token(auth) => auth.redact(error).await,
             Self::Signature(signer) => error.redacted(signer.sk().expose()),
+            Self::Gateway(auth) => auth.redact(error),
         }
     }
 
-    /// POSTs `body` as JSON, authenticated. C3 and C1: see [`TokenAuth`]. C2: the body is
-    /// serialised once and those bytes are signed and sent; a refusal (401 or 403) fails at
-    /// once as [`SourceError::SignatureRefused`], naming the AK.
-    pub async fn post(
+    /// Sends `fields` to `path` with `method` (a `POST` as its JSON body, a `GET` as its
+    /// query), authenticated. C3 and C1: see [`TokenAuth`]. C2: the request is built once
+    /// and signed anew at each attempt; a refusal (401 or 403) fails at once as
+    /// [`SourceError::SignatureRefused`], naming the AK. C5: see [`GatewayAuth`].
+    pub async fn send(
         &self,
         client: &SourceClient,
+        method: RequestMethod,
         path: &str,
-        body: Map<String, Value>,
+        fields: Map<String, Value>,
     ) -> Result<Bytes, SourceError> {
         match self {
-            Self::Token(auth) => auth.post(client, path, body).await,
+            Self::Token(auth) => auth.send(client, method, path, fields).await,
             Self::Signature(signer) => {
-                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
+                let request = Outgoing::new(method, &client.url(path), &fields);
                 client
-                    .post_json_signed(path, &bytes, signer)
+                    .send(&request, &[], Some(signer))
                     .await
+                    .map(|reply| reply.body)
                     .map_err(|e| e.redacted(signer.sk().expose()).signature_refused(signer.ak()))
             }
+            Self::Gateway(auth) => auth.send(client, method, path, fields).await,
         }
     }
 }
@@ -389,18 +409,19 @@ impl TokenAuth {
     }
 
     /// Sends one business request carrying `token`.
-    async fn send(
+    async fn send_once(
         &self,
         client: &SourceClient,
+        method: RequestMethod,
         path: &str,
-        body: &mut Map<String, Value>,
+        fields: &mut Map<String, Value>,
         token: &Secret,
     ) -> Result<Bytes, SourceError> {
-        match &self.carrier {
+        let url = client.url(path);
+        let reply = match &self.carrier {
             Carrier::BodyField(field) => {
-                body.insert(field.clone(), Value::String(token.expose().to_string()));
-                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
-                client.post_json(path, &bytes).await
+                fields.insert(field.clone(), Value::String(token.expose().to_string()));
+                client.send(&Outgoing::new(method, &url, fields), &[], None).await
             }
             Carrier::Bearer { app_key, user_id } => {
                 let bearer = format!("Bearer {}", token.expose());
@@ -408,24 +429,26 @@ impl TokenAuth {
                 if let Some(user) = user_id {
                     headers.push(("X-UserId", user));
                 }
-                let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
-                client.post_json_to(&client.url(path), &headers, &bytes).await
+                client.send(&Outgoing::new(method, &url, fields), &headers, None).await
             }
-        }
+        };
+        reply.map(|reply| reply.body)
     }
 
-    /// POSTs `body` with the token added; on 401 with a login token, logs in again once and
-    /// retries. A fixed token that is refused, or a 403, fails at once.
-    async fn post(
+    /// Sends `fields` with the token added; on 401 with a login token, logs in again once
+    /// and retries. A fixed token that is refused, or a 403, fails at once.
+    async fn send(
         &self,
         client: &SourceClient,
+        method: RequestMethod,
         path: &str,
-        mut body: Map<String, Value>,
+        mut fields: Map<String, Value>,
     ) -> Result<Bytes, SourceError> {
         let mut refreshed = false;
         loop {
             let token = self.token(client).await?;
-            match (self.send(client, path, &mut body, &token).await, &*self.tokens) {
+            let sent = self.send_once(client, method, path, &mut fields, &token).await;
+            match (sent, &*self.tokens) {
                 (Err(SourceError::Unauthorized { status: 401, .. }), TokenSource::Login(cache))
                     if !refreshed =>
                 {
@@ -569,7 +592,9 @@ mod tests {
                 let tasks: Vec<_> = (0..n)
                     .map(|_| {
                         let (client, auth) = (client.clone(), auth.clone());
-                        tokio::spawn(async move { auth.post(&client, QUERY, Map::new()).await })
+                        tokio::spawn(async move {
+                            auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await
+                        })
                     })
                     .collect();
                 async move {
@@ -600,11 +625,11 @@ mod tests {
             let client = client(&server.base_url, Duration::from_secs(5), 3);
             let auth = login_auth(style, &server.base_url);
             for _ in 0..3 {
-                auth.post(&client, QUERY, Map::new()).await.unwrap();
+                auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap();
             }
             assert_eq!(logins.load(Ordering::SeqCst), 1, "{style:?}: the token is cached");
             tokio::time::sleep(Duration::from_millis(850)).await;
-            auth.post(&client, QUERY, Map::new()).await.unwrap();
+            auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap();
             assert_eq!(logins.load(Ordering::SeqCst), 2, "{style:?}: refreshed ahead of expiry");
             assert_eq!(query_tokens(style, &server), ["t1", "t1", "t1", "t2"], "{style:?}");
         }
@@ -618,7 +643,7 @@ mod tests {
             let server = ScriptedServer::start(script).await;
             let client = client(&server.base_url, Duration::from_secs(5), 3);
             let auth = login_auth(style, &server.base_url);
-            let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err();
+            let err = auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap_err();
             assert!(matches!(err, SourceError::Unauthorized { status: 401, .. }), "{err:?}");
             assert_eq!(logins.load(Ordering::SeqCst), 2);
             assert_eq!(query_tokens(style, &server), ["t1", "t2"]);
@@ -638,7 +663,7 @@ mod tests {
             let server = ScriptedServer::start(script).await;
             let client = client(&server.base_url, Duration::from_secs(5), 5);
             let auth = login_auth(Style::Gettoken, &server.base_url);
-            let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err();
+            let err = auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap_err();
             assert!(matches!(err, SourceError::Unauthorized { .. }), "{err:?}");
             let text = err.to_string();
             assert!(text.contains("source 'oifde'"), "{text}");
@@ -659,6 +684,76 @@ mod tests {
         Authenticator::new(&spec, &src).unwrap()
     }
 
+    /// A GET sends no body: the fields go to the query as plain text (strings unquoted,
+    /// numbers in digits, arrays repeated, null left out), percent-encoded, whatever carries
+    /// the credentials (a bearer header, or a token field, which joins the query).
+    #[tokio::test]
+    async fn get_requests_carry_the_fields_in_the_query() {
+        let fields: Map<String, Value> = json!({
+            "curPage": 2, "rowsPerPage": 100, "name": "测试 a&b", "status": [2, 3], "ccId": null
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        for style in STYLES {
+            let (script, _) = token_server(style, 3600, |_| true);
+            let server = ScriptedServer::start(script).await;
+            let client = client(&server.base_url, Duration::from_secs(5), 3);
+            let auth = login_auth(style, &server.base_url);
+            let answer = auth.send(&client, RequestMethod::Get, QUERY, fields.clone()).await;
+            assert_eq!(&answer.unwrap()[..], OK.as_bytes(), "{style:?}");
+            let received = server.received();
+            let query = received.iter().find(|r| r.method == "GET").unwrap();
+            let token = match style {
+                Style::Gettoken => "authToken=t1&",
+                Style::Fabric => "",
+            };
+            let want = format!(
+                "{QUERY}?{token}curPage=2&name=%E6%B5%8B%E8%AF%95%20a%26b&rowsPerPage=100&status=2&status=3"
+            );
+            assert_eq!(query.path, want, "{style:?}");
+            assert!(query.header("content-length").is_empty(), "{style:?}: no body");
+            assert_eq!(query.header("content-type"), ["application/json; charset=UTF-8"]);
+        }
+    }
+
+    /// A C2-signed GET of the iSales campaign list, with its paging fields in the query,
+    /// passes the simulator's signature check (`host;content-type` signed: a GET has no
+    /// Content-Length) and is answered; a wrong SK is refused, naming the AK.
+    #[tokio::test]
+    async fn signed_get_requests_pass_the_simulators_verifier() {
+        use crate::sim::{serve, SimOptions, Simulator};
+        let sim = Arc::new(Simulator::new(SimOptions::default()));
+        let running = serve(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let client = client(&running.base_url, Duration::from_secs(5), 3);
+        let signer = |sk: &str| {
+            let mut src = source(&running.base_url, Duration::from_secs(5), 3);
+            src.auth = SourceAuth::AkSk { ak: sim.options().c2_ak.clone(), sk: Secret::new(sk) };
+            let spec = AuthSpec::AkskSignature {
+                signed_headers: crate::source::signature::DEFAULT_SIGNED_HEADERS
+                    .map(String::from)
+                    .to_vec(),
+                timestamp_precision: Default::default(),
+            };
+            Authenticator::new(&spec, &src).unwrap()
+        };
+        let path = format!("/rest/isales/v1/openapi/campaigns/{}", sim.vdns()[0]);
+        let fields = json!({"curPage": 1, "rowsPerPage": 1}).as_object().unwrap().clone();
+        let auth = signer(&sim.options().c2_sk);
+        let answer = auth.send(&client, RequestMethod::Get, &path, fields.clone()).await.unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["returnCode"], "0200000", "{answer}");
+        assert_eq!(answer["data"].as_array().map(Vec::len), Some(1), "rowsPerPage was read");
+        let per_vdn = sim.options().campaigns_per_vdn as u64;
+        assert_eq!(answer["totalCount"], json!(per_vdn), "{answer}");
+        let err = signer("wrong-sk").send(&client, RequestMethod::Get, &path, fields).await;
+        let err = err.unwrap_err();
+        assert!(matches!(&err, SourceError::SignatureRefused { status: 401, .. }), "{err:?}");
+        assert!(!err.to_string().contains("wrong-sk"), "{err}");
+        assert_eq!(sim.stats().unauthorized, 1);
+        running.shutdown().await;
+    }
+
     /// A C2-signed request carries the signature with the AK, Host with the port, and one
     /// Content-Length of the body sent (not chunked); the body has no token field.
     #[tokio::test]
@@ -667,7 +762,10 @@ mod tests {
         let client = client(&server.base_url, Duration::from_secs(5), 3);
         let mut body = Map::new();
         body.insert("vdn".into(), json!(170));
-        let answer = signing_auth("cms-sk-0001").post(&client, QUERY, body).await.unwrap();
+        let answer = signing_auth("cms-sk-0001")
+            .send(&client, RequestMethod::Post, QUERY, body)
+            .await
+            .unwrap();
         assert_eq!(&answer[..], OK.as_bytes());
         let received = server.received();
         let request = &received[0];
@@ -693,8 +791,10 @@ mod tests {
         for status in [401, 403] {
             let server = ScriptedServer::start(queue(vec![Answer::status(status, refusal)])).await;
             let client = client(&server.base_url, Duration::from_secs(5), 5);
-            let err =
-                signing_auth("cms-sk-0001").post(&client, QUERY, Map::new()).await.unwrap_err();
+            let err = signing_auth("cms-sk-0001")
+                .send(&client, RequestMethod::Post, QUERY, Map::new())
+                .await
+                .unwrap_err();
             assert!(
                 matches!(&err, SourceError::SignatureRefused { status: s, ak, .. } if *s == status && ak == "cmsAK01"),
                 "{err:?}"
@@ -758,7 +858,7 @@ mod tests {
             let server = ScriptedServer::start(script).await;
             let client = client(&server.base_url, Duration::from_secs(5), 5);
             let auth = login_auth(Style::Fabric, &server.base_url);
-            let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err();
+            let err = auth.send(&client, RequestMethod::Post, QUERY, Map::new()).await.unwrap_err();
             assert!(
                 matches!(err, SourceError::Unauthorized { status: s, .. } if s == status),
                 "{err:?}"
@@ -791,8 +891,8 @@ mod tests {
         src.fabric.user_id = None;
         let without_user = Authenticator::new(&AuthSpec::FabricToken, &src).unwrap();
         let body: Map<String, Value> = json!({"offset": "0"}).as_object().unwrap().clone();
-        with_user.post(&client, QUERY, body.clone()).await.unwrap();
-        without_user.post(&client, QUERY, body).await.unwrap();
+        with_user.send(&client, RequestMethod::Post, QUERY, body.clone()).await.unwrap();
+        without_user.send(&client, RequestMethod::Post, QUERY, body).await.unwrap();
 
         let received = server.received();
         let paths: Vec<_> = received.iter().map(|r| r.path.as_str()).collect();
@@ -850,7 +950,11 @@ mod tests {
         let mut src = source(&server.base_url, Duration::from_secs(5), 3);
         src.auth = SourceAuth::StaticToken(Secret::new("static-tok"));
         let auth = Authenticator::new(&Style::Gettoken.spec(), &src).unwrap();
-        let err = auth.post(&client, QUERY, Map::new()).await.unwrap_err().to_string();
+        let err = auth
+            .send(&client, RequestMethod::Post, QUERY, Map::new())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("the configured auth_token") && !err.contains("static-tok"), "{err}");
         assert_eq!(logins.load(Ordering::SeqCst), 0);
         assert_eq!(query_tokens(Style::Gettoken, &server), ["static-tok"]);

@@ -11,19 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use reqwest::StatusCode;
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
 
 use super::error::{excerpt, SourceError};
 use super::limiter::RateLimiter;
+use super::outgoing::Outgoing;
 use super::retry::{
     classify_status, classify_transport, is_certificate_error, parse_retry_after, transport_kind,
     Backoff, Jitter, RetryAction,
 };
 use super::signature::{RequestParts, Signer};
+use crate::catalog::pipeline::RequestMethod;
 use crate::config::{RetryConfig, Source};
+use crate::secret::Secret;
 
 /// The reason given when TLS refuses the server's certificate, with the fix.
 const CERTIFICATE_REFUSED: &str = "the server's TLS certificate was refused (for a private or \
@@ -53,7 +56,7 @@ impl ClientStats {
 }
 
 /// An HTTP client bound to one configured source. Clones share the connection pool, the
-/// bound on requests in flight, the rate limiter and the counters.
+/// bound on requests in flight, the rate limiter, the counters and the login session.
 #[derive(Debug, Clone)]
 pub struct SourceClient {
     name: String,
@@ -65,6 +68,16 @@ pub struct SourceClient {
     permits: Arc<Semaphore>,
     limiter: Option<Arc<RateLimiter>>,
     stats: Arc<ClientStats>,
+    session: Arc<Mutex<Option<Secret>>>,
+}
+
+/// A 2xx answer whose body is complete JSON.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The body.
+    pub body: Bytes,
+    /// The response headers (a CC-Gateway may rotate its session GUID in `Set-GUID`).
+    pub headers: HeaderMap,
 }
 
 /// Why a 2xx answer whose body does not parse is retried.
@@ -117,6 +130,7 @@ impl SourceClient {
                 .requests_per_second
                 .map(|rate| Arc::new(RateLimiter::new(&source.name, rate))),
             stats: Arc::new(ClientStats::default()),
+            session: Arc::default(),
         })
     }
 
@@ -141,12 +155,18 @@ impl SourceClient {
         &self.stats
     }
 
+    /// The source's login session (the CC-Gateway GUID), shared by every pipeline on the
+    /// source; a login holds the lock, so there is one at a time.
+    pub fn session(&self) -> &Mutex<Option<Secret>> {
+        &self.session
+    }
+
     /// POSTs `body` as JSON to `path` and returns the body of a 2xx answer that is complete
     /// JSON, retrying transient failures until the configured attempts or time run out.
     /// 401 and 403 come back as [`SourceError::Unauthorized`] at once, so that the auth
     /// layer can refresh a token; other permanent failures come back at once too.
     pub async fn post_json(&self, path: &str, body: &[u8]) -> Result<Bytes, SourceError> {
-        self.post(&self.url(path), &[], body, None).await
+        self.post_json_to(&self.url(path), &[], body).await
     }
 
     /// [`Self::post_json`] to a full URL (which may be on another host of the platform, such
@@ -157,37 +177,32 @@ impl SourceClient {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Bytes, SourceError> {
-        self.post(url, headers, body, None).await
+        let request =
+            Outgoing { method: RequestMethod::Post, url: url.to_string(), body: body.to_vec() };
+        self.send(&request, headers, None).await.map(|reply| reply.body)
     }
 
-    /// [`Self::post_json`], each attempt signed anew by `signer` (C2): the request carries
-    /// `Host` (with the port the base URL names, even a default one), `Content-Type`,
-    /// `Content-Length` and `Authorization` exactly as signed, and `body` as it is.
-    pub async fn post_json_signed(
+    /// Sends `request` with `extra_headers` and returns its 2xx answer, retrying as
+    /// [`Self::post_json`] does. Every request carries the JSON Content-Type; a `POST` its
+    /// body. With `signer` (C2) each attempt is signed anew and carries `Host` (with the port
+    /// the base URL names, even a default one) and `Authorization` exactly as signed, and a
+    /// `POST` its `Content-Length`; a `GET` has no body, so its signature leaves
+    /// `content-length` out of the signed headers. The signed `Host` is that of the base
+    /// URL, so signed requests go to paths of the source.
+    pub async fn send(
         &self,
-        path: &str,
-        body: &[u8],
-        signer: &Signer,
-    ) -> Result<Bytes, SourceError> {
-        self.post(&self.url(path), &[], body, Some(signer)).await
-    }
-
-    /// The request path shared by the public entry points: POSTs `body` as JSON to `url`
-    /// with `extra_headers`, signing each attempt with `signer` when given (the signed
-    /// `Host` is that of the base URL, so signed requests go to paths of the source).
-    async fn post(
-        &self,
-        url: &str,
+        request: &Outgoing,
         extra_headers: &[(&str, &str)],
-        body: &[u8],
         signer: Option<&Signer>,
-    ) -> Result<Bytes, SourceError> {
+    ) -> Result<Reply, SourceError> {
+        // The query of a GET may hold a token field: logs show the URL without it.
+        let url = request.url.split_once('?').map_or(request.url.as_str(), |(url, _)| url);
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let failure = match self.attempt(url, extra_headers, body, signer).await {
-                Ok(bytes) => return Ok(bytes),
+            let failure = match self.attempt(request, extra_headers, signer).await {
+                Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
             let RetryAction::Retry { reason, after } = failure.action else {
@@ -207,40 +222,56 @@ impl SourceClient {
     /// values its signature covers.
     fn signed_headers(
         &self,
-        url: &str,
-        body: &[u8],
+        request: &Outgoing,
         signer: &Signer,
-    ) -> Result<[(reqwest::header::HeaderName, String); 3], SourceError> {
+    ) -> Result<Vec<(reqwest::header::HeaderName, String)>, SourceError> {
+        let url = request.url.as_str();
         let setup =
             |problem: String| SourceError::Setup { source_name: self.name.clone(), problem };
         let target = reqwest::Url::parse(url).map_err(|e| setup(format!("{url}: {e}")))?;
-        let length = body.len().to_string();
-        let request = RequestParts {
-            method: "POST".into(),
+        let length = request.body.len().to_string();
+        let mut headers = vec![
+            ("host".into(), self.host.as_str().into()),
+            ("content-type".into(), JSON_CONTENT_TYPE.into()),
+        ];
+        let get_signer;
+        let signer = match request.method {
+            RequestMethod::Post => {
+                headers.push(("content-length".into(), length.as_str().into()));
+                signer
+            }
+            RequestMethod::Get => {
+                get_signer = signer.without_header("content-length");
+                &get_signer
+            }
+        };
+        let parts = RequestParts {
+            method: request.method.as_str().into(),
             path: target.path().into(),
             query: target.query_pairs().collect(),
-            headers: vec![
-                ("host".into(), self.host.as_str().into()),
-                ("content-type".into(), JSON_CONTENT_TYPE.into()),
-                ("content-length".into(), length.as_str().into()),
-            ],
-            body,
+            headers,
+            body: &request.body,
         };
         let authorization = signer
-            .authorization(&request, chrono::Utc::now())
+            .authorization(&parts, chrono::Utc::now())
             .map_err(|e| setup(format!("cannot sign {url}: {e}")))?;
-        Ok([(HOST, self.host.clone()), (CONTENT_LENGTH, length), (AUTHORIZATION, authorization)])
+        let mut sent = vec![(HOST, self.host.clone())];
+        if request.method == RequestMethod::Post {
+            sent.push((CONTENT_LENGTH, length));
+        }
+        sent.push((AUTHORIZATION, authorization));
+        Ok(sent)
     }
 
     /// One attempt: the Content-Type of every request, `extra_headers`, and when `signer`
     /// is given the headers of a fresh signature.
     async fn attempt(
         &self,
-        url: &str,
+        outgoing: &Outgoing,
         extra_headers: &[(&str, &str)],
-        body: &[u8],
         signer: Option<&Signer>,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Reply, Failure> {
+        let url = outgoing.url.as_str();
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
@@ -259,19 +290,26 @@ impl SourceClient {
                 attempts: 0,
             },
         };
-        let mut request = self.http.post(url).header(CONTENT_TYPE, JSON_CONTENT_TYPE);
+        let method = match outgoing.method {
+            RequestMethod::Post => reqwest::Method::POST,
+            RequestMethod::Get => reqwest::Method::GET,
+        };
+        let mut request = self.http.request(method, url).header(CONTENT_TYPE, JSON_CONTENT_TYPE);
         for (name, value) in extra_headers {
             request = request.header(*name, *value);
         }
         if let Some(signer) = signer {
             let headers = self
-                .signed_headers(url, body, signer)
+                .signed_headers(outgoing, signer)
                 .map_err(|error| Failure { action: RetryAction::DontRetry, error })?;
             for (name, value) in headers {
                 request = request.header(name, value);
             }
         }
-        let response = request.body(body.to_vec()).send().await.map_err(transport)?;
+        if outgoing.method == RequestMethod::Post {
+            request = request.body(outgoing.body.clone());
+        }
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         *self
             .stats
@@ -285,6 +323,7 @@ impl SourceClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(transport)?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Failure {
@@ -326,7 +365,7 @@ impl SourceClient {
                 },
             });
         }
-        Ok(bytes)
+        Ok(Reply { body: bytes, headers })
     }
 }
 

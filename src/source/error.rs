@@ -55,6 +55,20 @@ pub enum SourceError {
         /// The API's message.
         message: String,
     },
+    /// The CC-Gateway refused the configuration login, or refused a fresh session GUID.
+    #[error("{url}: the source '{source_name}' refused the CC-Gateway session of account {account} ({status}): {message}; check the source's gateway_account and gateway_password (and that the account may use the configuration interfaces)")]
+    GatewayRefused {
+        /// The configured source.
+        source_name: String,
+        /// The request URL.
+        url: String,
+        /// How it was refused: `HTTP 401`, or `retcode 100-006` in an HTTP 200 answer.
+        status: String,
+        /// The gateway account (`agentId` of the login), never the password or the GUID.
+        account: u64,
+        /// The API's message.
+        message: String,
+    },
     /// The API answered with an error code in its envelope.
     #[error("{url}: the API answered {field} = {code}: {message}")]
     Api {
@@ -123,6 +137,15 @@ impl SourceError {
             Self::SignatureRefused { source_name, url, status, ak, message } => {
                 Self::SignatureRefused { source_name, url: r(url), status, ak, message: r(message) }
             }
+            Self::GatewayRefused { source_name, url, status, account, message } => {
+                Self::GatewayRefused {
+                    source_name,
+                    url: r(url),
+                    status,
+                    account,
+                    message: r(message),
+                }
+            }
             Self::Api { url, field, code, message } => {
                 Self::Api { url: r(url), field, code: r(code), message: r(message) }
             }
@@ -149,7 +172,10 @@ impl SourceError {
     pub fn is_auth_failure(&self) -> bool {
         matches!(
             self,
-            Self::Unauthorized { .. } | Self::SignatureRefused { .. } | Self::NoCredentials { .. }
+            Self::Unauthorized { .. }
+                | Self::SignatureRefused { .. }
+                | Self::GatewayRefused { .. }
+                | Self::NoCredentials { .. }
         )
     }
 

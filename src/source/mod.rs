@@ -6,11 +6,13 @@ pub mod auth;
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod gateway;
 pub mod limiter;
+pub mod outgoing;
 pub mod paging;
 pub mod retry;
 #[cfg(test)]
-mod scripted;
+pub(crate) mod scripted;
 pub mod signature;
 
 pub use client::SourceClient;

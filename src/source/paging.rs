@@ -213,7 +213,7 @@ where
         let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
         let forced = Arc::clone(&forced);
         PageTask(ScopedTask::spawn(async move {
-            let bytes = auth.post(&client, &path, b).await?;
+            let bytes = auth.send(&client, spec.request.method, &path, b).await?;
             let forced: Vec<(&str, &RawValue)> =
                 forced.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect();
             let page = read_page(&bytes, &spec, &url)

@@ -20,6 +20,9 @@ use crate::config::{FabricLogin, RetryConfig, Source, SourceAuth, FABRIC_TOKEN_P
 /// A request as the server received it.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
+    /// The method, as sent.
+    pub(crate) method: String,
+    /// The request target: the path and its query.
     pub(crate) path: String,
     /// Header names in lower case, with their values, in the order sent.
     pub(crate) headers: Vec<(String, String)>,
@@ -206,6 +209,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
         data.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let method = head.split_whitespace().next()?.to_string();
     let path = head.split_whitespace().nth(1)?.to_string();
     let headers: Vec<(String, String)> = head
         .lines()
@@ -225,5 +229,5 @@ async fn read_request(stream: &mut TcpStream) -> Option<Received> {
         data.extend_from_slice(&chunk[..n]);
     }
     let body = serde_json::from_slice(&data[head_end..head_end + length]).unwrap_or_default();
-    Some(Received { path, headers, body })
+    Some(Received { method, path, headers, body })
 }

@@ -239,6 +239,20 @@ impl Signer {
         Self { ak: ak.into(), sk, signed_headers: names.join(";"), precision }
     }
 
+    /// The same signer without `name` among its signed headers (a `GET` sends no body, so
+    /// no `Content-Length` to sign).
+    ///
+    /// ```
+    /// # use cecsync::secret::Secret;
+    /// # use cecsync::source::signature::{Signer, TimestampPrecision};
+    /// let signer = Signer::new("ak", Secret::new("sk"), &["host", "content-length"], TimestampPrecision::Seconds);
+    /// assert_eq!(signer.without_header("content-length").signed_headers(), "host");
+    /// ```
+    pub fn without_header(&self, name: &str) -> Self {
+        let names: Vec<&str> = self.signed_headers.split(';').filter(|h| *h != name).collect();
+        Self { signed_headers: names.join(";"), ..self.clone() }
+    }
+
     /// The AK.
     pub fn ak(&self) -> &str {
         &self.ak

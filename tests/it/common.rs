@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMillisecondType,
+};
 use cecsync::calendar::Month;
+use cecsync::catalog::schema::EXTRA_COLUMN;
 use cecsync::config::Settings;
 use cecsync::engine::Engine;
 use cecsync::sim::{serve, RunningSim, SimOptions, Simulator};
@@ -138,25 +141,22 @@ impl Harness {
         )
     }
 
-    /// The `[sources.cms]` table for this simulator's C2-signed routes (CMS and iSales):
-    /// `base_url` the simulator, `ak` the AK of `SimOptions::default()` and `sk` a reference
-    /// to `CECSYNC_TEST_C2_SK`, which this sets (for this process and the processes it
-    /// starts) to that AK's SK.
-    pub fn cms_source_text(&self) -> String {
+    /// The `[sources.cms]` table for this simulator's C2-signed CMS and iSales routes: the
+    /// AK and SK as references to `CECSYNC_TEST_C2_AK` and `CECSYNC_TEST_C2_SK`, which this
+    /// sets to those of `SimOptions::default()`; `flat` sends the bodies without their
+    /// `queryParam` wrapper.
+    pub fn cms_source_text(&self, flat: bool) -> String {
         static CREDENTIALS: std::sync::Once = std::sync::Once::new();
-        CREDENTIALS
-            .call_once(|| std::env::set_var("CECSYNC_TEST_C2_SK", SimOptions::default().c2_sk));
+        CREDENTIALS.call_once(|| {
+            let defaults = SimOptions::default();
+            std::env::set_var("CECSYNC_TEST_C2_AK", defaults.c2_ak);
+            std::env::set_var("CECSYNC_TEST_C2_SK", defaults.c2_sk);
+        });
         format!(
-            "[sources.cms]
-base_url = \"{}\"
-ak = \"{}\"
-sk = \"${{CECSYNC_TEST_C2_SK}}\"
-             timezone = \"+08:00\"
-[sources.cms.retry]
-initial_backoff_ms = 10
-",
-            self.running.base_url,
-            SimOptions::default().c2_ak,
+            "[sources.cms]\nbase_url = \"{base}\"\nak = \"${{CECSYNC_TEST_C2_AK}}\"\n\
+             sk = \"${{CECSYNC_TEST_C2_SK}}\"\ntimezone = \"+08:00\"\nflat_body = {flat}\n\
+             [sources.cms.retry]\ninitial_backoff_ms = 10\n",
+            base = self.running.base_url,
         )
     }
 
@@ -379,6 +379,12 @@ pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
                             DataType::Timestamp(_, _) => {
                                 Value::from(col.as_primitive::<TimestampMillisecondType>().value(i))
                             }
+                            DataType::Date32 => {
+                                let days = col.as_primitive::<Date32Type>().value(i);
+                                let day = chrono::NaiveDate::default()
+                                    + chrono::Duration::days(days.into());
+                                Value::from(day.format("%Y-%m-%d").to_string())
+                            }
                             other => panic!("unexpected column type {other}"),
                         }
                     };
@@ -389,6 +395,41 @@ pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
         }
     }
     rows
+}
+
+/// Asserts that `dataset` holds exactly `truth` (rows by their `key` columns' values joined
+/// with `/`), every field of the truth equal (after `expected` adapts a truth value to its
+/// lake form; a field the schema does not declare is looked for in `_extra`), each row in
+/// the partition of `event_ms(row)`'s month in the simulator's zone.
+pub fn assert_dataset_equals(
+    h: &Harness,
+    dataset: &str,
+    key: &[&str],
+    truth: &BTreeMap<String, Value>,
+    expected: impl Fn(&str, &Value) -> Value,
+    event_ms: impl Fn(&Row) -> i64,
+) {
+    let mut seen = BTreeMap::new();
+    for (partition, row) in lake_rows(&h.lake(), dataset) {
+        let text = |column: &&str| match &row[*column] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let id = key.iter().map(text).collect::<Vec<_>>().join("/");
+        let want = truth.get(&id).unwrap_or_else(|| panic!("{dataset} {id} is not in the API"));
+        let extra: Map<String, Value> = match &row[EXTRA_COLUMN] {
+            Value::String(text) => serde_json::from_str(text).unwrap(),
+            _ => Map::new(),
+        };
+        for (field, value) in want.as_object().unwrap() {
+            let got = row.get(field).or_else(|| extra.get(field)).unwrap_or(&Value::Null);
+            assert_eq!(*got, expected(field, value), "{dataset} {id}.{field}");
+        }
+        let month = Month::containing_ms(event_ms(&row), h.opts.zone).unwrap();
+        assert_eq!(month.to_string(), partition, "{dataset} {id} partition");
+        assert!(seen.insert(id.clone(), ()).is_none(), "{dataset} {id} appears twice");
+    }
+    assert_eq!(seen.len(), truth.len(), "{dataset}: the lake holds every row of the API");
 }
 
 /// Asserts that the lake holds exactly `truth`: each id once, every documented field equal,

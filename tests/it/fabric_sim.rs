@@ -8,7 +8,7 @@ use cecsync::engine::progress::LogProgress;
 use cecsync::sim::SimOptions;
 use serde_json::{json, Value};
 
-use crate::common::{lake_rows, month, Harness, Row};
+use crate::common::{assert_dataset_equals, lake_rows, month, Harness, Row};
 
 /// POSTs `body` as JSON to `url` with `headers`; returns the status and the JSON answer.
 async fn post(url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
@@ -99,36 +99,6 @@ fn inspection_options(calls: u64, first: Month, last: Month) -> SimOptions {
 fn assert_calls_equal(h: &Harness, months: &[Month]) {
     let truth = h.sim.appraise_calls(months.iter().copied());
     assert_dataset_equals(h, "appraise_calls", &["call_uuid"], &truth, seconds_as_ms, call_ms);
-}
-
-/// Asserts that `dataset` holds exactly `truth` (rows by their `key` columns' values joined
-/// with `/`), every field of the truth equal (after `expected` adapts a truth value to its
-/// lake form), each row in the partition of `event_ms(row)`'s month at +08:00.
-fn assert_dataset_equals(
-    h: &Harness,
-    dataset: &str,
-    key: &[&str],
-    truth: &BTreeMap<String, Value>,
-    expected: impl Fn(&str, &Value) -> Value,
-    event_ms: impl Fn(&Row) -> i64,
-) {
-    let mut seen = BTreeMap::new();
-    for (partition, row) in lake_rows(&h.lake(), dataset) {
-        let text = |column: &&str| match &row[*column] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let id = key.iter().map(text).collect::<Vec<_>>().join("/");
-        let want = truth.get(&id).unwrap_or_else(|| panic!("{dataset} {id} is not in the API"));
-        for (field, value) in want.as_object().unwrap() {
-            let got = row.get(field).unwrap_or(&Value::Null);
-            assert_eq!(*got, expected(field, value), "{dataset} {id}.{field}");
-        }
-        let month = Month::containing_ms(event_ms(&row), h.opts.zone).unwrap();
-        assert_eq!(month.to_string(), partition, "{dataset} {id} partition");
-        assert!(seen.insert(id.clone(), ()).is_none(), "{dataset} {id} appears twice");
-    }
-    assert_eq!(seen.len(), truth.len(), "{dataset}: the lake holds every row of the API");
 }
 
 /// The segments and emotions of `months` in the lake equal the simulator's ground truth.

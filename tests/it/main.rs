@@ -5,6 +5,7 @@ mod aksk;
 mod appraise;
 mod bad_input;
 mod call_detail_records;
+mod cms_sim;
 mod common;
 mod core_sync;
 mod crash;

@@ -63,7 +63,7 @@ fn assert_snapshot_is(rows: &BTreeMap<String, Row>, truth: &BTreeMap<String, Val
 async fn ivr_flows_snapshots_by_day() {
     let h = Harness::start(SimOptions::default()).await;
     let vdns = h.sim.vdns();
-    let text = h.config_text(&format!("{}{}", h.cms_source_text(), ivr_config(&vdns)));
+    let text = h.config_text(&format!("{}{}", h.cms_source_text(false), ivr_config(&vdns)));
     let (day1, day2) = ("2026-03-04", "2026-03-05");
     let engine = engine_for(&h, &text).with_clock(noon(day1));
 
@@ -105,7 +105,7 @@ async fn ivr_flows_snapshots_by_day() {
     // A run that fails (a VDN the platform refuses) writes nothing and leaves both days.
     let before = h.lake_objects().await;
     let refused =
-        h.config_text(&format!("{}{}", h.cms_source_text(), ivr_config(&[vdns[0], 9999])));
+        h.config_text(&format!("{}{}", h.cms_source_text(false), ivr_config(&[vdns[0], 9999])));
     let failing = engine_for(&h, &refused).with_clock(noon("2026-03-06"));
     let err = failing.sync("ivr_flows", &LogProgress).await.unwrap_err().to_string();
     assert!(err.contains("ivr_flows snapshot_date=2026-03-06") && err.contains("vdn"), "{err}");
@@ -225,19 +225,22 @@ async fn for_each_entries_fill_the_path_and_page_on_their_own() {
 }
 
 /// A configuration whose `for_each` does not fit its pipeline is refused with the key to
-/// fix: missing where the pipeline needs it, an entry empty or without a needed key, a
-/// path value that is not one segment, entries on a dataset that reads a cursor window.
+/// fix: missing where the pipeline's table enables it, an entry empty or without a needed
+/// key, a path value that is not one segment, entries on a dataset that reads a cursor
+/// window. A pipeline enabled only by its source loads, and its run is refused naming the
+/// key; a disabled one needs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn for_each_config_errors_name_the_key() {
     let h = Harness::start(SimOptions::default()).await;
     let refused = |extra: &str| {
         let path = h.dir.path().join("bad.toml");
-        std::fs::write(&path, h.config_text(&format!("{}{extra}", h.cms_source_text()))).unwrap();
+        std::fs::write(&path, h.config_text(&format!("{}{extra}", h.cms_source_text(false))))
+            .unwrap();
         Settings::load(&path).unwrap_err().to_string()
     };
     for (extra, want) in [
         (
-            "",
+            "[pipelines.ivr_flows]\npage_concurrency = 2\n",
             vec![
                 "pipelines.ivr_flows.for_each",
                 "is missing",
@@ -263,11 +266,18 @@ async fn for_each_config_errors_name_the_key() {
             assert!(err.contains(part), "{extra:?}: {part:?} in {err}");
         }
     }
-    let off =
-        h.config_text(&format!("{}[pipelines.ivr_flows]\nenabled = false\n", h.cms_source_text()));
+    let off = h.config_text(&format!(
+        "{}[pipelines.ivr_flows]\nenabled = false\n",
+        h.cms_source_text(false)
+    ));
     let path = h.dir.path().join("off.toml");
     std::fs::write(&path, off).unwrap();
     assert!(Settings::load(&path).is_ok(), "a disabled pipeline needs no entries");
+    let by_source = engine_for(&h, &h.config_text(&h.cms_source_text(false)));
+    let err = by_source.sync("ivr_flows", &LogProgress).await.unwrap_err().to_string();
+    for part in ["pipelines.ivr_flows.for_each", "for_each = [{ ccId = ..., vdn = ... }, ...]"] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
 
     let catalog = h.dir.path().join("catalog");
     std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
@@ -303,7 +313,7 @@ async fn a_snapshot_aborted_mid_run_leaves_a_whole_one() {
 
     let h = Harness::start(SimOptions::default()).await;
     let vdns = h.sim.vdns();
-    let config = h.config_file(&format!("{}{}", h.cms_source_text(), ivr_config(&vdns)));
+    let config = h.config_file(&format!("{}{}", h.cms_source_text(false), ivr_config(&vdns)));
     let cecsync = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cecsync"));
         cmd.args(args).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::piped());
