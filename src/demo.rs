@@ -26,8 +26,8 @@ pub enum DemoError {
     Engine(#[from] EngineError),
 }
 
-/// The demo's configuration: the simulator as the OIFDE, API Fabric, CMS and iSales
-/// sources, `lake` as the destination.
+/// The demo's configuration: the simulator as the OIFDE, API Fabric, CMS, iSales and
+/// CC-Gateway sources, `lake` as the destination.
 pub fn demo_config(base_url: &str, lake: &Path, opts: &SimOptions) -> String {
     format!(
         r#"tenant_id = "{tenant}"
@@ -48,6 +48,18 @@ base_url = "{base_url}"
 timezone = "+08:00"
 ak = "{c2_ak}"
 sk = "{c2_sk}"
+[sources.isales]
+base_url = "{base_url}"
+timezone = "+08:00"
+ak = "{c2_ak}"
+sk = "{c2_sk}"
+max_concurrency = 10
+requests_per_second = 10
+[sources.gateway]
+base_url = "{base_url}"
+timezone = "+08:00"
+gateway_account = {gateway_account}
+gateway_password = "{gateway_password}"
 "#,
         tenant = opts.tenant_id,
         lake = lake.display(),
@@ -57,12 +69,15 @@ sk = "{c2_sk}"
         fabric_user = opts.fabric_user_id,
         c2_ak = opts.c2_ak,
         c2_sk = opts.c2_sk,
+        gateway_account = opts.gateway_account,
+        gateway_password = opts.gateway_password,
     )
 }
 
-/// What the CMS datasets of the demo ask the simulator for: every called and calling
-/// number and call type of its VDNs, the missed calls of its first VDN, and the IVR flows
-/// of every VDN (call center 1, one request each).
+/// What the CMS, iSales and CC-Gateway datasets of the demo ask the simulator for: every
+/// called and calling number and call type of its VDNs, the missed calls of its first VDN,
+/// the IVR flows of every VDN (call center 1, one request each), the results of every
+/// campaign and the skills of every agent.
 pub fn cms_config(sim: &Simulator) -> String {
     let strings = |values: Vec<String>| {
         let quoted: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
@@ -74,6 +89,15 @@ pub fn cms_config(sim: &Simulator) -> String {
     let types: Vec<String> = sim.call_types().iter().map(i64::to_string).collect();
     let types = types.join(", ");
     let ivr: Vec<String> = vdns.iter().map(|v| format!("{{ ccId = 1, vdn = {v} }}")).collect();
+    let campaigns: Vec<String> = sim
+        .campaigns()
+        .iter()
+        .map(|c| format!("{{ vdnId = {}, campaignId = {} }}", c["vdnId"], c["campaignId"]))
+        .collect();
+    let agents = sim.gateway_agents();
+    let session = agents.first().copied().unwrap_or_default();
+    let agents: Vec<String> =
+        agents.iter().map(|a| format!("{{ agentid = {session}, workno = {a} }}")).collect();
     format!(
         r#"[pipelines.inbound_daily_by_callee]
 request_body = {{ calleeNos = {callees}, callTypes = [{types}] }}
@@ -83,9 +107,15 @@ request_body = {{ callerNos = {callers}, callTypes = [{types}] }}
 request_body = {{ vdn = {vdn} }}
 [pipelines.ivr_flows]
 for_each = [{ivr}]
+[pipelines.campaign_call_results]
+for_each = [{campaigns}]
+[pipelines.agent_skills]
+for_each = [{agents}]
 "#,
         vdn = vdns.first().copied().unwrap_or_default(),
         ivr = ivr.join(", "),
+        campaigns = campaigns.join(", "),
+        agents = agents.join(", "),
     )
 }
 
