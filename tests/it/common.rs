@@ -141,11 +141,17 @@ impl Harness {
         )
     }
 
-    /// The `[sources.cms]` table for this simulator's C2-signed CMS and iSales routes: the
+    /// The `[sources.cms]` table for this simulator's C2-signed CMS routes: see
+    /// [`Harness::c2_source_text`].
+    pub fn cms_source_text(&self, flat: bool) -> String {
+        self.c2_source_text("cms", flat)
+    }
+
+    /// A `[sources.NAME]` table for this simulator's C2-signed CMS and iSales routes: the
     /// AK and SK as references to `CECSYNC_TEST_C2_AK` and `CECSYNC_TEST_C2_SK`, which this
     /// sets to those of `SimOptions::default()`; `flat` sends the bodies without their
     /// `queryParam` wrapper.
-    pub fn cms_source_text(&self, flat: bool) -> String {
+    pub fn c2_source_text(&self, name: &str, flat: bool) -> String {
         static CREDENTIALS: std::sync::Once = std::sync::Once::new();
         CREDENTIALS.call_once(|| {
             let defaults = SimOptions::default();
@@ -153,9 +159,9 @@ impl Harness {
             std::env::set_var("CECSYNC_TEST_C2_SK", defaults.c2_sk);
         });
         format!(
-            "[sources.cms]\nbase_url = \"{base}\"\nak = \"${{CECSYNC_TEST_C2_AK}}\"\n\
+            "[sources.{name}]\nbase_url = \"{base}\"\nak = \"${{CECSYNC_TEST_C2_AK}}\"\n\
              sk = \"${{CECSYNC_TEST_C2_SK}}\"\ntimezone = \"+08:00\"\nflat_body = {flat}\n\
-             [sources.cms.retry]\ninitial_backoff_ms = 10\n",
+             [sources.{name}.retry]\ninitial_backoff_ms = 10\n",
             base = self.running.base_url,
         )
     }

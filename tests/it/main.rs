@@ -12,6 +12,7 @@ mod crash;
 mod daily;
 mod fabric_sim;
 mod faults;
+mod isales_sim;
 mod s3;
 mod service;
 mod snapshot;
