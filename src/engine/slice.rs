@@ -498,7 +498,12 @@ async fn attempt_slice(
     let spec = &run.dataset.spec;
     let synced_at = run.clock.now();
     let bounds = partition.bounds(run.zone);
-    let normalizer = event_normalizer(run, synced_at, bounds);
+    // A snapshot's rows are today's whatever event time they may carry.
+    let event_window = match slice {
+        Slice::Month(_) => bounds,
+        Slice::Snapshot(_) => (i64::MIN, i64::MAX),
+    };
+    let normalizer = event_normalizer(run, synced_at, event_window);
     // The bodies of the slice: one per window of a month, the fixed body for a snapshot.
     let (bases, window, closed) = match (slice, &spec.slicing) {
         (
