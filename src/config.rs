@@ -17,6 +17,7 @@ mod toml_error;
 
 use crate::calendar::parse_zone;
 use crate::catalog::pipeline::AuthSpec;
+use crate::catalog::schema::FieldKind;
 use crate::catalog::{Catalog, CatalogError};
 use crate::secret::Secret;
 use crate::service::schedule::parse_cron;
@@ -222,6 +223,8 @@ struct PipelineConfig {
     request_body: BTreeMap<String, toml::Value>,
     #[serde(default)]
     for_each: Vec<BTreeMap<String, toml::Value>>,
+    #[serde(default)]
+    for_each_from: Option<String>,
 }
 
 /// Default lookback of an incremental sync, in hours, where neither the configuration nor
@@ -381,6 +384,10 @@ pub struct PipelineSettings {
     /// request path fill it, the others go into the body over `request_body`. Empty: one
     /// request without.
     pub for_each: Vec<BTreeMap<String, toml::Value>>,
+    /// A snapshot dataset whose newest snapshot lists more entries: each of its rows gives
+    /// the pipeline's `for_each` keys from its columns of the same names (the campaigns of
+    /// the iSales campaign list).
+    pub for_each_from: Option<String>,
 }
 
 /// What a second service does when another one holds the lake's lease.
@@ -563,7 +570,12 @@ impl Settings {
                 ));
             }
             let for_each = p.map(|p| p.for_each.clone()).unwrap_or_default();
-            v.for_each(name, &dataset.spec, &for_each, enabled && p.is_some())?;
+            let for_each_from = p.and_then(|p| p.for_each_from.clone());
+            if let Some(list) = &for_each_from {
+                v.for_each_from(name, &dataset.spec, list, &catalog)?;
+            }
+            let required = enabled && p.is_some() && for_each_from.is_none();
+            v.for_each(name, &dataset.spec, &for_each, required)?;
             pipelines.insert(
                 name.to_string(),
                 PipelineSettings {
@@ -585,6 +597,7 @@ impl Settings {
                         .unwrap_or(DEFAULT_REFRESH_PREVIOUS_DAYS),
                     request_body: p.map(|p| p.request_body.clone()).unwrap_or_default(),
                     for_each,
+                    for_each_from,
                 },
             );
         }
@@ -678,6 +691,44 @@ impl Validator<'_> {
                 };
                 self.invalid(&format!("{key}[{n}]"), &problem, &fix)
             })?;
+        }
+        Ok(())
+    }
+
+    /// Checks `[pipelines.NAME] for_each_from`: it names a snapshot dataset whose columns
+    /// include every key of the pipeline's `for_each`, as integers or text.
+    fn for_each_from(
+        &self,
+        name: &str,
+        spec: &crate::catalog::PipelineSpec,
+        list: &str,
+        catalog: &Catalog,
+    ) -> Result<(), ConfigError> {
+        let key = format!("pipelines.{name}.for_each_from");
+        if spec.request.for_each.is_empty() {
+            return Err(self.invalid(
+                &key,
+                &format!("is set, but pipeline '{name}' names no for_each keys to take"),
+                "remove it, or use for_each entries",
+            ));
+        }
+        let listed = catalog.get(list).filter(|d| d.spec.is_snapshot());
+        let Some(listed) = listed else {
+            return Err(self.invalid(
+                &key,
+                &format!("'{list}' is not a snapshot dataset of the catalog"),
+                "name a dataset with [slicing] style = \"snapshot\", such as \"campaigns\"",
+            ));
+        };
+        for wanted in &spec.request.for_each {
+            let kind = listed.schema.field(wanted).map(|f| f.kind);
+            if !matches!(kind, Some(FieldKind::Int32 | FieldKind::Int64 | FieldKind::Utf8)) {
+                return Err(self.invalid(
+                    &key,
+                    &format!("'{list}' has no integer or text column '{wanted}'"),
+                    &format!("name a dataset whose rows give {}", spec.request.for_each.join(", ")),
+                ));
+            }
         }
         Ok(())
     }

@@ -43,6 +43,14 @@ pub enum EngineError {
         /// What is wrong, and the fix.
         problem: String,
     },
+    /// The entries of `for_each_from` could not be listed.
+    #[error("pipeline '{pipeline}' takes its for_each entries from the newest snapshot of '{list}', which has none yet (or lists none): sync {list} first")]
+    ForEachUnlisted {
+        /// The pipeline.
+        pipeline: String,
+        /// The dataset that lists the entries.
+        list: String,
+    },
     /// The pipeline sends one request per entry of `for_each`, and the configuration gives
     /// none.
     #[error(

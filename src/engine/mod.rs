@@ -5,6 +5,7 @@ pub mod clock;
 pub mod cursor;
 pub mod error;
 mod fan_out;
+pub mod listed;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

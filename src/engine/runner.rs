@@ -14,6 +14,7 @@ use tracing::{error, info};
 use super::clock::Clock;
 use super::cursor::run_cursor_window;
 use super::error::EngineError;
+use super::listed::listed_entries;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use super::request::request_entries;
@@ -142,17 +143,22 @@ impl Engine {
         let auth = Authenticator::new(&dataset.spec.auth, source)
             .map_err(|e| EngineError::SourceSetup(Box::new(e)))?;
         let needed = &dataset.spec.request.for_each;
-        if settings.for_each.is_empty() && !needed.is_empty() {
+        let listed = settings.for_each_from.is_some();
+        if settings.for_each.is_empty() && !needed.is_empty() && !listed {
             let keys = needed.iter().map(|k| format!("{k} = ...")).collect::<Vec<_>>().join(", ");
             return Err(EngineError::ForEachMissing { pipeline: name.to_string(), keys });
         }
-        let entries = request_entries(
-            &dataset.spec,
-            &settings.for_each,
-            &source.path_params,
-            &self.settings.tenant_id,
-        )
-        .map_err(|problem| EngineError::RequestPath { pipeline: name.to_string(), problem })?;
+        // Listed entries are added by `runnable`; until then only the configured ones.
+        let entries = match settings.for_each.is_empty() && listed {
+            true => Vec::new(),
+            false => request_entries(
+                &dataset.spec,
+                &settings.for_each,
+                &source.path_params,
+                &self.settings.tenant_id,
+            )
+            .map_err(|problem| EngineError::RequestPath { pipeline: name.to_string(), problem })?,
+        };
         let mut children = Vec::new();
         for (child, child_settings) in &self.settings.pipelines {
             let fed =
@@ -189,6 +195,25 @@ impl Engine {
             }),
             None => Ok(run),
         }
+    }
+
+    /// [`Self::standalone_run`] with the entries that `for_each_from` lists added to the
+    /// configured ones.
+    async fn runnable(&self, name: &str) -> Result<PipelineRun<'_>, EngineError> {
+        let mut run = self.standalone_run(name)?;
+        let Some(list) = &run.settings.for_each_from else { return Ok(run) };
+        let keys = &run.dataset.spec.request.for_each;
+        let mut entries = run.settings.for_each.clone();
+        entries.extend(listed_entries(self, name, list, keys).await?);
+        let source = &self.settings.sources[&run.settings.source];
+        run.entries = request_entries(
+            &run.dataset.spec,
+            &entries,
+            &source.path_params,
+            &self.settings.tenant_id,
+        )
+        .map_err(|problem| EngineError::RequestPath { pipeline: name.to_string(), problem })?;
+        Ok(run)
     }
 
     /// Whether `month` of `run`'s dataset is complete, with each of its enabled fan-out
@@ -239,7 +264,7 @@ impl Engine {
         refresh: bool,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
-        let run = self.standalone_run(name)?;
+        let run = self.runnable(name).await?;
         if run.dataset.spec.is_snapshot() {
             return self.snapshot(&run, progress).await;
         }
@@ -313,7 +338,7 @@ impl Engine {
         name: &str,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
-        let run = self.standalone_run(name)?;
+        let run = self.runnable(name).await?;
         let now = self.clock.now();
         let previous = self.state.pipeline(name, &run.tenant_id).await?;
         let start = previous
@@ -388,7 +413,7 @@ impl Engine {
         end_ms: i64,
         progress: &dyn Progress,
     ) -> Result<RunReport, EngineError> {
-        let run = self.standalone_run(name)?;
+        let run = self.runnable(name).await?;
         if run.dataset.spec.is_snapshot() {
             return self.snapshot(&run, progress).await;
         }

@@ -81,3 +81,43 @@ async fn campaign_results_equal_the_truth_across_a_month_edge() {
     let truth = h.sim.campaign_call_results([jan, feb]);
     assert_dataset_equals(&h, name, &["callId"], &truth, lake_form, call_ms);
 }
+
+/// The campaign list (a GET, paged by `curPage`/`rowsPerPage`) is a snapshot of every
+/// campaign of the configured VDNs, and with `for_each_from = "campaigns"` the results of
+/// every listed campaign are read; before any list snapshot, the results pipeline says to
+/// sync the list first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_of_every_listed_campaign() {
+    let jan = month("2025-01");
+    let opts = SimOptions {
+        vdns: 2,
+        campaigns_per_vdn: 120,
+        campaign_calls_per_month: 3,
+        first_month: jan,
+        last_month: jan,
+        ..SimOptions::default()
+    };
+    let h = Harness::start(opts).await;
+    let vdns: Vec<String> = h.sim.vdns().iter().map(|v| format!("{{ vdnId = {v} }}")).collect();
+    let extra = format!(
+        "{}[pipelines.campaigns]\nfor_each = [{}]\n\
+         [pipelines.campaign_call_results]\nfor_each_from = \"campaigns\"\n",
+        h.c2_source_text("isales", false)
+            .replace("[sources.isales.retry]", "max_concurrency = 10\n[sources.isales.retry]"),
+        vdns.join(", ")
+    );
+    let engine = engine_for(&h, &h.config_text(&extra));
+    let name = "campaign_call_results";
+    let err = engine.backfill(name, jan, jan, false, &LogProgress).await.unwrap_err();
+    assert!(err.to_string().contains("sync campaigns first"), "{err}");
+
+    let listed = engine.sync("campaigns", &LogProgress).await.unwrap();
+    assert_eq!(listed.rows(), 240, "every campaign of both VDNs");
+    assert_eq!(listed.pages(), 2 * 2, "two pages of at most 100 a VDN");
+    engine.backfill(name, jan, jan, false, &LogProgress).await.unwrap();
+    let truth = h.sim.campaign_call_results([jan]);
+    let campaigns: std::collections::BTreeSet<String> =
+        truth.values().map(|r| format!("{}/{}", r["vdnId"], r["campaignId"])).collect();
+    assert!(campaigns.len() > 200, "calls of most campaigns: {}", campaigns.len());
+    assert_dataset_equals(&h, name, &["callId"], &truth, lake_form, call_ms);
+}
