@@ -23,6 +23,8 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use super::error::EngineError;
@@ -285,6 +287,31 @@ pub(super) fn event_normalizer(
     }
 }
 
+/// The values of `records.from_request`: each column with the request body field (or
+/// path placeholder of the entry) it is filled from, as raw JSON. A field the request
+/// lacks is an error of the configuration.
+fn request_values(
+    spec: &PipelineSpec,
+    body: &Map<String, Value>,
+    path_values: &Map<String, Value>,
+) -> Result<Vec<(String, Box<RawValue>)>, String> {
+    spec.records
+        .from_request
+        .iter()
+        .map(|(column, field)| {
+            let value = body.get(field).or_else(|| path_values.get(field)).ok_or_else(|| {
+                format!(
+                    "records.from_request: column '{column}' is filled from request field \
+                     '{field}', which the request does not send (in its body or its path)"
+                )
+            })?;
+            let raw = RawValue::from_string(value.to_string())
+                .map_err(|e| format!("records.from_request: field '{field}': {e}"))?;
+            Ok((column.clone(), raw))
+        })
+        .collect()
+}
+
 /// Fetches every page of the request `(entry, body)` (the entry's path), normalizing the records of each page
 /// (in the page's task, so pages are normalized in parallel) with a fresh copy of
 /// `normalizer`, and handing the rows to `on_batch` one page at a time, in page order.
@@ -306,12 +333,14 @@ pub(super) async fn fetch_normalized(
         auth: &run.auth,
         spec: &run.dataset.spec,
         path: &entry.path,
-        path_values: &entry.path_values,
         body,
         concurrency: run.settings.page_concurrency,
         wrap_in: run.body_wrapper.as_deref(),
     };
-    let template = normalizer.fresh();
+    let values = request_values(&run.dataset.spec, &request.body, &entry.path_values);
+    let template = values
+        .and_then(|values| normalizer.fresh().with_request_values(values))
+        .map_err(|problem| EngineError::RequestBody { pipeline: dataset.to_string(), problem })?;
     let decode = move |page_no, page: Page<'_>| normalize_page(&template, page_no, page);
     let summary = fetch_pages::<PageError, _, _, _>(request, decode, |page| {
         groups.extend(page.groups);

@@ -30,6 +30,8 @@ pub struct Normalizer {
     schema: Arc<DatasetSchema>,
     synced_at_ms: i64,
     zone: FixedOffset,
+    /// Columns filled from the request, over what each record sends: (column, raw value).
+    fixed: Arc<[(usize, Box<RawValue>)]>,
     window: Option<EventWindow>,
     keys: KeyOrder,
     columns: Columns,
@@ -42,7 +44,24 @@ impl Normalizer {
         let keys = KeyOrder::new(&schema);
         let zone = FixedOffset::east_opt(0).expect("UTC is a valid offset");
         let columns = Columns::new(&schema, INITIAL_ROWS, zone);
-        Self { schema, synced_at_ms, zone, window: None, keys, columns }
+        Self { schema, synced_at_ms, zone, fixed: Arc::new([]), window: None, keys, columns }
+    }
+
+    /// Fills columns from the request each record answers (`records.from_request`: the day
+    /// or the VDN asked about) with `values` (column name, raw JSON), over whatever a record
+    /// sends under those names; a column the schema does not declare is refused by name.
+    pub fn with_request_values(self, values: Vec<(String, Box<RawValue>)>) -> Result<Self, String> {
+        let fixed = values
+            .into_iter()
+            .map(|(column, raw)| match self.schema.index_of(&column) {
+                Some(index) => Ok((index, raw)),
+                None => Err(format!(
+                    "column '{column}' is not in the schema of {}",
+                    self.schema.dataset()
+                )),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { fixed: fixed.into(), ..self })
     }
 
     /// Reads `date` and `datetime_local` fields as days and times of `zone` (the source's);
@@ -74,6 +93,7 @@ impl Normalizer {
             schema: Arc::clone(&self.schema),
             synced_at_ms: self.synced_at_ms,
             zone: self.zone,
+            fixed: Arc::clone(&self.fixed),
             window: self.window.clone(),
             keys: KeyOrder::new(&self.schema),
             columns: Columns::new(&self.schema, INITIAL_ROWS, self.zone),
@@ -83,8 +103,9 @@ impl Normalizer {
     /// Decodes one record and appends it as a row, or says why it cannot be one
     /// (then nothing is appended).
     pub fn push(&mut self, record: &RawValue) -> Result<(), RejectReason> {
-        let staged = stage_record(record, &self.schema, &mut self.keys, &mut self.columns)
-            .and_then(|()| self.check_window());
+        let staged =
+            stage_record(record, &self.schema, &mut self.keys, &mut self.columns, &self.fixed)
+                .and_then(|()| self.check_window());
         match staged {
             Ok(()) => {
                 self.columns.commit();
@@ -508,6 +529,24 @@ mod tests {
         assert_eq!(millis(&batch, "utc", 0), Some(begin + 8 * 3_600_000));
         let days = batch.column(0).as_primitive::<arrow::datatypes::Date32Type>();
         assert_eq!(days.values().to_vec(), [20120, 20147]);
+    }
+
+    /// Request values fill their columns over what a record sends, in every fresh copy;
+    /// a column the schema lacks is refused by name.
+    #[test]
+    fn request_values_win_over_the_record() {
+        let day = |text: &str| RawValue::from_string(text.to_string()).unwrap();
+        let n = normalizer().with_request_values(vec![("name".into(), day("\"asked\""))]);
+        let mut n = n.unwrap().fresh();
+        assert_eq!(n.push(&record("")), Ok(()));
+        let own = raw(r#"{"id": 1, "code": 2, "name": "echoed", "at": 5}"#);
+        assert_eq!(n.push(&own), Ok(()));
+        let batch = n.finish();
+        assert_eq!(text(&batch, "name", 0).as_deref(), Some("asked"));
+        assert_eq!(text(&batch, "name", 1).as_deref(), Some("asked"));
+        assert_eq!(text(&batch, EXTRA_COLUMN, 1), None, "the echo is not kept as extra");
+        let unknown = normalizer().with_request_values(vec![("nope".into(), day("1"))]);
+        assert!(unknown.unwrap_err().contains("'nope'"));
     }
 
     #[test]

@@ -46,20 +46,22 @@ impl KeyOrder {
     }
 }
 
-/// Stages `record` in `columns`, or says why it cannot be a row. On a reject, part of the
-/// record may be staged: the caller discards it.
+/// Stages `record` in `columns`, with the `fixed` values (column index, raw JSON) over
+/// what the record sends for those columns, or says why it cannot be a row. On a reject,
+/// part of the record may be staged: the caller discards it.
 pub(crate) fn stage_record(
     record: &RawValue,
     schema: &DatasetSchema,
     keys: &mut KeyOrder,
     columns: &mut Columns,
+    fixed: &[(usize, Box<RawValue>)],
 ) -> Result<(), Reject> {
     let text = record.get();
     if !text.trim_start().starts_with('{') {
         return Err(Reject::NotAnObject { seen: seen(text.trim()) });
     }
     let mut json = serde_json::Deserializer::from_str(text);
-    let visitor = RecordVisitor { schema, keys, columns };
+    let visitor = RecordVisitor { schema, keys, columns, fixed };
     json.deserialize_map(visitor)
         .unwrap_or_else(|e| Err(Reject::Undecodable { detail: e.to_string() }))
 }
@@ -69,6 +71,7 @@ struct RecordVisitor<'a> {
     schema: &'a DatasetSchema,
     keys: &'a mut KeyOrder,
     columns: &'a mut Columns,
+    fixed: &'a [(usize, Box<RawValue>)],
 }
 
 impl<'de> Visitor<'de> for RecordVisitor<'_> {
@@ -83,6 +86,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let raw: &'de RawValue = map.next_value()?;
             let staged = match self.keys.find(self.schema, &key, &mut previous) {
+                Some(index) if self.fixed.iter().any(|(i, _)| *i == index) => Ok(()),
                 Some(index) => self.columns.stage(index, raw.get()),
                 None => {
                     self.columns.stage_extra(&key, raw.get());
@@ -91,6 +95,11 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
             };
             if let Err(reject) = staged {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Err(reject));
+            }
+        }
+        for (index, raw) in self.fixed {
+            if let Err(reject) = self.columns.stage(*index, raw.get()) {
                 return Ok(Err(reject));
             }
         }
@@ -160,12 +169,12 @@ mod tests {
         let mut keys = KeyOrder::new(&s);
         let mut columns = Columns::new(&s, 4, chrono::FixedOffset::east_opt(0).unwrap());
         let record = RawValue::from_string(r#"{"\u0061": 5, "b": "x"}"#.into()).unwrap();
-        assert_eq!(stage_record(&record, &s, &mut keys, &mut columns), Ok(()));
+        assert_eq!(stage_record(&record, &s, &mut keys, &mut columns, &[]), Ok(()));
         assert_eq!(columns.staged_timestamp(0), None, "a is an int64, not a timestamp");
         let again = RawValue::from_string(r#"{"a": 5, "\u0061": 6}"#.into()).unwrap();
         columns.discard();
         assert_eq!(
-            stage_record(&again, &s, &mut keys, &mut columns),
+            stage_record(&again, &s, &mut keys, &mut columns, &[]),
             Err(Reject::Duplicate { field: "a".into() })
         );
     }

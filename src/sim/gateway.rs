@@ -350,7 +350,6 @@ mod tests {
                     auth: &auth,
                     spec: &spec,
                     path: &skills_path(101, work_no),
-                    path_values: &Default::default(),
                     body: Default::default(),
                     concurrency: 1,
                     wrap_in: None,

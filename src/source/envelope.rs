@@ -373,29 +373,6 @@ fn rewrite(
     RawValue::from_string(serde_json::to_string(fields).map_err(problem)?).map_err(problem)
 }
 
-/// Sets `forced` (the request values a pipeline copies into its records) in every record
-/// of `page`, over anything a record sends under those names.
-pub fn force_fields(
-    page: &mut Page<'_>,
-    forced: &[(&str, &RawValue)],
-    url: &str,
-) -> Result<(), SourceError> {
-    if forced.is_empty() {
-        return Ok(());
-    }
-    for (i, record) in page.records.iter_mut().enumerate() {
-        // A record that is not an object is left for the normalizer to reject.
-        let Ok(obj) = serde_json::from_str::<Object<'_>>(record.get()) else { continue };
-        let walked = format!("records[{i}]");
-        let mut fields: BTreeMap<&str, &RawValue> =
-            obj.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        fields.extend(forced.iter().copied());
-        let rewritten = rewrite(&fields, url, &walked)?;
-        *record = Cow::Owned(rewritten);
-    }
-    Ok(())
-}
-
 /// Parses a page: checks the envelope, then reads the records at `records` (flattening
 /// nested records, with `parent_fields` copied in) and the total at `total_path` (when
 /// given). A missing or `null` records array is an empty page only when the API also says

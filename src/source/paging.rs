@@ -15,13 +15,12 @@
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tracing::info;
 
 use super::auth::Authenticator;
 use super::client::SourceClient;
-use super::envelope::{force_fields, parse_page, Page};
+use super::envelope::{parse_page, Page};
 use super::error::SourceError;
 use crate::catalog::pipeline::{PagingSpec, PipelineSpec, TotalCounts};
 use crate::task::ScopedTask;
@@ -110,37 +109,6 @@ fn read_page<'b>(bytes: &'b [u8], spec: &PipelineSpec, url: &str) -> Result<Page
     parse_page(body, &spec.envelope, path, &records.parent_fields, total_path, url)
 }
 
-/// The values of `records.from_request`: each column with the request body field (or
-/// path placeholder, see [`PagedRequest::path_values`]) it is filled from, as JSON. A field
-/// the request lacks is an error of the configuration.
-fn request_values(
-    spec: &PipelineSpec,
-    body: &Map<String, Value>,
-    path_values: &Map<String, Value>,
-    url: &str,
-) -> Result<Vec<(String, Box<RawValue>)>, SourceError> {
-    let problem = |problem: String| SourceError::Shape {
-        url: url.to_string(),
-        path: "records.from_request".into(),
-        problem,
-    };
-    spec.records
-        .from_request
-        .iter()
-        .map(|(column, field)| {
-            let value = body.get(field).or_else(|| path_values.get(field)).ok_or_else(|| {
-                problem(format!(
-                    "column '{column}' is filled from request field '{field}', which the \
-                     request does not send (in its body or its path)"
-                ))
-            })?;
-            let raw = RawValue::from_string(value.to_string())
-                .map_err(|e| problem(format!("request field '{field}': {e}")))?;
-            Ok((column.clone(), raw))
-        })
-        .collect()
-}
-
 /// `body` as sent: inside an object named `wrap_in` when given (the CMS examples'
 /// `{"queryParam": {...}}`), else as it is.
 ///
@@ -168,9 +136,6 @@ pub struct PagedRequest<'a> {
     pub spec: &'a Arc<PipelineSpec>,
     /// The resolved request path.
     pub path: &'a str,
-    /// The values that filled the path's placeholders, by placeholder name, as
-    /// `records.from_request` may copy them (a `for_each` entry's `vdnId`).
-    pub path_values: &'a Map<String, Value>,
     /// The request body without the paging fields.
     pub body: Map<String, Value>,
     /// Pages in flight at most.
@@ -194,14 +159,12 @@ where
     D: Fn(u64, Page<'_>) -> T + Send + Sync + 'static,
     F: FnMut(T) -> Result<(), E>,
 {
-    let PagedRequest { client, auth, spec, path, path_values, body, concurrency, wrap_in } =
-        request;
+    let PagedRequest { client, auth, spec, path, body, concurrency, wrap_in } = request;
     let paging = &spec.paging;
     let page_size = paging.page_size();
     let either = matches!(paging, PagingSpec::PageNumber { total_counts: TotalCounts::Either, .. });
     let url = client.url(path);
     let decode = Arc::new(decode);
-    let forced = Arc::new(request_values(spec, &body, path_values, &url)?);
     let page_task = |index: u64, per_page: u64| {
         let mut b = body.clone();
         let (number, fields) = paging.page_fields(index, per_page);
@@ -211,14 +174,9 @@ where
         let b = wrap_body(b, wrap_in);
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
         let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
-        let forced = Arc::clone(&forced);
         PageTask(ScopedTask::spawn(async move {
             let bytes = auth.send(&client, spec.request.method, &path, b).await?;
-            let forced: Vec<(&str, &RawValue)> =
-                forced.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect();
-            let page = read_page(&bytes, &spec, &url)
-                .and_then(|mut page| force_fields(&mut page, &forced, &url).map(|()| page));
-            let page = match page {
+            let page = match read_page(&bytes, &spec, &url) {
                 Ok(page) => page,
                 Err(e) => return Err(auth.redact(e).await),
             };
@@ -388,7 +346,6 @@ mod tests {
             client: &client,
             auth: &auth,
             spec: &spec,
-            path_values: &Map::new(),
             path: QUERY,
             body,
             concurrency: 4,
@@ -542,7 +499,6 @@ mod tests {
             client: &client,
             auth: &auth,
             spec: &spec,
-            path_values: &Map::new(),
             path: "/CCISQM/details",
             body: Map::new(),
             concurrency: 2,
