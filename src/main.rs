@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use cecsync::calendar::Month;
 use cecsync::config::Settings;
 use cecsync::engine::progress;
-use cecsync::engine::report::{status, status_table, verify};
+use cecsync::engine::report::{status, status_table, sync_status, sync_table, verify};
 use cecsync::engine::Engine;
 use cecsync::service::jobs::JobState;
 use cecsync::service::lease::{keep, tenant_store, Backend, Holder, Lease, LeaseError};
@@ -227,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { config } => {
             let engine = load(&config).await?;
             println!("{}", status_table(&status(&engine).await?));
+            println!("\n{}", sync_table(&sync_status(&engine).await?, chrono::Utc::now()));
         }
         Command::Verify { config } => {
             let engine = load(&config).await?;

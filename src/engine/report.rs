@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use super::error::EngineError;
 use super::runner::Engine;
 use crate::sink::writer::inspect_partition;
@@ -69,8 +71,70 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             ],
         });
     }
+    aligned(&lines)
+}
+
+/// One line of the sync table of `cecsync status`: when a pipeline's incremental sync
+/// last succeeded, and its last error.
+#[derive(Debug, Clone)]
+pub struct SyncRow {
+    /// The pipeline.
+    pub pipeline: String,
+    /// When its last incremental sync succeeded.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The error of its last sync, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// The incremental-sync state of every enabled pipeline.
+pub async fn sync_status(engine: &Engine) -> Result<Vec<SyncRow>, EngineError> {
+    let settings = engine.settings();
+    let mut rows = Vec::new();
+    for (name, _) in settings.pipelines.iter().filter(|(_, p)| p.enabled) {
+        let checkpoint = engine.state().pipeline(name, &settings.tenant_id).await?;
+        rows.push(SyncRow {
+            pipeline: name.clone(),
+            last_success_at: checkpoint.as_ref().and_then(|c| c.last_success_at),
+            last_error: checkpoint.and_then(|c| c.last_error),
+        });
+    }
+    Ok(rows)
+}
+
+/// Renders sync rows as an aligned table with the age of each last success at `now`, so
+/// that a pipeline that stopped syncing (a platform that keeps a day of data) shows.
+pub fn sync_table(rows: &[SyncRow], now: DateTime<Utc>) -> String {
+    let mut lines = vec![[
+        "PIPELINE".to_string(),
+        "LAST SUCCESSFUL SYNC".into(),
+        "AGE".into(),
+        "LAST ERROR".into(),
+    ]];
+    for r in rows {
+        let (at, age) = match r.last_success_at {
+            Some(t) => (t.format("%Y-%m-%d %H:%M:%SZ").to_string(), age(now - t)),
+            None => ("never".into(), "-".into()),
+        };
+        lines.push([r.pipeline.clone(), at, age, r.last_error.clone().unwrap_or("-".into())]);
+    }
+    aligned(&lines)
+}
+
+/// A duration as days, hours and minutes (`2d 3h`, `5h 12m`, `7m`).
+fn age(elapsed: chrono::TimeDelta) -> String {
+    let minutes = elapsed.num_minutes().max(0);
+    let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes}m"),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+/// Lines of cells as columns padded to their widest cell.
+fn aligned<const N: usize>(lines: &[[String; N]]) -> String {
     let widths: Vec<usize> =
-        (0..7).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+        (0..N).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
     lines
         .iter()
         .map(|l| {
@@ -161,4 +225,38 @@ pub async fn verify(engine: &Engine) -> Result<VerifyReport, EngineError> {
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sync table shows each pipeline's last success with its age, or never, and the
+    /// last error.
+    #[test]
+    fn sync_table_shows_the_age_of_the_last_success() {
+        let now: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let rows = [
+            SyncRow {
+                pipeline: "missed_calls".into(),
+                last_success_at: Some(now - chrono::TimeDelta::minutes(26 * 60 + 5)),
+                last_error: Some("missed_calls month=2026-12: HTTP 503".into()),
+            },
+            SyncRow { pipeline: "ivr_flows".into(), last_success_at: None, last_error: None },
+            SyncRow {
+                pipeline: "rbt_recognition".into(),
+                last_success_at: Some(now - chrono::TimeDelta::minutes(7)),
+                last_error: None,
+            },
+        ];
+        let table = sync_table(&rows, now);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("PIPELINE         LAST SUCCESSFUL SYNC  AGE"), "{table}");
+        assert!(
+            lines[1].contains("2026-12-05 09:55:00Z  1d 2h  missed_calls month=2026-12: HTTP 503"),
+            "{table}"
+        );
+        assert!(lines[2].contains("never") && lines[2].ends_with('-'), "{table}");
+        assert!(lines[3].contains("7m"), "{table}");
+    }
 }
