@@ -139,6 +139,12 @@ mod tests {
 
     const LOGIN: &str = "/agentgateway/resource/config/login";
 
+    /// A GUID of the default account.
+    async fn default_guid(base: &str) -> String {
+        let reply = log_in(base, 100001, "sim-gateway-pw").await;
+        reply["result"]["guid"].as_str().unwrap().to_string()
+    }
+
     async fn log_in(base: &str, account: u64, password: &str) -> Value {
         let body = json!({"agentId": account, "password": password});
         let reply = send(&format!("{base}{LOGIN}"), &body).await.unwrap();
@@ -396,10 +402,7 @@ mod tests {
         let sim = Arc::new(Simulator::new(options));
         let running = start(&sim).await;
         let base = &running.base_url;
-        let guid = log_in(base, 100001, "sim-gateway-pw").await["result"]["guid"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let guid = default_guid(base).await;
         let path = skills_path(101, 101);
         assert_eq!(get(base, &path, Some(&guid)).await.0["retcode"], "0");
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -411,10 +414,7 @@ mod tests {
         let sim = Arc::new(Simulator::new(options));
         let running = start(&sim).await;
         let base = &running.base_url;
-        let guid = log_in(base, 100001, "sim-gateway-pw").await["result"]["guid"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let guid = default_guid(base).await;
         let (reply, set_guid) = get(base, &path, Some(&guid)).await;
         assert_eq!(reply["retcode"], "0");
         let new = set_guid.unwrap().strip_prefix("JSESSIONID=").unwrap().to_string();
