@@ -220,6 +220,8 @@ struct PipelineConfig {
     #[serde(default)]
     refresh_previous_days: Option<u32>,
     #[serde(default)]
+    first_page: Option<u64>,
+    #[serde(default)]
     request_body: BTreeMap<String, toml::Value>,
     #[serde(default)]
     for_each: Vec<BTreeMap<String, toml::Value>>,
@@ -483,12 +485,21 @@ impl Settings {
             ));
         }
         let destination = v.destination(&raw.destination, base)?;
-        let catalog = match &raw.catalog_dir {
+        let mut catalog = match &raw.catalog_dir {
             Some(dir) => Catalog::with_dir(&base.join(dir)),
             None => Catalog::builtin(),
         }
         .map_err(|source| ConfigError::Catalog { file: file.clone(), source })?;
 
+        for (name, first) in raw.pipelines.iter().filter_map(|(n, p)| Some((n, p.first_page?))) {
+            if catalog.get(name).is_some() && !catalog.set_first_page(name, first) {
+                return Err(v.invalid(
+                    &format!("pipelines.{name}.first_page"),
+                    &format!("is set, but pipeline '{name}' does not page by page number"),
+                    "remove it",
+                ));
+            }
+        }
         let mut sources = BTreeMap::new();
         for (name, s) in &raw.sources {
             sources.insert(name.clone(), v.source(name, s, base)?);

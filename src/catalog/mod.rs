@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub use pipeline::PipelineSpec;
 pub use schema::DatasetSchema;
 
-use pipeline::SlicingSpec;
+use pipeline::{PagingSpec, SlicingSpec};
 use schema::FieldKind;
 
 mod builtin {
@@ -133,6 +133,20 @@ impl Catalog {
             check_fan_out(dataset, &datasets)?;
         }
         Ok(Self { datasets })
+    }
+
+    /// Sets the number of the first page of dataset `name`, which pages by page number (a
+    /// deployment whose server counts pages from another base); false when it does not
+    /// page by number.
+    pub fn set_first_page(&mut self, name: &str, first: u64) -> bool {
+        let Some(dataset) = self.datasets.get_mut(name) else { return false };
+        match &mut Arc::make_mut(&mut dataset.spec).paging {
+            PagingSpec::PageNumber { first_page, .. } => {
+                *first_page = first;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The dataset called `name`.

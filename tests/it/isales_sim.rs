@@ -121,3 +121,38 @@ async fn results_of_every_listed_campaign() {
     assert!(campaigns.len() > 200, "calls of most campaigns: {}", campaigns.len());
     assert_dataset_equals(&h, name, &["callId"], &truth, lake_form, call_ms);
 }
+
+/// A platform that counts result pages from 0 is read whole with `first_page = 0`; the
+/// key is refused on a dataset that does not page by number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_page_number_is_configurable() {
+    let jan = month("2025-01");
+    let opts = SimOptions {
+        vdns: 1,
+        campaigns_per_vdn: 1,
+        campaign_calls_per_month: 1200,
+        isales_first_page: 0,
+        first_month: jan,
+        last_month: jan,
+        ..SimOptions::default()
+    };
+    let h = Harness::start(opts).await;
+    let text = h.config_text(&format!(
+        "{}[pipelines.campaign_call_results]\nfirst_page = 0\nfor_each = [{{ vdnId = {}, campaignId = 1 }}]\n",
+        h.c2_source_text("isales", false),
+        h.sim.vdns()[0]
+    ));
+    let engine = engine_for(&h, &text);
+    engine.backfill("campaign_call_results", jan, jan, false, &LogProgress).await.unwrap();
+    let truth = h.sim.campaign_call_results([jan]);
+    assert_dataset_equals(&h, "campaign_call_results", &["callId"], &truth, lake_form, call_ms);
+
+    let wrong = text.replace(
+        "[pipelines.campaign_call_results]",
+        "[pipelines.ivr_flows]\nfirst_page = 0\n[pipelines.campaign_call_results]",
+    );
+    let path = h.dir.path().join("wrong.toml");
+    std::fs::write(&path, &wrong).unwrap();
+    let err = cecsync::config::Settings::load(&path).unwrap_err().to_string();
+    assert!(err.contains("pipelines.ivr_flows.first_page"), "{err}");
+}
