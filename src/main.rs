@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(engine.backfill(&pipeline, from, to, refresh, progress.as_ref()).await?)
             })
             .await?;
-            println!("{report}");
+            emit(&report)?;
         }
         Command::Sync { config, pipeline } => {
             let engine = load(&config).await?;
@@ -213,7 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut failed = Vec::new();
                 for name in names {
                     match engine.sync(&name, progress.as_ref()).await {
-                        Ok(report) => println!("{report}"),
+                        Ok(report) => emit(&report)?,
                         Err(e) => failed.push(format!("{name}: {e}")),
                     }
                 }
@@ -226,21 +226,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { config } => {
             let engine = load(&config).await?;
-            println!("{}", status_table(&status(&engine).await?));
-            println!("\n{}", sync_table(&sync_status(&engine).await?, chrono::Utc::now()));
+            emit(status_table(&status(&engine).await?))?;
+            emit(format_args!(
+                "\n{}",
+                sync_table(&sync_status(&engine).await?, chrono::Utc::now())
+            ))?;
         }
         Command::Verify { config } => {
             let engine = load(&config).await?;
             let report = verify(&engine).await?;
             for finding in &report.findings {
-                println!("PROBLEM {finding}");
+                emit(format_args!("PROBLEM {finding}"))?;
             }
-            println!(
+            emit(format_args!(
                 "verified {} partition(s), {} row(s), {} problem(s)",
                 report.partitions,
                 report.rows,
                 report.findings.len()
-            );
+            ))?;
             if !report.findings.is_empty() {
                 bail!(
                     "the lake does not match its checkpoints ({} problem(s))",
@@ -255,7 +258,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             for field in d.schema.arrow_schema().fields() {
                 let null = if field.is_nullable() { "null" } else { "not null" };
-                println!("{:<20} {:<32} {null}", field.name(), field.data_type().to_string());
+                emit(format_args!(
+                    "{:<20} {:<32} {null}",
+                    field.name(),
+                    field.data_type().to_string()
+                ))?;
             }
         }
         Command::Run { config } => {
@@ -289,14 +296,24 @@ async fn remote_backfill(
             );
         })
         .await?;
-    println!(
+    emit(format_args!(
         "{pipeline}: job {id} {:?}: {} of {} slice(s), {} rows written",
         job.state, job.slices_done, job.slices_total, job.rows_written
-    );
+    ))?;
     if job.state != JobState::Succeeded {
         bail!("backfill job {id} ended {:?}: {}", job.state, job.errors.join("; "));
     }
     Ok(())
+}
+
+/// Writes `text` and a newline to standard output; a reader that went away (`| head`) ends
+/// the output quietly instead of failing the command.
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn main() -> ExitCode {
