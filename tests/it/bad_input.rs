@@ -312,3 +312,21 @@ async fn a_sync_keeps_the_months_earlier_rejects() {
     let rows = lake_rows(&h.lake(), "rbt_recognition");
     assert_eq!(rows.len(), 2, "both good rows are in the partition");
 }
+
+/// A listing whose reader has gone away (`cecsync schema X | head -0`) ends quietly: exit
+/// 0 and no panic, instead of a backtrace for a closed pipe.
+#[test]
+fn a_listing_whose_reader_went_away_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cecsync"))
+        .args(["schema", "inbound_daily_by_callee"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
