@@ -573,16 +573,17 @@ async fn attempt_slice(
     if mode == WriteMode::Merge {
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }
-    stage.mark_fetch_start();
     let mut fan_out = FanOut::of(run)?;
     let mut oldest_open_ms = None;
     let mut rejects: Vec<RejectedRecord> = Vec::new();
     let mut rejected_texts: HashSet<String> = HashSet::new();
     let mut summary = PagingSummary::default();
-    // Each request (window, for_each entry, chunk) is paged on its own and its rows must
-    // add up to its own total.
+    // Each request (window, for_each entry, chunk) is paged on its own and its distinct
+    // rows must add up to its own total, whether or not an earlier request of the slice
+    // returned some of them too (windows that share a boundary day when the platform
+    // reads an end date as included).
     for request in slice_requests(run, &bases)? {
-        let distinct_before = stage.distinct_fetched();
+        stage.mark_fetch_start();
         let fetched = fetch_normalized(run, partition, request, &normalizer, progress, |batch| {
             if let Some(fan_out) = fan_out.as_mut() {
                 fan_out.observe(&batch)?;
@@ -594,7 +595,7 @@ async fn attempt_slice(
         summary.records += fetched.summary.records;
         summary.total += fetched.summary.total;
         if let Err(AttemptError::Mismatch { distinct, rejects, groups, total, .. }) =
-            fetched.reconcile(spec, stage.distinct_fetched() - distinct_before)
+            fetched.reconcile(spec, stage.distinct_fetched())
         {
             let pages = summary.pages;
             return Err(AttemptError::Mismatch { distinct, rejects, groups, total, pages });

@@ -141,7 +141,8 @@ impl PartitionStage {
     }
 
     /// Marks the rows appended from now on as the fetched ones (rows appended before are
-    /// the partition's existing rows, staged for a merge).
+    /// the partition's existing rows, staged for a merge, or those of an earlier request):
+    /// called before each request, whose distinct keys are then reconciled with its total.
     pub fn mark_fetch_start(&mut self) {
         self.fetch_start = self.rows_appended;
         self.fetched_keys = 0;

@@ -131,3 +131,75 @@ async fn days_and_chunks_are_asked_one_by_one() {
     let message = err.to_string();
     assert!(message.contains("request_body") && message.contains("calleeNos"), "{message}");
 }
+
+const OVERLAP_PIPELINE: &str = r#"
+name = "overlap_test"
+description = "Rows by day, asked for as [beginTime, endTime) windows"
+source = "oifde"
+[request]
+path = "/results"
+[auth]
+style = "body_token"
+field = "authToken"
+[paging]
+style = "none"
+[slicing]
+style = "calendar_month"
+begin_field = "beginTime"
+end_field = "endTime"
+time_format = "date"
+end_exclusive = true
+max_window_days = 10
+[records]
+path = "data"
+primary_key = ["id"]
+event_time = "day"
+"#;
+
+const OVERLAP_SCHEMA: &str = r#"{"dataset": "overlap_test", "description": "x", "fields": [
+  {"name": "id", "type": "utf8", "nullable": false, "doc": "one row a day"},
+  {"name": "day", "type": "date", "nullable": false, "doc": "its day"}]}"#;
+
+/// Answers one row per day from `beginTime` to `endTime`, both included: the other reading
+/// of an end date, under which consecutive `[begin, end)` windows share a day.
+async fn inclusive_days(Json(sent): Json<Value>) -> Json<Value> {
+    let day = |field: &str| NaiveDate::parse_from_str(sent[field].as_str().unwrap(), "%Y-%m-%d");
+    let (begin, end) = (day("beginTime").unwrap(), day("endTime").unwrap());
+    let rows: Vec<Value> = begin
+        .iter_days()
+        .take_while(|d| *d <= end)
+        .map(|d| json!({"id": d.to_string(), "day": d.to_string()}))
+        .collect();
+    Json(json!({"data": rows}))
+}
+
+/// When the platform includes the end date, windows share their boundary days and the last
+/// one reaches into the next month: each window still reconciles with its own total, the
+/// month holds each day once, and the next month's day is set aside as outside the month.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_sharing_a_day_still_add_up() {
+    let h = Harness::start(SimOptions::default()).await;
+    let app = axum::Router::new().fallback(axum::routing::post(inclusive_days));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let catalog = h.dir.path().join("catalog");
+    std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
+    std::fs::create_dir_all(catalog.join("schemas")).unwrap();
+    std::fs::write(catalog.join("pipelines/overlap_test.toml"), OVERLAP_PIPELINE).unwrap();
+    std::fs::write(catalog.join("schemas/overlap_test.json"), OVERLAP_SCHEMA).unwrap();
+    let text = format!("catalog_dir = \"{}\"\n{}", catalog.display(), h.config_text(""))
+        .replace(&h.running.base_url, &base_url);
+    let jan = month("2025-01");
+    let report = engine_for(&h, &text)
+        .backfill("overlap_test", jan, jan, false, &LogProgress)
+        .await
+        .unwrap();
+    assert_eq!((report.rows(), report.rejects()), (31, 1), "31 days, February 1st set aside");
+    let rows = lake_rows(&h.lake(), "overlap_test");
+    let mut days: Vec<String> =
+        rows.iter().map(|(_, r)| r["day"].as_str().unwrap().to_string()).collect();
+    days.sort();
+    days.dedup();
+    assert_eq!((rows.len(), days.len()), (31, 31));
+}
