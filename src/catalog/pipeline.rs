@@ -70,6 +70,11 @@ pub struct RequestSpec {
     /// numbers of a statistics query), each request paged and reconciled on its own.
     #[serde(default)]
     pub chunk: Option<ChunkSpec>,
+    /// Body fields every request must carry, from the pipeline's body, the configuration's
+    /// `request_body` or a `for_each` entry (`callTypes`, which the CMS requires): a
+    /// request without one is refused before it is sent, naming what to configure.
+    #[serde(default)]
+    pub required: Vec<String>,
     /// Sends the whole body inside an object of this name (`queryParam`, as the CMS
     /// examples do), unless the source sets `flat_body = true`.
     #[serde(default)]

@@ -68,6 +68,7 @@ pub(super) fn slice_requests<'r>(
         for base in bases {
             let mut body = base.clone();
             body.extend(entry.body.clone());
+            check_required(run, &body)?;
             requests.extend(chunked(run, body)?.into_iter().map(|b| (entry, b)));
         }
     }
@@ -98,6 +99,22 @@ pub(super) fn fixed_body(run: &PipelineRun<'_>) -> Map<String, Value> {
 
 /// The bodies of one request range: `body` itself, or, when the pipeline chunks a list
 /// field (`[request] chunk`), one body per run of at most `size` of its values.
+/// Refuses a body without one of the pipeline's required fields (`[request] required`).
+fn check_required(run: &PipelineRun<'_>, body: &Map<String, Value>) -> Result<(), EngineError> {
+    let required = &run.dataset.spec.request.required;
+    match required.iter().find(|f| body.get(*f).is_none_or(Value::is_null)) {
+        Some(field) => Err(EngineError::RequestBody {
+            pipeline: run.dataset_name().to_string(),
+            problem: format!(
+                "body field '{field}' is required: set [pipelines.{}] request_body = {{ {field} = ... }} \
+                 in the configuration",
+                run.dataset_name()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn chunked(
     run: &PipelineRun<'_>,
     body: Map<String, Value>,

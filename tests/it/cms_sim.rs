@@ -173,3 +173,22 @@ async fn a_wrong_sk_stops_with_one_clear_error() {
     assert_eq!(h.sim.stats().unauthorized, 1, "refused once, not retried");
     assert!(!h.lake().join("missed_calls").exists(), "nothing written");
 }
+
+/// A configuration without the call types, which the platform requires, is refused before
+/// any request, naming the key to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_types_are_required() {
+    let jan = month("2025-01");
+    let opts = SimOptions { first_month: jan, last_month: jan, ..SimOptions::default() };
+    let h = Harness::start(opts).await;
+    let extra = format!(
+        "{}[pipelines.inbound_daily_by_callee]\nrequest_body = {{ calleeNos = [\"40081700000\"] }}\n",
+        h.cms_source_text(false)
+    );
+    let engine = engine_for(&h, &h.config_text(&extra));
+    let before = h.sim.stats().cms_requests;
+    let err = engine.backfill("inbound_daily_by_callee", jan, jan, false, &LogProgress).await;
+    let message = err.unwrap_err().to_string();
+    assert!(message.contains("callTypes") && message.contains("request_body"), "{message}");
+    assert_eq!(h.sim.stats().cms_requests, before, "nothing was sent");
+}
