@@ -591,7 +591,8 @@ pub struct OpenWhile {
 /// separated by `[].`: with `data[].calls[]` every element of `data` is a group holding an
 /// array `calls`, and every element of every `calls` is a record. A trailing `[]` is
 /// optional. A flat path may name alternatives, `resultDesc | resultDatas`: the records are
-/// the first of those arrays that the response holds (not missing, not `null`).
+/// the first of those that the response holds as an array (missing, `null` and other
+/// values such as a message string are passed over).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct RecordsPath {

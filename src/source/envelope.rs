@@ -416,14 +416,30 @@ pub fn parse_page<'a>(
         }
         (Some(_), Some(RecordsField::Null) | None) => None,
         (None, _) => {
+            // The first alternative that holds an array; another value under an earlier
+            // name (a `resultDesc` that is a message) is passed over, and reported only
+            // when no alternative holds an array.
             let mut found = None;
+            let mut not_array = None;
             for name in records.outer_names() {
-                if let Some(raw) = lookup(&top.fields, name, url)?.filter(|r| r.get() != "null") {
-                    found = Some(array(raw, url, name)?);
-                    break;
+                let Some(raw) = lookup(&top.fields, name, url)?.filter(|r| r.get() != "null")
+                else {
+                    continue;
+                };
+                match array(raw, url, name) {
+                    Ok(outer) => {
+                        found = Some(outer);
+                        break;
+                    }
+                    Err(e) => {
+                        not_array.get_or_insert(e);
+                    }
                 }
             }
-            found
+            match (found, not_array) {
+                (None, Some(e)) => return Err(e),
+                (found, _) => found,
+            }
         }
     };
     let outer = match found {
@@ -775,5 +791,9 @@ mod tests {
         assert_eq!(read(legacy).unwrap(), [r#"{"a":2}"#]);
         let err = read(r#"{"result":"0"}"#).unwrap_err().to_string();
         assert!(err.contains("resultDesc | resultDatas") && err.contains("missing"), "{err}");
+        let message = r#"{"resultDesc":"Query Success!","resultDatas":[{"a":3}]}"#;
+        assert_eq!(read(message).unwrap(), [r#"{"a":3}"#], "a message is passed over");
+        let err = read(r#"{"resultDesc":"failed"}"#).unwrap_err().to_string();
+        assert!(err.contains("resultDesc") && err.contains("string"), "{err}");
     }
 }
