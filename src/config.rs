@@ -559,7 +559,14 @@ impl Settings {
                 p.and_then(|p| p.refresh_schedule.as_ref()),
                 DEFAULT_REFRESH_SCHEDULE,
             )?;
-            let enabled = p.and_then(|p| p.enabled).unwrap_or(has_source) && has_source;
+            let for_each = p.map(|p| p.for_each.clone()).unwrap_or_default();
+            let for_each_from = p.and_then(|p| p.for_each_from.clone());
+            // A pipeline that sends one request per configured entry is not switched on by
+            // its source alone, which does not say what to ask about: it needs its own table
+            // (where missing entries are then refused below).
+            let needs_entries = !dataset.spec.request.for_each.is_empty();
+            let by_default = has_source && (p.is_some() || !needs_entries);
+            let enabled = p.and_then(|p| p.enabled).unwrap_or(by_default) && has_source;
             let signed = matches!(dataset.spec.auth, AuthSpec::AkskSignature { .. });
             if enabled && signed && !matches!(sources[&source].auth, SourceAuth::AkSk { .. }) {
                 return Err(v.invalid(
@@ -580,8 +587,6 @@ impl Settings {
                     ),
                 ));
             }
-            let for_each = p.map(|p| p.for_each.clone()).unwrap_or_default();
-            let for_each_from = p.and_then(|p| p.for_each_from.clone());
             if let Some(list) = &for_each_from {
                 v.for_each_from(name, &dataset.spec, list, &catalog)?;
             }

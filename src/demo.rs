@@ -76,8 +76,8 @@ gateway_password = "{gateway_password}"
 
 /// What the CMS, iSales and CC-Gateway datasets of the demo ask the simulator for: every
 /// called and calling number and call type of its VDNs, the missed calls of its first VDN,
-/// the IVR flows of every VDN (call center 1, one request each), the results of every
-/// campaign and the skills of every agent.
+/// the IVR flows and the campaign list of every VDN, the results of every campaign and
+/// the skills of every agent.
 pub fn cms_config(sim: &Simulator) -> String {
     let strings = |values: Vec<String>| {
         let quoted: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
@@ -94,6 +94,7 @@ pub fn cms_config(sim: &Simulator) -> String {
         .iter()
         .map(|c| format!("{{ vdnId = {}, campaignId = {} }}", c["vdnId"], c["campaignId"]))
         .collect();
+    let vdn_entries: Vec<String> = vdns.iter().map(|v| format!("{{ vdnId = {v} }}")).collect();
     let agents = sim.gateway_agents();
     let session = agents.first().copied().unwrap_or_default();
     let agents: Vec<String> =
@@ -107,6 +108,8 @@ request_body = {{ callerNos = {callers}, callTypes = [{types}] }}
 request_body = {{ vdn = {vdn} }}
 [pipelines.ivr_flows]
 for_each = [{ivr}]
+[pipelines.campaigns]
+for_each = [{vdn_entries}]
 [pipelines.campaign_call_results]
 for_each = [{campaigns}]
 [pipelines.agent_skills]
@@ -115,6 +118,7 @@ for_each = [{agents}]
         vdn = vdns.first().copied().unwrap_or_default(),
         ivr = ivr.join(", "),
         campaigns = campaigns.join(", "),
+        vdn_entries = vdn_entries.join(", "),
         agents = agents.join(", "),
     )
 }

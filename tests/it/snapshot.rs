@@ -227,8 +227,8 @@ async fn for_each_entries_fill_the_path_and_page_on_their_own() {
 /// A configuration whose `for_each` does not fit its pipeline is refused with the key to
 /// fix: missing where the pipeline's table enables it, an entry empty or without a needed
 /// key, a path value that is not one segment, entries on a dataset that reads a cursor
-/// window. A pipeline enabled only by its source loads, and its run is refused naming the
-/// key; a disabled one needs nothing.
+/// window. A pipeline without its own table is off (its source alone does not say what to
+/// ask about), and a run of it is refused naming the key; a disabled one needs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn for_each_config_errors_name_the_key() {
     let h = Harness::start(SimOptions::default()).await;
@@ -274,6 +274,7 @@ async fn for_each_config_errors_name_the_key() {
     std::fs::write(&path, off).unwrap();
     assert!(Settings::load(&path).is_ok(), "a disabled pipeline needs no entries");
     let by_source = engine_for(&h, &h.config_text(&h.cms_source_text(false)));
+    assert!(!by_source.enabled_pipelines().contains(&"ivr_flows".to_string()));
     let err = by_source.sync("ivr_flows", &LogProgress).await.unwrap_err().to_string();
     for part in ["pipelines.ivr_flows.for_each", "for_each = [{ ccId = ..., vdn = ... }, ...]"] {
         assert!(err.contains(part), "{part:?} in {err}");
