@@ -166,6 +166,17 @@ impl Harness {
         )
     }
 
+    /// A `catalog_dir` under the harness's folder holding dataset `name`'s pipeline file
+    /// and schema, and the configuration line that names it.
+    pub fn catalog_line(&self, name: &str, pipeline: &str, schema: &str) -> String {
+        let catalog = self.dir.path().join("catalog");
+        std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
+        std::fs::create_dir_all(catalog.join("schemas")).unwrap();
+        std::fs::write(catalog.join(format!("pipelines/{name}.toml")), pipeline).unwrap();
+        std::fs::write(catalog.join(format!("schemas/{name}.json")), schema).unwrap();
+        format!("catalog_dir = \"{}\"\n", catalog.display())
+    }
+
     /// Writes the configuration file and returns its path.
     pub fn config_file(&self, extra: &str) -> PathBuf {
         let path = self.dir.path().join("cecsync.toml");
@@ -401,6 +412,14 @@ pub fn lake_rows(lake: &Path, dataset: &str) -> Vec<(String, Row)> {
         }
     }
     rows
+}
+
+/// Serves `app` on a loopback port (a stand-in for an interface); its base URL.
+pub async fn serve_stand_in(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base_url
 }
 
 /// Asserts that `dataset` holds exactly `truth` (rows by their `key` columns' values joined

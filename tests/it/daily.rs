@@ -14,7 +14,7 @@ use cecsync::sim::SimOptions;
 use chrono::{NaiveDate, TimeZone};
 use serde_json::{json, Value};
 
-use crate::common::{engine_for, lake_rows, month, Harness};
+use crate::common::{engine_for, lake_rows, month, serve_stand_in, Harness};
 
 const PIPELINE: &str = r#"
 name = "daily_test"
@@ -82,17 +82,11 @@ async fn days_and_chunks_are_asked_one_by_one() {
     let h = Harness::start(SimOptions::default()).await;
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let app = axum::Router::new().fallback(axum::routing::post(daily)).with_state(bodies.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let catalog = h.dir.path().join("catalog");
-    std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
-    std::fs::create_dir_all(catalog.join("schemas")).unwrap();
-    std::fs::write(catalog.join("pipelines/daily_test.toml"), PIPELINE).unwrap();
-    std::fs::write(catalog.join("schemas/daily_test.json"), SCHEMA).unwrap();
+    let base_url = serve_stand_in(app).await;
+    let catalog = h.catalog_line("daily_test", PIPELINE, SCHEMA);
     let engine = |extra: &str| {
-        let text = format!("catalog_dir = \"{}\"\n{}", catalog.display(), h.config_text(extra))
-            .replace(&h.running.base_url, &base_url);
+        let text =
+            format!("{catalog}{}", h.config_text(extra)).replace(&h.running.base_url, &base_url);
         engine_for(&h, &text)
     };
     let jan = month("2025-01");
@@ -119,7 +113,7 @@ async fn days_and_chunks_are_asked_one_by_one() {
     assert!(rows.iter().any(|(_, r)| r["calleeNo"] == "0755" && r["logDay"] == "2025-01-31"));
 
     bodies.lock().unwrap().clear();
-    let text = format!("catalog_dir = \"{}\"\n{}", catalog.display(), h.config_text(numbers))
+    let text = format!("{catalog}{}", h.config_text(numbers))
         .replace(&h.running.base_url, &base_url)
         .replace("[sources.oifde.retry]", "flat_body = true\n[sources.oifde.retry]");
     engine_for(&h, &text).backfill("daily_test", jan, jan, true, &LogProgress).await.unwrap();
@@ -180,16 +174,9 @@ async fn inclusive_days(Json(sent): Json<Value>) -> Json<Value> {
 async fn windows_sharing_a_day_still_add_up() {
     let h = Harness::start(SimOptions::default()).await;
     let app = axum::Router::new().fallback(axum::routing::post(inclusive_days));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let catalog = h.dir.path().join("catalog");
-    std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
-    std::fs::create_dir_all(catalog.join("schemas")).unwrap();
-    std::fs::write(catalog.join("pipelines/overlap_test.toml"), OVERLAP_PIPELINE).unwrap();
-    std::fs::write(catalog.join("schemas/overlap_test.json"), OVERLAP_SCHEMA).unwrap();
-    let text = format!("catalog_dir = \"{}\"\n{}", catalog.display(), h.config_text(""))
-        .replace(&h.running.base_url, &base_url);
+    let base_url = serve_stand_in(app).await;
+    let catalog = h.catalog_line("overlap_test", OVERLAP_PIPELINE, OVERLAP_SCHEMA);
+    let text = format!("{catalog}{}", h.config_text("")).replace(&h.running.base_url, &base_url);
     let jan = month("2025-01");
     let report = engine_for(&h, &text)
         .backfill("overlap_test", jan, jan, false, &LogProgress)

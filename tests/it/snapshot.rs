@@ -17,7 +17,7 @@ use cecsync::sim::SimOptions;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::common::{engine_for, lake_rows, month, Harness, Row};
+use crate::common::{engine_for, lake_rows, month, serve_stand_in, Harness, Row};
 
 /// The `[pipelines.ivr_flows]` table asking for every VDN of `vdns` in call center 1.
 fn ivr_config(vdns: &[u32]) -> String {
@@ -190,18 +190,12 @@ async fn for_each_entries_fill_the_path_and_page_on_their_own() {
     let app = axum::Router::new()
         .route("/vdn/{vdn}/rows", axum::routing::post(rows))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let catalog = h.dir.path().join("catalog");
-    std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
-    std::fs::create_dir_all(catalog.join("schemas")).unwrap();
-    std::fs::write(catalog.join("pipelines/per_vdn.toml"), PIPELINE).unwrap();
-    std::fs::write(catalog.join("schemas/per_vdn.json"), SCHEMA).unwrap();
+    let base_url = serve_stand_in(app).await;
+    let catalog = h.catalog_line("per_vdn", PIPELINE, SCHEMA);
     let entries = "[pipelines.per_vdn]\nfor_each = [{ vdnId = 170, campaignId = \"c1\" }, \
                    { vdnId = \"171\", campaignId = \"c2\" }]\n";
-    let text = format!("catalog_dir = \"{}\"\n{}", catalog.display(), h.config_text(entries))
-        .replace(&h.running.base_url, &base_url);
+    let text =
+        format!("{catalog}{}", h.config_text(entries)).replace(&h.running.base_url, &base_url);
     let jan = month("2025-01");
     let report = engine_for(&h, &text).backfill("per_vdn", jan, jan, false, &LogProgress).await;
     let report = report.unwrap();
@@ -280,14 +274,9 @@ async fn for_each_config_errors_name_the_key() {
         assert!(err.contains(part), "{part:?} in {err}");
     }
 
-    let catalog = h.dir.path().join("catalog");
-    std::fs::create_dir_all(catalog.join("pipelines")).unwrap();
-    std::fs::create_dir_all(catalog.join("schemas")).unwrap();
-    std::fs::write(catalog.join("pipelines/per_vdn.toml"), PIPELINE).unwrap();
-    std::fs::write(catalog.join("schemas/per_vdn.json"), SCHEMA).unwrap();
+    let catalog = h.catalog_line("per_vdn", PIPELINE, SCHEMA);
     let text = format!(
-        "catalog_dir = \"{}\"\n{}",
-        catalog.display(),
+        "{catalog}{}",
         h.config_text("[pipelines.per_vdn]\nfor_each = [{ vdnId = \"17/0\" }]\n")
     );
     let path = h.dir.path().join("segment.toml");
