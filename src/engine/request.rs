@@ -97,8 +97,6 @@ pub(super) fn fixed_body(run: &PipelineRun<'_>) -> Map<String, Value> {
     body.map(|(k, v)| (k.clone(), toml_to_json(v, &run.tenant_id))).collect()
 }
 
-/// The bodies of one request range: `body` itself, or, when the pipeline chunks a list
-/// field (`[request] chunk`), one body per run of at most `size` of its values.
 /// Refuses a body without one of the pipeline's required fields (`[request] required`).
 fn check_required(run: &PipelineRun<'_>, body: &Map<String, Value>) -> Result<(), EngineError> {
     let required = &run.dataset.spec.request.required;
@@ -115,6 +113,8 @@ fn check_required(run: &PipelineRun<'_>, body: &Map<String, Value>) -> Result<()
     }
 }
 
+/// The bodies of one request range: `body` itself, or, when the pipeline chunks a list
+/// field (`[request] chunk`), one body per run of at most `size` of its values.
 fn chunked(
     run: &PipelineRun<'_>,
     body: Map<String, Value>,

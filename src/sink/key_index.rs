@@ -49,14 +49,6 @@ impl<V> KeyIndex<V> {
         }
     }
 
-    /// The values, mutably, in no particular order.
-    pub(crate) fn values_mut(&mut self) -> Box<dyn Iterator<Item = &mut V> + '_> {
-        match self {
-            Self::Int64(map) => Box::new(map.values_mut()),
-            Self::Encoded(map) => Box::new(map.values_mut()),
-        }
-    }
-
     /// Visits the key of every row of `batch` in order: `visit(row, Some(value))` when the
     /// key is indexed (the value may be changed in place), else `visit(row, None)`, whose
     /// answer is indexed under the key. A null key value is an error, and then nothing is

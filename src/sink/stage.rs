@@ -34,6 +34,7 @@ pub struct PartitionStage {
     index: KeyIndex<Version>,
     rows_appended: u64,
     fetch_start: u64,
+    fetch_mark: u32,
     fetched_keys: u64,
     broken: bool,
 }
@@ -43,8 +44,9 @@ pub struct PartitionStage {
 struct Version {
     row: u64,
     update_ms: Option<i64>,
-    /// Whether the key was appended since [`PartitionStage::mark_fetch_start`].
-    fetched: bool,
+    /// The fetch mark under which the key was last appended (0: an existing row staged
+    /// before any mark); the key counts as fetched when it equals the current mark.
+    mark: u32,
 }
 
 impl PartitionStage {
@@ -76,6 +78,7 @@ impl PartitionStage {
             index,
             rows_appended: 0,
             fetch_start: 0,
+            fetch_mark: 0,
             fetched_keys: 0,
             broken: false,
         })
@@ -106,23 +109,25 @@ impl PartitionStage {
             .write(batch)
             .map_err(|source| SinkError::Spool { dir: self.spool_dir.clone(), source })?;
         self.broken = false;
-        let (first_row, fetch_start) = (self.rows_appended, self.fetch_start);
+        let (first_row, fetch_start, current) =
+            (self.rows_appended, self.fetch_start, self.fetch_mark);
         let fetched_keys = &mut self.fetched_keys;
         self.index.update(&self.keys, batch, |i, staged| {
             let update_ms = updates.as_ref().and_then(|u| u[i]);
             let row = first_row + i as u64;
-            let fetched = row >= fetch_start;
-            let candidate = Version { row, update_ms, fetched };
+            let fetched = current > 0 && row >= fetch_start;
+            let mark = if fetched { current } else { 0 };
+            let candidate = Version { row, update_ms, mark };
             match staged {
                 Some(staged) => {
-                    if fetched && !staged.fetched {
+                    if fetched && staged.mark != current {
                         *fetched_keys += 1;
                     }
-                    let fetched = fetched || staged.fetched;
+                    let mark = mark.max(staged.mark);
                     if candidate.update_ms >= staged.update_ms {
                         *staged = candidate;
                     }
-                    staged.fetched = fetched;
+                    staged.mark = mark;
                     *staged
                 }
                 None => {
@@ -145,8 +150,8 @@ impl PartitionStage {
     /// called before each request, whose distinct keys are then reconciled with its total.
     pub fn mark_fetch_start(&mut self) {
         self.fetch_start = self.rows_appended;
+        self.fetch_mark += 1;
         self.fetched_keys = 0;
-        self.index.values_mut().for_each(|v| v.fetched = false);
     }
 
     /// Distinct keys appended since [`Self::mark_fetch_start`]: what the fetch returned,
@@ -352,7 +357,8 @@ mod tests {
     }
 
     /// Only keys appended after the fetch mark count as fetched (a merge's existing rows
-    /// do not), and a key fetched twice counts once.
+    /// do not), a key fetched twice counts once, and after a new mark (the next request) a
+    /// key fetched again counts again.
     #[test]
     fn fetched_keys_are_counted_from_the_mark() {
         let dir = tempfile::tempdir().unwrap();
@@ -363,12 +369,19 @@ mod tests {
         assert_eq!(s.distinct_fetched(), 0);
         s.append(&batch(&[3, 4, 4], &[Some(2), Some(2), Some(3)])).unwrap();
         assert_eq!((s.distinct_fetched(), s.distinct_rows()), (2, 4));
+        s.mark_fetch_start();
+        s.append(&batch(&[4, 5, 5], &[Some(4), Some(4), Some(4)])).unwrap();
+        assert_eq!((s.distinct_fetched(), s.distinct_rows()), (2, 5), "4 counts again");
         let winners: Vec<RecordBatch> = s.into_winners().unwrap().map(Result::unwrap).collect();
         let upd: Vec<Option<i64>> = winners
             .iter()
             .flat_map(|b| b.column(1).as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
             .collect();
-        assert_eq!(upd, [Some(1), Some(1), Some(9), Some(3)], "the newer staged id 3 is kept");
+        assert_eq!(
+            upd,
+            [Some(1), Some(1), Some(9), Some(4), Some(4)],
+            "the newer staged id 3 is kept"
+        );
     }
 
     /// Without an update column the later row of a key wins.
