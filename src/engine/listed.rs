@@ -19,8 +19,8 @@ use crate::state::SliceState;
 /// One `for_each` entry, as the configuration would write it.
 pub type Entry = BTreeMap<String, toml::Value>;
 
-/// The entries listed by the newest complete snapshot of dataset `list`: one per distinct
-/// row, with the columns `keys`. An error when the dataset has no complete snapshot yet.
+/// The entries listed by the newest complete snapshot of dataset `list`: one per row, with
+/// the columns `keys`. An error when the dataset has no complete snapshot yet.
 pub async fn listed_entries(
     engine: &Engine,
     pipeline: &str,
@@ -63,8 +63,6 @@ pub async fn listed_entries(
         partition: newest.key,
         source,
     })?;
-    entries.sort_by_key(|e| format!("{e:?}"));
-    entries.dedup();
     Ok(entries)
 }
 

@@ -198,13 +198,17 @@ impl Engine {
     }
 
     /// [`Self::standalone_run`] with the entries that `for_each_from` lists added to the
-    /// configured ones.
+    /// configured ones (each distinct entry once).
     async fn runnable(&self, name: &str) -> Result<PipelineRun<'_>, EngineError> {
         let mut run = self.standalone_run(name)?;
         let Some(list) = &run.settings.for_each_from else { return Ok(run) };
         let keys = &run.dataset.spec.request.for_each;
         let mut entries = run.settings.for_each.clone();
-        entries.extend(listed_entries(self, name, list, keys).await?);
+        for listed in listed_entries(self, name, list, keys).await? {
+            if !entries.contains(&listed) {
+                entries.push(listed);
+            }
+        }
         let source = &self.settings.sources[&run.settings.source];
         run.entries = request_entries(
             &run.dataset.spec,

@@ -145,3 +145,18 @@ pub(crate) async fn signed_post(url: &str, body: &Value) -> (u16, Value) {
 pub(crate) async fn signed_get(url: &str, query: &[(&str, &str)]) -> (u16, Value) {
     signed(reqwest::Method::GET, url, (C2_AK, C2_SK), query, None, |_| {}).await
 }
+
+/// Adds the records of one page of an answer (the array `reply[array]`) to `rows` by their
+/// `callId`, each one new; false when the page is empty (the pages have run out).
+pub(crate) fn collect_by_call_id(
+    reply: &Value,
+    array: &str,
+    rows: &mut std::collections::BTreeMap<String, Value>,
+) -> bool {
+    let page = reply[array].as_array().unwrap();
+    for row in page {
+        let id = row["callId"].as_str().unwrap().to_string();
+        assert!(rows.insert(id, row.clone()).is_none(), "a row served twice: {row}");
+    }
+    !page.is_empty()
+}

@@ -7,7 +7,7 @@ use chrono::Days;
 use super::*;
 use crate::calendar::Month;
 use crate::sim::cms_daily::UNLISTED;
-use crate::sim::test_support::{signed_post, start};
+use crate::sim::test_support::{collect_by_call_id, signed_post, start};
 use crate::sim::{CmsEnvelope, SimOptions};
 
 const CALLIN: &str = "/rest/cmsapp/v1/callinday/querymanualindexesbycondition";
@@ -225,14 +225,8 @@ async fn missed_pages(
         let (status, reply) = signed_post(url, &body).await;
         assert_eq!((status, &reply["returnCode"]), (200, &json!("0")), "{reply}");
         totals.push(reply["total"].as_u64().unwrap());
-        let page = reply["missedCalls"].as_array().unwrap();
-        if page.is_empty() {
+        if !collect_by_call_id(&reply, "missedCalls", &mut calls) {
             break;
-        }
-        for call in page {
-            assert!(calls
-                .insert(call["callId"].as_str().unwrap().to_string(), call.clone())
-                .is_none());
         }
     }
     (totals, calls)

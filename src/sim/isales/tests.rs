@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::calendar::Month;
-use crate::sim::test_support::{signed_get, signed_post, start};
+use crate::sim::test_support::{collect_by_call_id, signed_get, signed_post, start};
 use crate::sim::SimOptions;
 
 fn month(text: &str) -> Month {
@@ -43,14 +43,8 @@ async fn all_pages(
             "{reply}"
         );
         totals.push(reply["totalCount"].as_u64().unwrap());
-        let data = reply["data"].as_array().unwrap();
-        if data.is_empty() {
+        if !collect_by_call_id(&reply, "data", &mut rows) {
             break;
-        }
-        for row in data {
-            assert!(rows
-                .insert(row["callId"].as_str().unwrap().to_string(), row.clone())
-                .is_none());
         }
     }
     (totals, rows)
