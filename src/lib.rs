@@ -14,6 +14,7 @@
 //!   partition commit.
 //! - [`state`]: checkpoints kept in the lake (`_state/`).
 //! - [`engine`]: backfill and incremental sync of month slices; status and verify.
+//! - [`push`]: receivers of the platforms' pushes, their spool and its compaction.
 //! - [`service`]: `cecsync run`: schedules, control API, status page, lease, shutdown.
 //! - [`task`]: spawned tasks that are aborted with their handle.
 //! - [`telemetry`]: metric names and the registry behind `/metrics`.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod normalize;
+pub mod push;
 pub mod secret;
 pub mod service;
 pub mod sim;
