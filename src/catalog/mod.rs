@@ -47,6 +47,9 @@ pub enum CatalogError {
     /// A fan-out dataset does not fit its parent.
     #[error("pipeline {pipeline}: {key}: {problem}")]
     FanOut { pipeline: String, key: &'static str, problem: String },
+    /// A pipeline's `extends` names no pipeline, or one that extends another.
+    #[error("{file}: extends = '{parent}': {problem}")]
+    Extends { file: String, parent: String, problem: String },
     /// A catalog folder could not be read.
     #[error("catalog folder {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -65,6 +68,8 @@ pub struct Dataset {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     datasets: BTreeMap<String, Dataset>,
+    /// Every schema, those of datasets without a pipeline (written by push ingestion) too.
+    schemas: BTreeMap<String, Arc<DatasetSchema>>,
 }
 
 impl Catalog {
@@ -97,7 +102,7 @@ impl Catalog {
             parsed_schemas.insert(schema.dataset().to_string(), Arc::new(schema));
         }
         let mut datasets = BTreeMap::new();
-        for (file, text) in pipelines {
+        for (file, text) in with_extensions(pipelines)? {
             let spec = PipelineSpec::parse(&file, &text)?;
             let schema = parsed_schemas
                 .get(&spec.name)
@@ -132,7 +137,12 @@ impl Catalog {
         for dataset in datasets.values() {
             check_fan_out(dataset, &datasets)?;
         }
-        Ok(Self { datasets })
+        Ok(Self { datasets, schemas: parsed_schemas })
+    }
+
+    /// The schema of dataset `name`, whether a pipeline or push ingestion writes it.
+    pub fn schema(&self, name: &str) -> Option<&Arc<DatasetSchema>> {
+        self.schemas.get(name)
     }
 
     /// Sets the number of the first page of dataset `name`, which pages by page number (a
@@ -277,6 +287,65 @@ fn check_fan_out(
     Ok(())
 }
 
+/// Resolves `extends = "PARENT"` in pipeline files: the file is the parent pipeline's
+/// table with the file's own keys laid over it, table by table (a key the file sets wins,
+/// the rest is the parent's). A parent is named by its `name`; it may not extend another.
+fn with_extensions(
+    pipelines: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, CatalogError> {
+    let parse = |file: &str, text: &str| {
+        toml::from_str::<toml::Table>(text).map_err(|e| {
+            CatalogError::Pipeline(pipeline::PipelineError::Parse {
+                file: file.to_string(),
+                source: Box::new(e),
+            })
+        })
+    };
+    let mut tables = Vec::with_capacity(pipelines.len());
+    for (file, text) in &pipelines {
+        tables.push(parse(file, text)?);
+    }
+    let by_name: BTreeMap<&str, &toml::Table> =
+        tables.iter().filter_map(|t| Some((t.get("name")?.as_str()?, t))).collect();
+    let mut out = Vec::with_capacity(pipelines.len());
+    for ((file, text), table) in pipelines.iter().zip(&tables) {
+        let Some(parent) = table.get("extends") else {
+            out.push((file.clone(), text.clone()));
+            continue;
+        };
+        let error = |parent: &str, problem: &str| CatalogError::Extends {
+            file: file.clone(),
+            parent: parent.to_string(),
+            problem: problem.to_string(),
+        };
+        let parent =
+            parent.as_str().ok_or_else(|| error("?", "write the parent's name as text"))?;
+        let base = by_name.get(parent).ok_or_else(|| error(parent, "no pipeline has this name"))?;
+        if base.contains_key("extends") {
+            return Err(error(parent, "the parent extends another pipeline; extend that one"));
+        }
+        let mut merged = (*base).clone();
+        let mut own = table.clone();
+        own.remove("extends");
+        overlay(&mut merged, own);
+        let text = toml::to_string(&merged).map_err(|e| error(parent, &e.to_string()))?;
+        out.push((file.clone(), text));
+    }
+    Ok(out)
+}
+
+/// Lays `top` over `base`: tables are merged key by key, any other value replaces.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => overlay(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 fn read_dir(dir: &Path, ext: &str) -> Result<Vec<(String, String)>, CatalogError> {
     let io = |source| CatalogError::Io { path: dir.display().to_string(), source };
     if !dir.exists() {
@@ -305,6 +374,34 @@ mod tests {
         let rbt = c.get("rbt_recognition").expect("rbt_recognition is built in");
         assert_eq!(rbt.spec.records.primary_key, ["rbtRecognitionId"]);
         assert_eq!(rbt.schema.dataset(), "rbt_recognition");
+    }
+
+    /// A pipeline that extends another reads as the parent with its own keys laid over
+    /// it; a missing parent or a chain of extensions is refused naming the file.
+    #[test]
+    fn extends_lays_a_pipeline_over_its_parent() {
+        let c = Catalog::builtin().unwrap();
+        let (parent, child) =
+            (c.get("campaign_call_results").unwrap(), c.get("outbound_results").unwrap());
+        assert_eq!(child.spec.request.path, parent.spec.request.path);
+        assert_eq!(child.spec.paging.page_size(), parent.spec.paging.page_size());
+        assert_eq!(child.spec.records.primary_key, ["callId"]);
+        assert!(child.spec.sync.always_merge && !parent.spec.sync.always_merge);
+        assert_ne!(child.spec.description, parent.spec.description);
+        assert_eq!(child.schema.dataset(), "outbound_results");
+        assert!(c.get("privatenumber_cdrs").is_none(), "push datasets have no pipeline");
+        assert!(c.schema("privatenumber_cdrs").is_some());
+
+        let file = |name: &str, text: &str| (format!("{name}.toml"), text.to_string());
+        let missing = with_extensions(vec![file("a", "name = \"a\"\nextends = \"zz\"")]);
+        let message = missing.unwrap_err().to_string();
+        assert!(message.contains("a.toml") && message.contains("no pipeline"), "{message}");
+        let chain = with_extensions(vec![
+            file("a", "name = \"a\"\nextends = \"b\""),
+            file("b", "name = \"b\"\nextends = \"c\""),
+            file("c", "name = \"c\""),
+        ]);
+        assert!(chain.unwrap_err().to_string().contains("extend that one"));
     }
 
     /// The call records pipeline is built in, keyed and timed as the reference says, and

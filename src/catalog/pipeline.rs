@@ -47,6 +47,11 @@ pub struct SyncSpec {
     /// recomputes for three days). None: the configuration's default, 48.
     #[serde(default)]
     pub lookback_hours: Option<u64>,
+    /// Whether every write merges by key into the month partitions, a whole month's
+    /// included, instead of replacing them: the dataset is also written by push ingestion
+    /// (see [`crate::push`]), whose rows a pull need not return.
+    #[serde(default)]
+    pub always_merge: bool,
 }
 
 /// The HTTP request of a pipeline.

@@ -148,7 +148,7 @@ impl<'r, 'a> FanOut<'r, 'a> {
         let fetched = self.tap.rows.iter().filter(|(_, row)| PartitionKey::Month(row.month) == key);
         let current: HashMap<&[u8], &ParentRow> = match parent.mode {
             WriteMode::Replace => fetched.map(|(k, r)| (k.as_ref(), r)).collect(),
-            WriteMode::Merge => {
+            WriteMode::Merge | WriteMode::MergeWhole => {
                 let mut rows: HashMap<&[u8], &ParentRow> =
                     stored.rows.iter().map(|(k, r)| (k.as_ref(), r)).collect();
                 rows.extend(fetched.map(|(k, r)| (k.as_ref(), r)));

@@ -284,13 +284,14 @@ impl Engine {
                 format_zone(run.zone)
             )));
         }
+        let whole_month = WriteMode::of_slice(true, run.dataset.spec.sync.always_merge);
         let mut slices = Vec::new();
         let mut skipped = Vec::new();
         for month in from.through(to) {
             if self.month_is_complete(&run, month).await? && !refresh {
                 skipped.push(month);
             } else {
-                slices.push((Slice::Month(month.slice(run.zone)), WriteMode::Replace));
+                slices.push((Slice::Month(month.slice(run.zone)), whole_month));
             }
         }
         progress.start(name, (slices.len() + skipped.len()) as u64);
@@ -421,10 +422,8 @@ impl Engine {
         if run.dataset.spec.is_snapshot() {
             return self.snapshot(&run, progress).await;
         }
-        let mode = |s: &MonthSlice| match s.is_whole_month(run.zone) {
-            true => WriteMode::Replace,
-            false => WriteMode::Merge,
-        };
+        let always_merge = run.dataset.spec.sync.always_merge;
+        let mode = |s: &MonthSlice| WriteMode::of_slice(s.is_whole_month(run.zone), always_merge);
         let slices: Vec<(Slice, WriteMode)> = split_by_month(begin_ms, end_ms, run.zone)
             .into_iter()
             .map(|s| (Slice::Month(s), mode(&s)))

@@ -57,6 +57,27 @@ pub enum WriteMode {
     Replace,
     /// The slice covers part of the month: its rows replace the same keys in the partition.
     Merge,
+    /// The slice covers the whole month, merged by key into the partition like [`Self::Merge`]
+    /// (a dataset that push ingestion writes too: `[sync] always_merge`), and the partition's
+    /// state is that of a whole month, as after [`Self::Replace`].
+    MergeWhole,
+}
+
+impl WriteMode {
+    /// The mode of a slice of a whole month (`whole`) or part of one, for a pipeline that
+    /// merges every write (`always_merge`) or not.
+    pub fn of_slice(whole: bool, always_merge: bool) -> Self {
+        match (whole, always_merge) {
+            (true, false) => WriteMode::Replace,
+            (true, true) => WriteMode::MergeWhole,
+            (false, _) => WriteMode::Merge,
+        }
+    }
+
+    /// Whether the partition's existing rows stay (those the slice does not return).
+    pub fn keeps_existing_rows(self) -> bool {
+        self != WriteMode::Replace
+    }
 }
 
 /// What one slice covers.
@@ -424,8 +445,8 @@ pub(super) async fn commit_partition(
     let write_started = Instant::now();
     let previous = run.state.partition(&id).await?;
     let state = match mode {
-        WriteMode::Replace if closed => SliceState::Complete,
-        WriteMode::Replace => SliceState::Open,
+        WriteMode::Replace | WriteMode::MergeWhole if closed => SliceState::Complete,
+        WriteMode::Replace | WriteMode::MergeWhole => SliceState::Open,
         WriteMode::Merge => SliceState::after_merge(previous.as_ref().map(|cp| cp.state)),
     };
     // A merge that leaves the month whole keeps the checkpoint's whole-month fetch, so that
@@ -459,7 +480,7 @@ pub(super) async fn commit_partition(
     run.state.put_partition(&intent).await?;
     crash::point(crash::BEFORE_REJECTS);
     let mut lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
-    if mode == WriteMode::Merge {
+    if mode.keeps_existing_rows() {
         // Rejects of the rest of the month stay; a record rejected again is kept once.
         let kept = read_rejects(&run.store, &id).await.map_err(sink_err)?;
         lines.extend(kept.into_iter().filter(|line| {
@@ -570,7 +591,7 @@ async fn attempt_slice(
         }
     };
     let mut stage = new_stage(run).map_err(sink_err)?;
-    if mode == WriteMode::Merge {
+    if mode.keeps_existing_rows() {
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }
     let mut fan_out = FanOut::of(run)?;

@@ -106,15 +106,29 @@ pub(crate) fn read_date(raw: &str) -> Result<Option<i32>, Mismatch> {
     i32::try_from((date - epoch).num_days()).map(Some).map_err(|_| Mismatch::Range)
 }
 
+/// Below this, an epoch number of a datetime is read as seconds: as milliseconds it would be
+/// an instant before March 1973, which no record of these interfaces carries.
+const SMALLEST_EPOCH_MS: i64 = 100_000_000_000;
+
 /// A `datetime_utc` or `datetime_local`: a `yyyy-MM-dd HH:mm:ss` string (a `T` instead of
 /// the space and a fraction of a second are accepted) read at `offset_secs` east of UTC, or
-/// epoch milliseconds as [`read_i64`] (an interface whose time type the reference leaves
-/// open may send either); returned as epoch milliseconds.
+/// an epoch number as [`read_i64`] (an interface whose time type the reference leaves open
+/// may send either): milliseconds, or seconds when below [`SMALLEST_EPOCH_MS`] (the
+/// Private Number events' "UNIX timestamp"). An empty string is a time not set (null).
+/// Returned as epoch milliseconds.
 pub(crate) fn read_datetime(raw: &str, offset_secs: i32) -> Result<Option<i64>, Mismatch> {
     let text = match Json::of(raw)? {
         Json::Null => return Ok(None),
+        Json::String(text) if text.trim().is_empty() => return Ok(None),
         Json::String(text) if !text.bytes().all(|b| b.is_ascii_digit()) => text,
-        _ => return read_i64(raw),
+        _ => {
+            return read_i64(raw)?
+                .map(|n| match n.abs() < SMALLEST_EPOCH_MS {
+                    true => n.checked_mul(1000).ok_or(Mismatch::Range),
+                    false => Ok(n),
+                })
+                .transpose()
+        }
     };
     let text = text.trim();
     let local = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
@@ -185,6 +199,11 @@ mod tests {
         assert_eq!(read_datetime("1738339200000", 8 * 3600), utc);
         assert_eq!(read_datetime("\"1738339200000\"", 0), utc);
         assert_eq!(read_datetime("\"31/01/2025\"", 0), Err(Mismatch::Type));
+        // Epoch seconds (a "UNIX timestamp") and an empty string (a time not set).
+        assert_eq!(read_datetime("1738339200", 0), utc);
+        assert_eq!(read_datetime("\"1738339200\"", 8 * 3600), utc);
+        assert_eq!(read_datetime("\"\"", 0), Ok(None));
+        assert_eq!(read_datetime("\" \"", 0), Ok(None));
         assert_eq!(read_datetime("true", 0), Err(Mismatch::Type));
     }
 
