@@ -13,7 +13,10 @@ use std::time::Duration;
 use chrono::FixedOffset;
 use serde::Deserialize;
 
+mod push;
 mod toml_error;
+
+pub use push::{OutboundPush, PrivateNumberPush, PushSettings, TlsFiles};
 
 use crate::calendar::parse_zone;
 use crate::catalog::pipeline::AuthSpec;
@@ -55,6 +58,8 @@ struct ConfigFile {
     spool_dir: Option<PathBuf>,
     #[serde(default)]
     service: ServiceConfig,
+    #[serde(default)]
+    push: Option<push::PushConfig>,
 }
 
 /// The `[service]` table: how `cecsync run` is reached and behaves.
@@ -451,6 +456,8 @@ pub struct Settings {
     pub spool_dir: PathBuf,
     /// The service's settings.
     pub service: ServiceSettings,
+    /// The push receivers of `cecsync run`, when `[push]` is configured.
+    pub push: Option<PushSettings>,
 }
 
 impl Settings {
@@ -638,6 +645,12 @@ impl Settings {
         }
         let spool_dir = raw.spool_dir.map(|d| base.join(d)).unwrap_or_else(std::env::temp_dir);
         let service = v.service(&raw.service)?;
+        // The pushed outbound results share the zone of the pull that backs them up.
+        let backstop = pipelines
+            .get(push::OUTBOUND_DATASET)
+            .filter(|p| p.enabled)
+            .and_then(|p| Some((p.source.as_str(), sources.get(&p.source)?)));
+        let push = raw.push.as_ref().map(|p| v.push(p, base, backstop)).transpose()?;
         Ok(Self {
             file: path.to_path_buf(),
             tenant_id,
@@ -647,6 +660,7 @@ impl Settings {
             catalog,
             spool_dir,
             service,
+            push,
         })
     }
 
