@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{AsArray, UInt32Array};
+use arrow::array::{Array, AsArray, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::TimestampMillisecondType;
 use arrow::record_batch::RecordBatch;
@@ -147,7 +147,7 @@ async fn attempt_window(
             summary: fetched.summary,
             oldest_open_ms,
         };
-        let outcome = commit_partition(run, commit).await?;
+        let outcome = commit_partition(&run.store, run.state, commit).await?;
         info!(
             dataset, partition = %outcome.partition, rows = outcome.rows, api_total = outcome.api_total,
             rejects = outcome.rejects, "Cursor window merged into the partition."
@@ -167,13 +167,26 @@ fn route(
     routed: &mut BTreeMap<Month, Vec<RecordBatch>>,
 ) -> Result<(), SinkError> {
     let times = batch.column(column).as_primitive::<TimestampMillisecondType>();
+    route_rows(
+        batch,
+        |i| times.is_valid(i).then(|| Month::containing_ms(times.value(i), zone)).flatten(),
+        routed,
+    )
+}
+
+/// Splits `batch` by the month that `month_of` gives each row, appending each part, rows in
+/// their order, to its month's list. A row without a month is an error.
+pub(crate) fn route_rows(
+    batch: &RecordBatch,
+    month_of: impl Fn(usize) -> Option<Month>,
+    routed: &mut BTreeMap<Month, Vec<RecordBatch>>,
+) -> Result<(), SinkError> {
     let mut rows: BTreeMap<Month, Vec<u32>> = BTreeMap::new();
-    for (i, ms) in times.iter().enumerate() {
-        let month =
-            ms.and_then(|ms| Month::containing_ms(ms, zone)).ok_or_else(|| SinkError::Arrow {
-                context: format!("row {i} has no event time to route it by"),
-                source: arrow::error::ArrowError::InvalidArgumentError("null event time".into()),
-            })?;
+    for i in 0..batch.num_rows() {
+        let month = month_of(i).ok_or_else(|| SinkError::Arrow {
+            context: format!("row {i} has no event time to route it by"),
+            source: arrow::error::ArrowError::InvalidArgumentError("null event time".into()),
+        })?;
         rows.entry(month).or_default().push(i as u32);
     }
     for (month, indices) in rows {

@@ -364,7 +364,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
             summary,
             oldest_open_ms: None,
         };
-        commit_partition(self.run, commit).await?;
+        commit_partition(&self.run.store, self.run.state, commit).await?;
         Ok(())
     }
 }

@@ -16,6 +16,7 @@
 //! points of [`crate::sink::crash`] mark each step for the crash-safety tests.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
@@ -23,6 +24,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
+use object_store::ObjectStore;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
@@ -48,7 +50,7 @@ use crate::sink::SinkError;
 use crate::source::envelope::Page;
 use crate::source::paging::{fetch_pages, PagedRequest, PagingSummary};
 use crate::source::SourceError;
-use crate::state::{PartitionCheckpoint, SliceState};
+use crate::state::{PartitionCheckpoint, SliceState, StateStore};
 
 /// Whether a slice replaces its partition or merges into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,42 +394,44 @@ pub(super) async fn fetch_normalized(
 }
 
 /// A staged partition ready to commit, with what its checkpoint records.
-pub(super) struct Commit<'f> {
+pub(crate) struct Commit<'f> {
     /// The partition and the fetch.
-    pub(super) target: Target,
+    pub(crate) target: Target,
     /// Its rows, the existing ones included for a merge.
-    pub(super) stage: PartitionStage,
+    pub(crate) stage: PartitionStage,
     /// The records rejected for it.
-    pub(super) rejects: Vec<&'f RejectedRecord>,
+    pub(crate) rejects: Vec<&'f RejectedRecord>,
     /// The texts of every record rejected by the fetch (a kept reject that was rejected
     /// again is not kept twice).
-    pub(super) rejected_texts: &'f HashSet<String>,
+    pub(crate) rejected_texts: &'f HashSet<String>,
     /// The API's total and the pages fetched.
-    pub(super) summary: PagingSummary,
+    pub(crate) summary: PagingSummary,
     /// The oldest event time of the fetched records still open, if any.
-    pub(super) oldest_open_ms: Option<i64>,
+    pub(crate) oldest_open_ms: Option<i64>,
 }
 
 /// Where a fetch is committed, and what the partition's checkpoint says of the fetch.
 #[derive(Debug, Clone)]
-pub(super) struct Target {
+pub(crate) struct Target {
     /// The partition.
-    pub(super) id: PartitionId,
+    pub(crate) id: PartitionId,
     /// Replace or merge.
-    pub(super) mode: WriteMode,
+    pub(crate) mode: WriteMode,
     /// The range fetched, epoch ms.
-    pub(super) window: (i64, i64),
+    pub(crate) window: (i64, i64),
     /// Whether the month had ended before the fetch began, or the fetch is a day's
     /// snapshot, whole by nature (the state of a replace).
-    pub(super) closed: bool,
+    pub(crate) closed: bool,
     /// When the fetch began.
-    pub(super) synced_at: DateTime<Utc>,
+    pub(crate) synced_at: DateTime<Utc>,
 }
 
-/// Commits one staged partition: checkpoint "writing", rejects, the data object, then
-/// the final checkpoint (see the module documentation).
-pub(super) async fn commit_partition(
-    run: &PipelineRun<'_>,
+/// Commits one staged partition of `lake` with its checkpoints in `state`: checkpoint
+/// "writing", rejects, the data object, then the final checkpoint (see the module
+/// documentation). The partition names the dataset and the tenant.
+pub(crate) async fn commit_partition(
+    lake: &Arc<dyn ObjectStore>,
+    state_store: &StateStore,
     commit: Commit<'_>,
 ) -> Result<SliceOutcome, EngineError> {
     let Commit {
@@ -438,12 +442,12 @@ pub(super) async fn commit_partition(
         summary,
         oldest_open_ms,
     } = commit;
-    let dataset = run.dataset_name();
+    let dataset = id.dataset.as_str();
     let partition = id.key;
     let sink_err = |source| EngineError::Sink { dataset: dataset.to_string(), partition, source };
     crash::point(crash::FETCHED);
     let write_started = Instant::now();
-    let previous = run.state.partition(&id).await?;
+    let previous = state_store.partition(&id).await?;
     let state = match mode {
         WriteMode::Replace | WriteMode::MergeWhole if closed => SliceState::Complete,
         WriteMode::Replace | WriteMode::MergeWhole => SliceState::Open,
@@ -461,7 +465,7 @@ pub(super) async fn commit_partition(
     // crash in between is fetched again and shows in `status` and `verify`.
     let mut intent = previous.unwrap_or_else(|| PartitionCheckpoint {
         dataset: dataset.to_string(),
-        tenant_id: run.tenant_id.clone(),
+        tenant_id: id.tenant_id.clone(),
         key: partition,
         state: SliceState::Writing,
         rows: 0,
@@ -477,25 +481,25 @@ pub(super) async fn commit_partition(
         synced_at,
     });
     intent.state = SliceState::Writing;
-    run.state.put_partition(&intent).await?;
+    state_store.put_partition(&intent).await?;
     crash::point(crash::BEFORE_REJECTS);
     let mut lines: Vec<String> = rejects.iter().map(|r| r.to_json_line(synced_at)).collect();
     if mode.keeps_existing_rows() {
         // Rejects of the rest of the month stay; a record rejected again is kept once.
-        let kept = read_rejects(&run.store, &id).await.map_err(sink_err)?;
+        let kept = read_rejects(lake, &id).await.map_err(sink_err)?;
         lines.extend(kept.into_iter().filter(|line| {
             reject_record_text(line).is_none_or(|text| !rejected_texts.contains(text))
         }));
     }
     let reject_count = lines.len() as u64;
-    write_rejects(&run.store, &id, &lines).await.map_err(sink_err)?;
+    write_rejects(lake, &id, &lines).await.map_err(sink_err)?;
     crash::point(crash::AFTER_REJECTS);
     let max_update = stage.max_update_ms();
-    let written = write_partition(&run.store, &id, stage).await.map_err(sink_err)?;
+    let written = write_partition(lake, &id, stage).await.map_err(sink_err)?;
     crash::point(crash::AFTER_DATA);
     let checkpoint = PartitionCheckpoint {
         dataset: dataset.to_string(),
-        tenant_id: run.tenant_id.clone(),
+        tenant_id: id.tenant_id.clone(),
         key: partition,
         state,
         rows: written.rows,
@@ -510,7 +514,7 @@ pub(super) async fn commit_partition(
         content_sha256: written.sha256,
         synced_at,
     };
-    run.state.put_partition(&checkpoint).await?;
+    state_store.put_partition(&checkpoint).await?;
     crash::point(crash::AFTER_CHECKPOINT);
     Ok(SliceOutcome {
         partition,
@@ -636,7 +640,7 @@ async fn attempt_slice(
         summary,
         oldest_open_ms,
     };
-    Ok(commit_partition(run, commit).await?)
+    Ok(commit_partition(&run.store, run.state, commit).await?)
 }
 
 #[cfg(test)]
