@@ -17,6 +17,7 @@
 //! - [`push`]: receivers of the platforms' pushes, their spool and its compaction.
 //! - [`service`]: `cecsync run`: schedules, control API, status page, lease, shutdown.
 //! - [`task`]: spawned tasks that are aborted with their handle.
+//! - [`tls`]: HTTPS for the push receivers and the simulator.
 //! - [`telemetry`]: metric names and the registry behind `/metrics`.
 //! - [`sim`]: a simulator of the CEC APIs for the demo and the tests.
 
@@ -36,3 +37,4 @@ pub mod source;
 pub mod state;
 pub mod task;
 pub mod telemetry;
+pub mod tls;

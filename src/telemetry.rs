@@ -28,6 +28,12 @@ pub const JOBS_ACTIVE: &str = "cecsync_jobs_active";
 pub const FRESHNESS_RECORD: &str = "cecsync_freshness_newest_record_seconds";
 /// Seconds since the last successful incremental sync, by pipeline.
 pub const FRESHNESS_SYNC: &str = "cecsync_freshness_last_success_seconds";
+/// Pushes received, by interface and outcome (`accepted` or the HTTP status answered).
+pub const PUSH_REQUESTS: &str = "cecsync_push_requests_total";
+/// Records of accepted pushes written to the spool, by interface.
+pub const PUSH_RECORDS: &str = "cecsync_push_records_total";
+/// Compactions of the push spool into the lake, by outcome.
+pub const PUSH_COMPACTIONS: &str = "cecsync_push_compactions_total";
 /// 1 while this service holds the lake's lease, else 0.
 pub const LEASE_HELD: &str = "cecsync_lease_held";
 
@@ -54,6 +60,9 @@ pub const METRICS: &[(&str, &str, Kind)] = &[
     (JOBS_ACTIVE, "Jobs queued or running now.", Kind::Gauge),
     (FRESHNESS_RECORD, "Seconds since the newest update time among synced records.", Kind::Gauge),
     (FRESHNESS_SYNC, "Seconds since the last successful incremental sync.", Kind::Gauge),
+    (PUSH_REQUESTS, "Pushes received, by interface and outcome.", Kind::Counter),
+    (PUSH_RECORDS, "Records of accepted pushes written to the spool.", Kind::Counter),
+    (PUSH_COMPACTIONS, "Compactions of the push spool into the lake.", Kind::Counter),
     (LEASE_HELD, "1 while this service holds the lake's lease.", Kind::Gauge),
 ];
 

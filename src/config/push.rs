@@ -148,6 +148,18 @@ pub struct OutboundPush {
     pub zone: FixedOffset,
 }
 
+impl PushSettings {
+    /// The zone of outbound-result times: the callback's, or the default when only Private
+    /// Number pushes are received (results spooled under an earlier configuration).
+    pub fn outbound_zone(&self) -> FixedOffset {
+        self.outbound_results.as_ref().map_or_else(default_outbound_zone, |o| o.zone)
+    }
+}
+
+fn default_outbound_zone() -> FixedOffset {
+    parse_zone(DEFAULT_OUTBOUND_ZONE).expect("a valid zone")
+}
+
 impl OutboundPush {
     /// The path the callback is served on: `path`, then the secret segment if any.
     pub fn route(&self) -> String {
@@ -352,7 +364,7 @@ impl Validator<'_> {
                 zone
             }
             (None, Some((_, source))) => source.zone,
-            (None, None) => parse_zone(DEFAULT_OUTBOUND_ZONE).expect("a valid zone"),
+            (None, None) => default_outbound_zone(),
         };
         Ok(OutboundPush { path, path_secret, allow_ips, zone })
     }

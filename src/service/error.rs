@@ -9,7 +9,7 @@ pub enum ServiceError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// No pipeline has a configured source.
-    #[error("{file}: no pipeline is enabled; fix: configure a source for one")]
+    #[error("{file}: no pipeline is enabled and no [push] receiver is configured; fix: configure a source for a pipeline, or [push]")]
     NoPipeline {
         /// The configuration file.
         file: String,
@@ -44,6 +44,9 @@ pub enum ServiceError {
     /// The lease could not be taken or was lost.
     #[error(transparent)]
     Lease(#[from] super::lease::LeaseError),
+    /// The push receivers could not start.
+    #[error(transparent)]
+    Push(#[from] crate::push::server::PushError),
     /// A signal handler could not be installed.
     #[error("cannot listen for stop signals: {0}")]
     Signals(std::io::Error),

@@ -23,6 +23,7 @@ pub mod executor;
 pub mod jobs;
 pub mod lease;
 pub mod marks;
+pub mod push;
 pub mod remote;
 pub mod run;
 pub mod schedule;

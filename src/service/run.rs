@@ -24,6 +24,7 @@ use super::api::router;
 use super::context::Service;
 use super::error::ServiceError;
 use super::jobs::JobKind;
+use super::push::{compact_while_running, start_push};
 use super::lease::{
     keep, renewal_interval, tenant_store, Backend, Holder, Lease, LeaseError, LeaseRecord,
 };
@@ -45,7 +46,8 @@ pub async fn run(settings: Settings) -> Result<(), ServiceError> {
     engine.check_destination().await?;
     let config = engine.settings().service.clone();
     let pipelines = engine.enabled_pipelines();
-    if pipelines.is_empty() {
+    let push = engine.settings().push.clone();
+    if pipelines.is_empty() && push.is_none() {
         return Err(ServiceError::NoPipeline {
             file: engine.settings().file.display().to_string(),
         });
@@ -76,8 +78,20 @@ pub async fn run(settings: Settings) -> Result<(), ServiceError> {
         }
     });
 
+    // Pushes are received (spooled) from now on, lease or not.
+    let receivers = match &push {
+        Some(settings) => Some(start_push(&service, settings).await?),
+        None => None,
+    };
+
+    let mut compaction = None;
     let outcome = match take_lease(&service, config.lease_mode).await {
         Ok(Some(record)) => {
+            if let (Some((_, compactor)), Some(settings)) = (&receivers, &push) {
+                let every = settings.compact_interval;
+                let compactions = compact_while_running(service.clone(), compactor.clone(), every);
+                compaction = Some(tokio::spawn(compactions));
+            }
             for pipeline in &pipelines {
                 for kind in [JobKind::Sync, JobKind::Refresh] {
                     let schedule = schedule_of(&service, pipeline, kind)?;
@@ -118,6 +132,18 @@ pub async fn run(settings: Settings) -> Result<(), ServiceError> {
         Err(e) => Err(e),
     };
     shutdown.trigger();
+    if let Some((receivers, _)) = receivers {
+        receivers.shutdown().await;
+    }
+    // A compaction in flight ends before the lease is given up (or is cut: its commit
+    // protocol leaves every partition old or new, and the spool keeps its pushes).
+    if let Some(mut task) = compaction {
+        if tokio::time::timeout(config.grace_period, &mut task).await.is_err() {
+            warn!("Push compaction still running after the grace period: aborted.");
+            task.abort();
+            let _ = task.await;
+        }
+    }
     service.stop_jobs("aborted: the service stopped").await;
     if service.is_leader() {
         match service.lease.release(Utc::now()).await {

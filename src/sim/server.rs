@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::faults::{self, ConnectionHandle, ResettableStream};
 use super::simulator::Simulator;
 use super::stats::Event;
-use super::tls::{self, TlsListener};
+use crate::tls::{self, TlsListener};
 use super::{appraise, auth, cdr, cms, fabric_auth, gateway, isales, rbt, signed};
 
 /// How long [`RunningSim::shutdown`] waits for requests in flight.

@@ -1,0 +1,67 @@
+//! The push side of `cecsync run`: the receivers on their own listener from the start (a
+//! push is spooled whether or not this service holds the lease), and a compaction of the
+//! spool into the lake every `[push] compact_interval_secs` while it holds the lease.
+//!
+//! A compaction takes the pipeline lock of each push dataset, so that it never writes a
+//! month at the same time as a job of the pipeline that pulls the same dataset
+//! (`outbound_results`, the backstop of the outbound-result callback).
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::context::Service;
+use crate::config::PushSettings;
+use crate::push::compact::{CompactError, CompactReport, Compactor};
+use crate::push::kind::PushKind;
+use crate::push::receiver::Receivers;
+use crate::push::server::{serve, PushError, RunningReceivers};
+use crate::push::spool::{Spool, SpoolOptions};
+use crate::telemetry::PUSH_COMPACTIONS;
+
+/// Opens the spool and starts the receivers; returns them with the compactor of the spool.
+pub async fn start_push(
+    service: &Service,
+    settings: &PushSettings,
+) -> Result<(RunningReceivers, Arc<Compactor>), PushError> {
+    let spool = Spool::open(&settings.spool_dir, SpoolOptions::default())?;
+    let compactor =
+        Compactor::new(service.engine.settings(), settings, service.engine.store(), spool.clone())?;
+    let receivers = Arc::new(Receivers::new(settings, spool, service.telemetry.clone()));
+    Ok((serve(settings, receivers).await?, Arc::new(compactor)))
+}
+
+/// Compacts every `interval` while `service` holds the lease, until it stops.
+pub async fn compact_while_running(
+    service: Arc<Service>,
+    compactor: Arc<Compactor>,
+    interval: std::time::Duration,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = service.shutdown.wait() => return,
+        }
+        if service.is_leader() {
+            compact_once(&service, &compactor).await;
+        }
+    }
+}
+
+/// One compaction under the push datasets' pipeline locks; its outcome is counted.
+async fn compact_once(service: &Service, compactor: &Compactor) {
+    let mut guards = Vec::new();
+    for kind in PushKind::ALL {
+        guards.push(service.jobs.pipeline_lock(kind.dataset()).lock_owned().await);
+    }
+    let result: Result<CompactReport, CompactError> = compactor.compact().await;
+    drop(guards);
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => {
+            warn!(error = %e, "Push compaction failed; the spool keeps the pushes for the next one.");
+            "failed"
+        }
+    };
+    service.telemetry.add(PUSH_COMPACTIONS, &[("outcome", outcome)], 1.0);
+}
