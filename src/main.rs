@@ -15,6 +15,8 @@ use cecsync::config::Settings;
 use cecsync::engine::progress;
 use cecsync::engine::report::{status, status_table, sync_status, sync_table, verify};
 use cecsync::engine::Engine;
+use cecsync::push::compact::Compactor;
+use cecsync::push::spool::{Spool, SpoolOptions};
 use cecsync::service::jobs::JobState;
 use cecsync::service::lease::{keep, tenant_store, Backend, Holder, Lease, LeaseError};
 use cecsync::service::remote::Remote;
@@ -87,6 +89,13 @@ enum Command {
     /// Re-read the lake and check row counts, content and key uniqueness against the
     /// checkpoints.
     Verify {
+        /// The configuration file.
+        #[arg(long, env = "CECSYNC_CONFIG")]
+        config: PathBuf,
+    },
+    /// Compact the push spool into the lake once (`cecsync run` does it on a schedule; use
+    /// this while the service is stopped).
+    Compact {
         /// The configuration file.
         #[arg(long, env = "CECSYNC_CONFIG")]
         config: PathBuf,
@@ -251,12 +260,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Compact { config } => {
+            let engine = load(&config).await?;
+            let push = engine.settings().push.clone().with_context(|| {
+                format!("{}: has no [push] table, so there is no spool to compact", config.display())
+            })?;
+            let spool = Spool::open(&push.spool_dir, SpoolOptions::default())?;
+            let compactor = Compactor::new(engine.settings(), &push, engine.store(), spool)?;
+            let report = with_lease(&engine, async { Ok(compactor.compact().await?) }).await?;
+            emit(&report)?;
+        }
         Command::Schema { dataset } => {
             let catalog = cecsync::catalog::Catalog::builtin()?;
-            let d = catalog.get(&dataset).with_context(|| {
+            let schema = catalog.schema(&dataset).with_context(|| {
                 format!("unknown dataset '{dataset}'; known: {}", catalog.names().join(", "))
             })?;
-            for field in d.schema.arrow_schema().fields() {
+            for field in schema.arrow_schema().fields() {
                 let null = if field.is_nullable() { "null" } else { "not null" };
                 emit(format_args!(
                     "{:<20} {:<32} {null}",

@@ -13,6 +13,7 @@
 //! files do not pile up however often the platform pushes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -82,6 +83,20 @@ pub struct CompactReport {
     pub torn_tails: usize,
     /// Partitions written: dataset, month, rows now in the partition.
     pub partitions: Vec<(String, Month, u64)>,
+}
+
+impl fmt::Display for CompactReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "push spool: {} segment(s) compacted, {} push(es), {} record(s), {} rejected",
+            self.segments, self.pushes, self.records, self.rejects
+        )?;
+        for (dataset, month, rows) in &self.partitions {
+            write!(f, "\n  {dataset} month={month}: {rows} rows")?;
+        }
+        Ok(())
+    }
 }
 
 /// One push dataset: its schema, its zone and the columns that give a row's month.

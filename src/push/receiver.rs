@@ -213,7 +213,7 @@ async fn receive_privatenumber(
             let info = parsed.status_info.ok_or_else(|| {
                 Refusal::new(StatusCode::BAD_REQUEST, format!("a {event} event carries no statusInfo"))
             })?;
-            let record = event_record(event, info, verified.app_key())?;
+            let record = event_record(event, info, &verified.app_key)?;
             (PushKind::PrivateNumberEvent, format!("[{record}]"), 1)
         }
         other => {

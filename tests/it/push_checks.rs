@@ -1,0 +1,257 @@
+//! The push receivers over real HTTP on loopback: the signature checks (a good push in
+//! both token schemes, a wrong digest, an unknown app, an old `Created`, a replayed nonce),
+//! the outbound callback's secret segment and allow-list, bad input of every documented
+//! kind (each a clear 4xx, nothing spooled), and the compaction of what was accepted into
+//! Parquet, read back with the types of the schemas.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use cecsync::config::Settings;
+use cecsync::engine::Engine;
+use cecsync::push::aksk::{format_created, sign, TokenScheme};
+use cecsync::push::compact::Compactor;
+use cecsync::push::receiver::Receivers;
+use cecsync::push::server::{serve, RunningReceivers};
+use cecsync::push::spool::{Spool, SpoolOptions};
+use cecsync::secret::Secret;
+use cecsync::telemetry::Telemetry;
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::common::lake_rows;
+
+const APP_KEY: &str = "pn-app-1";
+const APP_SECRET: &str = "pn-secret-Zx81";
+const PATH_SECRET: &str = "cb-0123456789abcdef-secret";
+
+/// A receiver configuration on a free loopback port: Private Number app `APP_KEY`, the
+/// outbound callback behind `PATH_SECRET` for the peers of `allow_ips`.
+fn push_config(dir: &Path, allow_ips: &str) -> String {
+    format!(
+        r#"tenant_id = "T1"
+spool_dir = "{dir}/staging"
+[destination]
+url = "file://{dir}/lake"
+[push]
+listen = "127.0.0.1:0"
+spool_dir = "{dir}/spool"
+max_body_bytes = 65536
+[push.privatenumber]
+apps = {{ "{APP_KEY}" = "${{PN_SECRET}}" }}
+max_clock_skew_secs = 300
+[push.outbound_results]
+path_secret = "${{CB_SECRET}}"
+allow_ips = {allow_ips}
+timezone = "+08:00"
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Receivers serving a configuration, with the lake and spool they write.
+struct Receiving {
+    running: RunningReceivers,
+    engine: Engine,
+    compactor: Compactor,
+    http: reqwest::Client,
+}
+
+impl Receiving {
+    async fn start(dir: &Path, allow_ips: &str) -> Self {
+        let env = |name: &str| match name {
+            "PN_SECRET" => Some(APP_SECRET.to_string()),
+            "CB_SECRET" => Some(PATH_SECRET.to_string()),
+            _ => None,
+        };
+        let text = push_config(dir, allow_ips);
+        let settings = Settings::parse(&dir.join("push.toml"), &text, &env).unwrap();
+        let push = settings.push.clone().unwrap();
+        let engine = Engine::open(settings).unwrap();
+        let spool = Spool::open(&push.spool_dir, SpoolOptions::default()).unwrap();
+        let compactor =
+            Compactor::new(engine.settings(), &push, engine.store(), spool.clone()).unwrap();
+        let receivers = Arc::new(Receivers::new(&push, spool, Arc::new(Telemetry::new())));
+        let running = serve(&push, receivers).await.unwrap();
+        Self { running, engine, compactor, http: reqwest::Client::new() }
+    }
+
+    /// POSTs `body` to `path` with `headers`; the status and body of the answer.
+    async fn post(&self, path: &str, headers: &[(String, String)], body: impl Into<reqwest::Body>) -> (u16, String) {
+        let mut request = self.http.post(format!("{}{path}", self.running.base_url())).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let answer = request.send().await.unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    }
+}
+
+/// The headers of a Private Number push signed with `secret` at `created`.
+fn signed(scheme: TokenScheme, secret: &str, nonce: &str, created: chrono::DateTime<Utc>) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_string(), "application/json;charset=UTF-8".to_string())];
+    for (name, value) in sign(scheme, APP_KEY, &Secret::new(secret), nonce, &format_created(created)).unwrap() {
+        headers.push((name.to_string(), value.to_str().unwrap().to_string()));
+    }
+    headers
+}
+
+fn cdr(icid: &str, call_in: &str) -> Value {
+    json!({"direction": 1, "spId": "sp01", "appKey": APP_KEY, "icid": icid, "bindNum": "+8613800000022",
+        "sessionId": format!("s-{icid}"), "callerNum": "+8613800000021", "calleeNum": "013800000022",
+        "callInTime": call_in, "fwdAnswerTime": "", "callEndTime": call_in, "recordFlag": 0,
+        "serviceType": "004", "ulFailReason": 0, "vendorNote": "kept in _extra"})
+}
+
+const CDR_PATH: &str = "/push/privatenumber/cdr";
+const EVENT_PATH: &str = "/push/privatenumber/event";
+
+/// Every check of a push answers as documented; what was accepted, and only that, reaches
+/// the lake after a compaction, with the schemas' types and in the months of its times.
+#[tokio::test]
+async fn pushes_are_checked_spooled_and_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiving::start(dir.path(), "[]").await;
+    let now = Utc::now();
+    let fee = |cdrs: Vec<Value>| json!({"eventType": "fee", "feeLst": cdrs}).to_string();
+
+    // Good pushes: X-AKSK and the older X-WSSE; 200 with an empty body.
+    let (status, body) = r
+        .post(CDR_PATH, &signed(TokenScheme::Aksk, APP_SECRET, "n1", now), fee(vec![
+            cdr("icid-1", "2025-01-31 23:59:59"),
+            cdr("icid-2", "2025-02-01 00:00:00"),
+        ]))
+        .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, _) = r
+        .post(CDR_PATH, &signed(TokenScheme::Wsse, APP_SECRET, "n2", now), fee(vec![cdr("icid-3", "2025-02-10 08:00:00")]))
+        .await;
+    assert_eq!(status, 200);
+    let event = json!({"eventType": "disconnect", "statusInfo": {"sessionId": "s-icid-1",
+        "timestamp": "2025-01-31 23:59:59", "caller": "+8613800000021", "called": "+8613800000022",
+        "stateCode": 0, "stateDesc": "The user releases the call."}});
+    let (status, _) = r.post(EVENT_PATH, &signed(TokenScheme::Aksk, APP_SECRET, "n3", now), event.to_string()).await;
+    assert_eq!(status, 200);
+
+    // Refused with 401: replayed nonce, wrong digest, old and future Created, unknown app,
+    // no token at all.
+    let refused = [
+        ("replayed nonce", signed(TokenScheme::Aksk, APP_SECRET, "n1", now)),
+        ("wrong secret", signed(TokenScheme::Aksk, "not-the-secret", "n4", now)),
+        ("old Created", signed(TokenScheme::Aksk, APP_SECRET, "n5", now - Duration::minutes(10))),
+        ("future Created", signed(TokenScheme::Aksk, APP_SECRET, "n6", now + Duration::minutes(10))),
+        ("no token", vec![("content-type".into(), "application/json".into())]),
+    ];
+    for (what, headers) in refused {
+        let (status, _) = r.post(CDR_PATH, &headers, fee(vec![cdr("icid-bad", "2025-02-10 08:00:00")])).await;
+        assert_eq!(status, 401, "{what}");
+    }
+    let mut other_app = signed(TokenScheme::Aksk, APP_SECRET, "n7", now);
+    other_app[2].1 = other_app[2].1.replace(APP_KEY, "someone-else");
+    let (status, _) = r.post(CDR_PATH, &other_app, fee(vec![cdr("icid-bad", "2025-02-10 08:00:00")])).await;
+    assert_eq!(status, 401, "unknown app");
+
+    // Bad input: a clear 4xx each, nothing spooled.
+    let many: Vec<Value> = (0..51).map(|i| cdr(&format!("icid-many-{i}"), "2025-02-10 08:00:00")).collect();
+    let block = json!({"eventType": "callin", "statusInfo": {"sessionId": "s-block", "timestamp": "2025-02-10 08:00:00",
+        "caller": "+8613800000021", "called": "+8613800000022", "notifyMode": "Block"}});
+    let mut text_plain = signed(TokenScheme::Aksk, APP_SECRET, "n20", now);
+    text_plain[0].1 = "text/plain".into();
+    let bad = [
+        ("text/plain", text_plain, "{}".to_string(), 415),
+        ("not JSON", signed(TokenScheme::Aksk, APP_SECRET, "n21", now), "{\"eventType\": ".to_string(), 400),
+        ("feeLst an object", signed(TokenScheme::Aksk, APP_SECRET, "n22", now), json!({"eventType": "fee", "feeLst": cdr("icid-obj", "2025-02-10 08:00:00")}).to_string(), 400),
+        ("51 CDRs", signed(TokenScheme::Aksk, APP_SECRET, "n23", now), fee(many), 400),
+        ("unknown eventType", signed(TokenScheme::Aksk, APP_SECRET, "n24", now), json!({"eventType": "ringback", "statusInfo": {}}).to_string(), 400),
+        ("Block-mode callin", signed(TokenScheme::Aksk, APP_SECRET, "n25", now), block.to_string(), 403),
+        ("oversize", signed(TokenScheme::Aksk, APP_SECRET, "n26", now), fee(vec![json!({"icid": "x".repeat(70_000)})]), 413),
+    ];
+    for (what, headers, body, want) in bad {
+        let (status, answer) = r.post(EVENT_PATH, &headers, body).await;
+        assert_eq!(status, want, "{what}: {answer}");
+    }
+
+    // The outbound callback: the secret segment, then the documented answer.
+    let results = json!([
+        {"campaignId": "3", "sessionId": "1202_test013", "called": "060584", "callTimeStr": "2025-03-01 00:30:00",
+         "callStatus": 6, "failCode": "00000", "vdnId": 11, "callId": "0023-134864174", "customField": "c1",
+         "recordPath": "Y:/1/11/20250301/3408/0949218.V3"},
+        {"campaignId": "3", "sessionId": "1202_test014", "called": "60585", "callTimeStr": "2025-02-28 23:59:59",
+         "callStatus": 5, "failCode": "00537", "vdnId": 11, "callId": "0023-134864175"}
+    ]);
+    let json_headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let (status, answer) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &json_headers, results.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap(), json!({"retCode": "0", "retMsg": "success"}));
+    let (status, answer) = r.post("/push/isales/result/cb-0123456789abcdef-secreT", &json_headers, results.to_string()).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(!answer.contains(PATH_SECRET));
+    let (status, answer) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &json_headers, results[0].to_string()).await;
+    assert_eq!(status, 400, "an object where the array belongs: {answer}");
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["retCode"], "1");
+
+    // The same results pushed again (the platform's retry) are kept once.
+    let (status, _) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
+    assert_eq!(status, 200, "no content type documented for the callback: accepted");
+
+    let report = r.compactor.compact().await.unwrap();
+    assert_eq!((report.pushes, report.records, report.rejects), (5, 8, 0), "{report}");
+    let lake = dir.path().join("lake");
+    let cdrs: BTreeMap<String, (String, Value)> = lake_rows(&lake, "privatenumber_cdrs")
+        .into_iter()
+        .map(|(month, row)| (row["icid"].as_str().unwrap().to_string(), (month, Value::Object(row))))
+        .collect();
+    assert_eq!(cdrs.keys().collect::<Vec<_>>(), ["icid-1", "icid-2", "icid-3"]);
+    assert_eq!(cdrs["icid-1"].0, "2025-01", "times are UTC: 23:59:59 of Jan 31 is January");
+    assert_eq!(cdrs["icid-2"].0, "2025-02");
+    let row = &cdrs["icid-1"].1;
+    assert_eq!(row["calleeNum"], "013800000022", "numbers keep their leading zero");
+    assert_eq!(row["serviceType"], "004");
+    assert_eq!(row["direction"], 1);
+    assert_eq!(row["callInTime"], 1_738_367_999_000i64, "2025-01-31 23:59:59 UTC");
+    assert_eq!(row["fwdAnswerTime"], Value::Null, "an empty time is unset");
+    assert!(row["_extra"].as_str().unwrap().contains("vendorNote"), "unknown fields are kept");
+
+    let events = lake_rows(&lake, "privatenumber_events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "2025-01");
+    assert_eq!(events[0].1["eventType"], "disconnect");
+    assert_eq!(events[0].1["appKey"], APP_KEY, "the signing app is recorded");
+
+    let results: BTreeMap<String, String> = lake_rows(&lake, "outbound_results")
+        .into_iter()
+        .map(|(month, row)| (row["callId"].as_str().unwrap().to_string(), month))
+        .collect();
+    assert_eq!(
+        results,
+        BTreeMap::from([
+            // 00:30 on March 1st in +08:00 is still February in UTC: the tenant zone decides.
+            ("0023-134864174".to_string(), "2025-03".to_string()),
+            ("0023-134864175".to_string(), "2025-02".to_string()),
+        ])
+    );
+    let outbound = lake_rows(&lake, "outbound_results");
+    let called: Vec<&str> = outbound.iter().map(|(_, r)| r["called"].as_str().unwrap()).collect();
+    assert!(called.contains(&"060584"));
+    assert!(outbound.iter().all(|(_, r)| r["failCode"].as_str().unwrap().len() == 5));
+
+    // A second compaction finds nothing new and changes nothing.
+    let again = r.compactor.compact().await.unwrap();
+    assert_eq!(again.pushes, 0);
+    drop(r.engine);
+    r.running.shutdown().await;
+}
+
+/// The callback refuses a peer outside `allow_ips` with 401, whatever the path.
+#[tokio::test]
+async fn the_callback_refuses_peers_outside_the_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiving::start(dir.path(), r#"["10.0.0.0/8"]"#).await;
+    let results = json!([{"callId": "c1", "callTimeStr": "2025-03-01 00:30:00"}]);
+    let (status, answer) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("allow_ips"), "{answer}");
+    assert_eq!(r.compactor.compact().await.unwrap().pushes, 0, "nothing was spooled");
+    r.running.shutdown().await;
+}
