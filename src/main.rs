@@ -263,7 +263,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { config } => {
             let engine = load(&config).await?;
             let push = engine.settings().push.clone().with_context(|| {
-                format!("{}: has no [push] table, so there is no spool to compact", config.display())
+                format!(
+                    "{}: has no [push] table, so there is no spool to compact",
+                    config.display()
+                )
             })?;
             let spool = Spool::open(&push.spool_dir, SpoolOptions::default())?;
             let compactor = Compactor::new(engine.settings(), &push, engine.store(), spool)?;

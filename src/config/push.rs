@@ -340,10 +340,10 @@ impl Validator<'_> {
                 ));
             }
         }
-        let allow_ips = IpAllowList::parse(&o.allow_ips).map_err(|problem| {
+        let allow_ips = IpAllowList::parse(&o.allow_ips).map_err(|bad| {
             self.invalid(
                 "push.outbound_results.allow_ips",
-                &problem,
+                &bad.to_string(),
                 "write addresses or CIDR ranges, e.g. [\"10.0.0.0/8\", \"192.168.1.20\"]",
             )
         })?;

@@ -34,7 +34,7 @@ use crate::engine::slice::{commit_partition, Commit, Target, WriteMode};
 use crate::engine::EngineError;
 use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
-use crate::sink::layout::PartitionId;
+use crate::sink::layout::{PartitionId, PartitionKey};
 use crate::sink::stage::PartitionStage;
 use crate::sink::writer::stage_existing;
 use crate::sink::SinkError;
@@ -66,6 +66,9 @@ pub enum CompactError {
     /// A partition could not be committed.
     #[error(transparent)]
     Commit(#[from] EngineError),
+    /// The reading task failed.
+    #[error("push compaction task: {0}")]
+    Task(String),
 }
 
 /// What one compaction did.
@@ -108,8 +111,8 @@ struct PushDataset {
 }
 
 /// The rows of one dataset gathered from a group of segments.
-struct Gathered<'d> {
-    dataset: &'d PushDataset,
+struct Gathered {
+    dataset: Arc<PushDataset>,
     normalizer: Normalizer,
     routed: BTreeMap<Month, Vec<RecordBatch>>,
     rejects: Vec<RejectedRecord>,
@@ -118,7 +121,7 @@ struct Gathered<'d> {
     records: u64,
 }
 
-impl Gathered<'_> {
+impl Gathered {
     /// Routes the rows normalized so far to their months (`fallback` for a row without any
     /// time).
     fn flush(&mut self, fallback: Month) -> Result<(), CompactError> {
@@ -151,7 +154,7 @@ pub struct Compactor {
     state: StateStore,
     tenant_id: String,
     staging_dir: PathBuf,
-    datasets: Vec<PushDataset>,
+    datasets: Vec<Arc<PushDataset>>,
     spool: Spool,
 }
 
@@ -173,9 +176,10 @@ impl Compactor {
                 .schema(kind.dataset())
                 .cloned()
                 .ok_or(CompactError::MissingSchema(kind.dataset()))?;
-            let time_columns = kind.event_times().iter().filter_map(|f| schema.index_of(f)).collect();
+            let time_columns =
+                kind.event_times().iter().filter_map(|f| schema.index_of(f)).collect();
             let zone = if kind == PushKind::OutboundResult { outbound_zone } else { utc };
-            datasets.push(PushDataset { kind, schema, zone, time_columns });
+            datasets.push(Arc::new(PushDataset { kind, schema, zone, time_columns }));
         }
         Ok(Self {
             state: StateStore::new(store.clone()),
@@ -199,8 +203,11 @@ impl Compactor {
         }
         if report.segments > 0 {
             info!(
-                segments = report.segments, pushes = report.pushes, records = report.records,
-                rejects = report.rejects, partitions = report.partitions.len(),
+                segments = report.segments,
+                pushes = report.pushes,
+                records = report.records,
+                rejects = report.rejects,
+                partitions = report.partitions.len(),
                 "Push spool compacted into the lake."
             );
         }
@@ -213,55 +220,16 @@ impl Compactor {
         report: &mut CompactReport,
     ) -> Result<(), CompactError> {
         let synced_at = Utc::now();
-        let mut gathered: Vec<Gathered> = self
-            .datasets
-            .iter()
-            .map(|dataset| Gathered {
-                dataset,
-                normalizer: Normalizer::new(dataset.schema.clone(), synced_at.timestamp_millis())
-                    .in_zone(dataset.zone),
-                routed: BTreeMap::new(),
-                rejects: Vec::new(),
-                rejected_texts: HashSet::new(),
-                pushes: 0,
-                records: 0,
-            })
-            .collect();
         let fallback = Month::containing(synced_at, FixedOffset::east_opt(0).expect("UTC"));
-        let mut entry_no = 0u64;
-        for segment in segments {
-            let entries = segment.read()?;
-            if entries.torn_tail() {
-                warn!(segment = %segment.name(), "Spool segment ends in a cut entry (a push never acknowledged); its earlier entries are compacted.");
-                report.torn_tails += 1;
-            }
-            for (n, entry) in entries.enumerate() {
-                entry_no += 1;
-                let push = SpooledPush::decode(&entry?).map_err(|source| CompactError::Entry {
-                    segment: segment.name().to_string(),
-                    entry: n as u64,
-                    source,
-                })?;
-                let rows = gathered
-                    .iter_mut()
-                    .find(|g| g.dataset.kind == push.kind)
-                    .expect("every kind has a dataset");
-                rows.pushes += 1;
-                for record in &push.records {
-                    rows.records += 1;
-                    if let Err(reason) = rows.normalizer.push(record) {
-                        if rows.rejected_texts.insert(record.get().to_string()) {
-                            rows.rejects.push(RejectedRecord::new(reason, record, entry_no));
-                        }
-                    }
-                }
-                if rows.normalizer.len() >= BATCH_ROWS {
-                    rows.flush(fallback)?;
-                }
-            }
-        }
-        for mut rows in gathered {
-            rows.flush(fallback)?;
+        let (datasets, group) = (self.datasets.clone(), segments.to_vec());
+        // Reading and normalizing is blocking work: off the runtime's threads, which answer
+        // pushes meanwhile.
+        let (gathered, torn_tails) =
+            tokio::task::spawn_blocking(move || gather(&datasets, &group, synced_at, fallback))
+                .await
+                .map_err(|e| CompactError::Task(e.to_string()))??;
+        report.torn_tails += torn_tails;
+        for rows in gathered {
             report.pushes += rows.pushes;
             report.records += rows.records;
             report.rejects += rows.rejects.len() as u64;
@@ -274,12 +242,12 @@ impl Compactor {
     /// with the partition of `fallback` (the month compacted in).
     async fn commit(
         &self,
-        rows: Gathered<'_>,
+        rows: Gathered,
         synced_at: DateTime<Utc>,
         fallback: Month,
         report: &mut CompactReport,
     ) -> Result<(), CompactError> {
-        let dataset = rows.dataset;
+        let dataset = rows.dataset.clone();
         let name = dataset.kind.dataset();
         let mut months = rows.routed;
         if !rows.rejects.is_empty() {
@@ -288,10 +256,15 @@ impl Compactor {
         for (month, batches) in months {
             let sink = |source| CompactError::Sink { dataset: name, month, source };
             let id = PartitionId::new(name, self.tenant_id.clone(), month);
-            let key: Vec<String> = dataset.kind.primary_key().iter().map(|k| k.to_string()).collect();
-            let mut stage =
-                PartitionStage::create(&self.staging_dir, dataset.schema.arrow_schema(), &key, None)
-                    .map_err(sink)?;
+            let key: Vec<String> =
+                dataset.kind.primary_key().iter().map(|k| k.to_string()).collect();
+            let mut stage = PartitionStage::create(
+                &self.staging_dir,
+                dataset.schema.arrow_schema(),
+                &key,
+                None,
+            )
+            .map_err(sink)?;
             stage_existing(&self.store, &id, &mut stage).await.map_err(sink)?;
             stage.mark_fetch_start();
             let mut records = 0;
@@ -312,7 +285,7 @@ impl Compactor {
             let target = Target {
                 id,
                 mode: WriteMode::Merge,
-                window: month.bounds(dataset.zone),
+                window: PartitionKey::Month(month).bounds(dataset.zone),
                 closed: false,
                 synced_at,
             };
@@ -331,17 +304,83 @@ impl Compactor {
     }
 }
 
+/// Reads the entries of `segments` and normalizes their records, by dataset; also returns
+/// the number of segments that ended in a torn tail.
+fn gather(
+    datasets: &[Arc<PushDataset>],
+    segments: &[SealedSegment],
+    synced_at: DateTime<Utc>,
+    fallback: Month,
+) -> Result<(Vec<Gathered>, usize), CompactError> {
+    let mut gathered: Vec<Gathered> = datasets
+        .iter()
+        .map(|dataset| Gathered {
+            dataset: dataset.clone(),
+            normalizer: Normalizer::new(dataset.schema.clone(), synced_at.timestamp_millis())
+                .in_zone(dataset.zone),
+            routed: BTreeMap::new(),
+            rejects: Vec::new(),
+            rejected_texts: HashSet::new(),
+            pushes: 0,
+            records: 0,
+        })
+        .collect();
+    let mut torn_tails = 0;
+    let mut entry_no = 0u64;
+    for segment in segments {
+        let name = segment.path().display().to_string();
+        let mut entries = segment.read()?;
+        for (n, entry) in entries.by_ref().enumerate() {
+            entry_no += 1;
+            let push = SpooledPush::decode(&entry?).map_err(|source| CompactError::Entry {
+                segment: name.clone(),
+                entry: n as u64,
+                source,
+            })?;
+            let rows = gathered
+                .iter_mut()
+                .find(|g| g.dataset.kind == push.kind)
+                .expect("every kind has a dataset");
+            rows.pushes += 1;
+            for record in &push.records {
+                rows.records += 1;
+                if let Err(reason) = rows.normalizer.push(record) {
+                    if rows.rejected_texts.insert(record.get().to_string()) {
+                        rows.rejects.push(RejectedRecord::new(reason, record, entry_no));
+                    }
+                }
+            }
+            if rows.normalizer.len() >= BATCH_ROWS {
+                rows.flush(fallback)?;
+            }
+        }
+        if let Some(torn) = entries.torn_tail() {
+            warn!(
+                segment = %name, offset = torn.offset, bytes = torn.bytes,
+                "Spool segment ends in a cut entry (a push never acknowledged); its earlier entries are compacted."
+            );
+            torn_tails += 1;
+        }
+    }
+    for rows in &mut gathered {
+        rows.flush(fallback)?;
+    }
+    Ok((gathered, torn_tails))
+}
+
 /// The segments in groups of about [`GROUP_BYTES`] (at least one segment each), oldest
 /// first.
 fn groups(segments: &[SealedSegment]) -> Vec<&[SealedSegment]> {
+    let size = |s: &SealedSegment| std::fs::metadata(s.path()).map_or(0, |m| m.len());
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, segment) in segments.iter().enumerate() {
-        if i > start && bytes + segment.len() > GROUP_BYTES {
+        let len = size(segment);
+        if i > start && bytes + len > GROUP_BYTES {
             out.push(&segments[start..i]);
             (start, bytes) = (i, 0);
         }
-        bytes += segment.len();
+        bytes += len;
     }
     if start < segments.len() {
         out.push(&segments[start..]);

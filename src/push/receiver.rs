@@ -26,12 +26,13 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::IncomingStream;
 use axum::Router;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tokio::net::TcpListener;
 use tracing::{debug, error, warn};
 
 use super::aksk::PushVerifier;
@@ -39,19 +40,27 @@ use super::kind::{PushKind, SpooledPush};
 use super::spool::Spool;
 use crate::config::{OutboundPush, PushSettings};
 use crate::telemetry::{Telemetry, PUSH_RECORDS, PUSH_REQUESTS};
+use crate::tls::TlsListener;
 
 /// Most CDRs one message may carry (`feeLst` is FeeInfo[1-50]).
 pub const MAX_CDRS_PER_MESSAGE: usize = 50;
 
 /// The call events a receiver accepts (cec-api.md 3.3).
-const EVENT_TYPES: &[&str] = &["callin", "callout", "alerting", "answer", "disconnect", "collectInfo"];
+const EVENT_TYPES: &[&str] =
+    &["callin", "callout", "alerting", "answer", "disconnect", "collectInfo"];
 
 /// The address a connection comes from, for the outbound callback's allow-list.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-impl<L: Listener<Addr = SocketAddr>> Connected<IncomingStream<'_, L>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, L>) -> Self {
+impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener<TcpListener>>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TlsListener<TcpListener>>) -> Self {
         PeerAddr(*stream.remote_addr())
     }
 }
@@ -98,7 +107,10 @@ impl Receivers {
         }
         if let Some(o) = &settings.outbound_results {
             router = match &o.path_secret {
-                Some(_) => router.route(&format!("{}/{{segment}}", o.path.trim_end_matches('/')), post(outbound)),
+                Some(_) => router.route(
+                    &format!("{}/{{segment}}", o.path.trim_end_matches('/')),
+                    post(outbound),
+                ),
                 None => router.route(&o.path, post(outbound_without_secret)),
             };
         }
@@ -140,7 +152,8 @@ impl Receivers {
 /// A JSON content type, or none (the outbound callback documents no header at all).
 fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(value) = headers.get(CONTENT_TYPE) else { return Ok(()) };
-    let media = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media =
+        value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if media == "application/json" || media == "text/json" || media.ends_with("+json") {
         return Ok(());
     }
@@ -204,14 +217,19 @@ async fn receive_privatenumber(
             if count == 0 || count > MAX_CDRS_PER_MESSAGE {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    format!("feeLst holds {count} CDRs; a message carries 1 to {MAX_CDRS_PER_MESSAGE}"),
+                    format!(
+                        "feeLst holds {count} CDRs; a message carries 1 to {MAX_CDRS_PER_MESSAGE}"
+                    ),
                 ));
             }
             (PushKind::PrivateNumberCdr, list.get().to_string(), count)
         }
         event if EVENT_TYPES.contains(&event) => {
             let info = parsed.status_info.ok_or_else(|| {
-                Refusal::new(StatusCode::BAD_REQUEST, format!("a {event} event carries no statusInfo"))
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("a {event} event carries no statusInfo"),
+                )
             })?;
             let record = event_record(event, info, &verified.app_key)?;
             (PushKind::PrivateNumberEvent, format!("[{record}]"), 1)
@@ -219,7 +237,10 @@ async fn receive_privatenumber(
         other => {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                format!("eventType '{other}' is unknown: expected fee or one of {}", EVENT_TYPES.join(", ")),
+                format!(
+                    "eventType '{other}' is unknown: expected fee or one of {}",
+                    EVENT_TYPES.join(", ")
+                ),
             ))
         }
     };
@@ -231,9 +252,8 @@ async fn receive_privatenumber(
 /// The record of a call event: its `statusInfo` with its `eventType` and the app key that
 /// signed it. A `callin` in `Block` mode is refused.
 fn event_record(event: &str, info: &RawValue, app_key: &str) -> Result<String, Refusal> {
-    let mut fields: Map<String, Value> = serde_json::from_str(info.get()).map_err(|_| {
-        Refusal::new(StatusCode::BAD_REQUEST, "statusInfo is not a JSON object")
-    })?;
+    let mut fields: Map<String, Value> = serde_json::from_str(info.get())
+        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "statusInfo is not a JSON object"))?;
     if event == "callin" && fields.get("notifyMode").and_then(Value::as_str) == Some("Block") {
         error!(
             "A Block-mode callin event asks for call-control instructions (connect or close), \
@@ -256,7 +276,10 @@ fn count_objects(list: &RawValue, name: &str) -> Result<usize, Refusal> {
         Refusal::new(StatusCode::BAD_REQUEST, format!("{name} is not a JSON array"))
     })?;
     if let Some(i) = items.iter().position(|item| !item.get().starts_with('{')) {
-        return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("{name}[{i}] is not a JSON object")));
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}[{i}] is not a JSON object"),
+        ));
     }
     Ok(items.len())
 }
@@ -264,12 +287,15 @@ fn count_objects(list: &RawValue, name: &str) -> Result<usize, Refusal> {
 /// The body of an outbound-result answer.
 fn outbound_answer(result: Result<(), Refusal>) -> Response {
     match result {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"retCode": "0", "retMsg": "success"})))
-            .into_response(),
-        Err(refusal) => {
-            (refusal.status, axum::Json(serde_json::json!({"retCode": "1", "retMsg": refusal.reason})))
+        Ok(()) => {
+            (StatusCode::OK, axum::Json(serde_json::json!({"retCode": "0", "retMsg": "success"})))
                 .into_response()
         }
+        Err(refusal) => (
+            refusal.status,
+            axum::Json(serde_json::json!({"retCode": "1", "retMsg": refusal.reason})),
+        )
+            .into_response(),
     }
 }
 
@@ -307,7 +333,10 @@ async fn receive_outbound(
         Refusal::new(StatusCode::NOT_FOUND, "no outbound-result receiver is configured")
     })?;
     if !settings.allow_ips.allows(peer) {
-        return Err(Refusal::new(StatusCode::UNAUTHORIZED, format!("{peer} is not in push.outbound_results.allow_ips")));
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            format!("{peer} is not in push.outbound_results.allow_ips"),
+        ));
     }
     let expected = settings.path_secret.as_ref().map(|s| s.expose().as_bytes());
     if !segment_matches(expected, segment.map(str::as_bytes)) {
@@ -316,9 +345,8 @@ async fn receive_outbound(
     check_content_type(headers)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "the body is not UTF-8 text"))?;
-    let list: &RawValue = serde_json::from_str(text).map_err(|e| {
-        Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"))
-    })?;
+    let list: &RawValue = serde_json::from_str(text)
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
     if !list.get().starts_with('[') {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -338,7 +366,8 @@ fn segment_matches(expected: Option<&[u8]>, got: Option<&[u8]>) -> bool {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(expected), Some(got)) => {
-            expected.len() == got.len() && expected.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            expected.len() == got.len()
+                && expected.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
         }
     }
 }

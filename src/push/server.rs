@@ -69,7 +69,8 @@ pub async fn serve(
     let tcp = TcpListener::bind(addr)
         .await
         .map_err(|source| PushError::Listen { addr: addr.to_string(), source })?;
-    let bound = tcp.local_addr().map_err(|source| PushError::Listen { addr: addr.to_string(), source })?;
+    let bound =
+        tcp.local_addr().map_err(|source| PushError::Listen { addr: addr.to_string(), source })?;
     let app = receivers.router(settings).into_make_service_with_connect_info::<PeerAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let until_stopped = async {
@@ -78,11 +79,14 @@ pub async fn serve(
     let (scheme, task) = match &settings.tls {
         Some(files) => {
             let read = |path: &std::path::Path| {
-                std::fs::read(path).map_err(|source| PushError::Tls { file: path.display().to_string(), source })
+                std::fs::read(path)
+                    .map_err(|source| PushError::Tls { file: path.display().to_string(), source })
             };
             let (cert, key) = (read(&files.cert)?, read(&files.key)?);
-            let tls = acceptor(&cert, &key)
-                .map_err(|source| PushError::Tls { file: files.cert.display().to_string(), source })?;
+            let tls = acceptor(&cert, &key).map_err(|source| PushError::Tls {
+                file: files.cert.display().to_string(),
+                source,
+            })?;
             let listener = TlsListener::new(tcp, tls);
             let server = axum::serve(listener, app).with_graceful_shutdown(until_stopped);
             ("https", tokio::spawn(async move { server.await }))

@@ -24,10 +24,10 @@ use super::api::router;
 use super::context::Service;
 use super::error::ServiceError;
 use super::jobs::JobKind;
-use super::push::{compact_while_running, start_push};
 use super::lease::{
     keep, renewal_interval, tenant_store, Backend, Holder, Lease, LeaseError, LeaseRecord,
 };
+use super::push::{compact_while_running, start_push};
 use super::scheduler::{run_schedule, schedule_of};
 use super::shutdown::{watch_signals, Shutdown};
 use crate::config::{LeaseMode, Settings};

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use super::faults::{self, ConnectionHandle, ResettableStream};
 use super::simulator::Simulator;
 use super::stats::Event;
-use crate::tls::{self, TlsListener};
 use super::{appraise, auth, cdr, cms, fabric_auth, gateway, isales, rbt, signed};
+use crate::tls::{self, TlsListener};
 
 /// How long [`RunningSim::shutdown`] waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,9 +1,10 @@
 //! Primary-key encoding shared by staging and verification: the key columns of a batch
 //! become one comparable byte string per row (arrow's row format), so composite keys of
-//! Int64, Int32, Utf8 and Date32 columns hash and compare as one value.
+//! Int64, Int32, Utf8, Date32 and millisecond timestamp columns hash and compare as one
+//! value.
 
 use arrow::array::{Array, ArrayRef};
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 
@@ -33,10 +34,14 @@ impl KeyColumns {
             let data_type = schema.field(index).data_type();
             if !matches!(
                 data_type,
-                DataType::Int64 | DataType::Int32 | DataType::Utf8 | DataType::Date32
+                DataType::Int64
+                    | DataType::Int32
+                    | DataType::Utf8
+                    | DataType::Date32
+                    | DataType::Timestamp(TimeUnit::Millisecond, _)
             ) {
                 return Err(bad(format!(
-                    "type {data_type} cannot be a key (Int64, Int32, Utf8, Date32)"
+                    "type {data_type} cannot be a key (Int64, Int32, Utf8, Date32, Timestamp(ms))"
                 )));
             }
             indices.push(index);

@@ -65,7 +65,9 @@ impl PartitionStage {
         let index = KeyIndex::new(&keys, &schema);
         let update_column = update_column.map(|name| update_index(&schema, name)).transpose()?;
         let dir = spool_dir.display().to_string();
-        let file = tempfile::tempfile_in(spool_dir)
+        // The configured folder is created on first use.
+        let file = std::fs::create_dir_all(spool_dir)
+            .and_then(|()| tempfile::tempfile_in(spool_dir))
             .map_err(|source| SinkError::SpoolFile { dir: dir.clone(), source })?;
         let spool = StreamWriter::try_new_buffered(file, &schema)
             .map_err(|source| SinkError::Spool { dir: dir.clone(), source })?;

@@ -14,6 +14,7 @@ mod fabric_sim;
 mod faults;
 mod gateway_sim;
 mod isales_sim;
+mod push_checks;
 mod s3;
 mod service;
 mod snapshot;

@@ -78,7 +78,12 @@ impl Receiving {
     }
 
     /// POSTs `body` to `path` with `headers`; the status and body of the answer.
-    async fn post(&self, path: &str, headers: &[(String, String)], body: impl Into<reqwest::Body>) -> (u16, String) {
+    async fn post(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String) {
         let mut request = self.http.post(format!("{}{path}", self.running.base_url())).body(body);
         for (name, value) in headers {
             request = request.header(name, value);
@@ -89,9 +94,17 @@ impl Receiving {
 }
 
 /// The headers of a Private Number push signed with `secret` at `created`.
-fn signed(scheme: TokenScheme, secret: &str, nonce: &str, created: chrono::DateTime<Utc>) -> Vec<(String, String)> {
-    let mut headers = vec![("content-type".to_string(), "application/json;charset=UTF-8".to_string())];
-    for (name, value) in sign(scheme, APP_KEY, &Secret::new(secret), nonce, &format_created(created)).unwrap() {
+fn signed(
+    scheme: TokenScheme,
+    secret: &str,
+    nonce: &str,
+    created: chrono::DateTime<Utc>,
+) -> Vec<(String, String)> {
+    let mut headers =
+        vec![("content-type".to_string(), "application/json;charset=UTF-8".to_string())];
+    for (name, value) in
+        sign(scheme, APP_KEY, &Secret::new(secret), nonce, &format_created(created)).unwrap()
+    {
         headers.push((name.to_string(), value.to_str().unwrap().to_string()));
     }
     headers
@@ -118,20 +131,27 @@ async fn pushes_are_checked_spooled_and_compacted() {
 
     // Good pushes: X-AKSK and the older X-WSSE; 200 with an empty body.
     let (status, body) = r
-        .post(CDR_PATH, &signed(TokenScheme::Aksk, APP_SECRET, "n1", now), fee(vec![
-            cdr("icid-1", "2025-01-31 23:59:59"),
-            cdr("icid-2", "2025-02-01 00:00:00"),
-        ]))
+        .post(
+            CDR_PATH,
+            &signed(TokenScheme::Aksk, APP_SECRET, "n1", now),
+            fee(vec![cdr("icid-1", "2025-01-31 23:59:59"), cdr("icid-2", "2025-02-01 00:00:00")]),
+        )
         .await;
     assert_eq!((status, body.as_str()), (200, ""));
     let (status, _) = r
-        .post(CDR_PATH, &signed(TokenScheme::Wsse, APP_SECRET, "n2", now), fee(vec![cdr("icid-3", "2025-02-10 08:00:00")]))
+        .post(
+            CDR_PATH,
+            &signed(TokenScheme::Wsse, APP_SECRET, "n2", now),
+            fee(vec![cdr("icid-3", "2025-02-10 08:00:00")]),
+        )
         .await;
     assert_eq!(status, 200);
     let event = json!({"eventType": "disconnect", "statusInfo": {"sessionId": "s-icid-1",
         "timestamp": "2025-01-31 23:59:59", "caller": "+8613800000021", "called": "+8613800000022",
         "stateCode": 0, "stateDesc": "The user releases the call."}});
-    let (status, _) = r.post(EVENT_PATH, &signed(TokenScheme::Aksk, APP_SECRET, "n3", now), event.to_string()).await;
+    let (status, _) = r
+        .post(EVENT_PATH, &signed(TokenScheme::Aksk, APP_SECRET, "n3", now), event.to_string())
+        .await;
     assert_eq!(status, 200);
 
     // Refused with 401: replayed nonce, wrong digest, old and future Created, unknown app,
@@ -140,32 +160,64 @@ async fn pushes_are_checked_spooled_and_compacted() {
         ("replayed nonce", signed(TokenScheme::Aksk, APP_SECRET, "n1", now)),
         ("wrong secret", signed(TokenScheme::Aksk, "not-the-secret", "n4", now)),
         ("old Created", signed(TokenScheme::Aksk, APP_SECRET, "n5", now - Duration::minutes(10))),
-        ("future Created", signed(TokenScheme::Aksk, APP_SECRET, "n6", now + Duration::minutes(10))),
+        (
+            "future Created",
+            signed(TokenScheme::Aksk, APP_SECRET, "n6", now + Duration::minutes(10)),
+        ),
         ("no token", vec![("content-type".into(), "application/json".into())]),
     ];
     for (what, headers) in refused {
-        let (status, _) = r.post(CDR_PATH, &headers, fee(vec![cdr("icid-bad", "2025-02-10 08:00:00")])).await;
+        let (status, _) =
+            r.post(CDR_PATH, &headers, fee(vec![cdr("icid-bad", "2025-02-10 08:00:00")])).await;
         assert_eq!(status, 401, "{what}");
     }
     let mut other_app = signed(TokenScheme::Aksk, APP_SECRET, "n7", now);
     other_app[2].1 = other_app[2].1.replace(APP_KEY, "someone-else");
-    let (status, _) = r.post(CDR_PATH, &other_app, fee(vec![cdr("icid-bad", "2025-02-10 08:00:00")])).await;
+    let (status, _) =
+        r.post(CDR_PATH, &other_app, fee(vec![cdr("icid-bad", "2025-02-10 08:00:00")])).await;
     assert_eq!(status, 401, "unknown app");
 
     // Bad input: a clear 4xx each, nothing spooled.
-    let many: Vec<Value> = (0..51).map(|i| cdr(&format!("icid-many-{i}"), "2025-02-10 08:00:00")).collect();
+    let many: Vec<Value> =
+        (0..51).map(|i| cdr(&format!("icid-many-{i}"), "2025-02-10 08:00:00")).collect();
     let block = json!({"eventType": "callin", "statusInfo": {"sessionId": "s-block", "timestamp": "2025-02-10 08:00:00",
         "caller": "+8613800000021", "called": "+8613800000022", "notifyMode": "Block"}});
     let mut text_plain = signed(TokenScheme::Aksk, APP_SECRET, "n20", now);
     text_plain[0].1 = "text/plain".into();
     let bad = [
         ("text/plain", text_plain, "{}".to_string(), 415),
-        ("not JSON", signed(TokenScheme::Aksk, APP_SECRET, "n21", now), "{\"eventType\": ".to_string(), 400),
-        ("feeLst an object", signed(TokenScheme::Aksk, APP_SECRET, "n22", now), json!({"eventType": "fee", "feeLst": cdr("icid-obj", "2025-02-10 08:00:00")}).to_string(), 400),
+        (
+            "not JSON",
+            signed(TokenScheme::Aksk, APP_SECRET, "n21", now),
+            "{\"eventType\": ".to_string(),
+            400,
+        ),
+        (
+            "feeLst an object",
+            signed(TokenScheme::Aksk, APP_SECRET, "n22", now),
+            json!({"eventType": "fee", "feeLst": cdr("icid-obj", "2025-02-10 08:00:00")})
+                .to_string(),
+            400,
+        ),
         ("51 CDRs", signed(TokenScheme::Aksk, APP_SECRET, "n23", now), fee(many), 400),
-        ("unknown eventType", signed(TokenScheme::Aksk, APP_SECRET, "n24", now), json!({"eventType": "ringback", "statusInfo": {}}).to_string(), 400),
-        ("Block-mode callin", signed(TokenScheme::Aksk, APP_SECRET, "n25", now), block.to_string(), 403),
-        ("oversize", signed(TokenScheme::Aksk, APP_SECRET, "n26", now), fee(vec![json!({"icid": "x".repeat(70_000)})]), 413),
+        (
+            "unknown eventType",
+            signed(TokenScheme::Aksk, APP_SECRET, "n24", now),
+            json!({"eventType": "ringback", "statusInfo": {}}).to_string(),
+            400,
+        ),
+        (
+            "Block-mode callin",
+            signed(TokenScheme::Aksk, APP_SECRET, "n25", now),
+            block.to_string(),
+            403,
+        ),
+        (
+            "oversize",
+            signed(TokenScheme::Aksk, APP_SECRET, "n26", now),
+            fee(vec![json!({"icid": "x".repeat(70_000)})]),
+            413,
+        ),
     ];
     for (what, headers, body, want) in bad {
         let (status, answer) = r.post(EVENT_PATH, &headers, body).await;
@@ -181,18 +233,28 @@ async fn pushes_are_checked_spooled_and_compacted() {
          "callStatus": 5, "failCode": "00537", "vdnId": 11, "callId": "0023-134864175"}
     ]);
     let json_headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let (status, answer) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &json_headers, results.to_string()).await;
+    let (status, answer) = r
+        .post(&format!("/push/isales/result/{PATH_SECRET}"), &json_headers, results.to_string())
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap(), json!({"retCode": "0", "retMsg": "success"}));
-    let (status, answer) = r.post("/push/isales/result/cb-0123456789abcdef-secreT", &json_headers, results.to_string()).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap(),
+        json!({"retCode": "0", "retMsg": "success"})
+    );
+    let (status, answer) = r
+        .post("/push/isales/result/cb-0123456789abcdef-secreT", &json_headers, results.to_string())
+        .await;
     assert_eq!(status, 401, "{answer}");
     assert!(!answer.contains(PATH_SECRET));
-    let (status, answer) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &json_headers, results[0].to_string()).await;
+    let (status, answer) = r
+        .post(&format!("/push/isales/result/{PATH_SECRET}"), &json_headers, results[0].to_string())
+        .await;
     assert_eq!(status, 400, "an object where the array belongs: {answer}");
     assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["retCode"], "1");
 
     // The same results pushed again (the platform's retry) are kept once.
-    let (status, _) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
+    let (status, _) =
+        r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
     assert_eq!(status, 200, "no content type documented for the callback: accepted");
 
     let report = r.compactor.compact().await.unwrap();
@@ -200,7 +262,9 @@ async fn pushes_are_checked_spooled_and_compacted() {
     let lake = dir.path().join("lake");
     let cdrs: BTreeMap<String, (String, Value)> = lake_rows(&lake, "privatenumber_cdrs")
         .into_iter()
-        .map(|(month, row)| (row["icid"].as_str().unwrap().to_string(), (month, Value::Object(row))))
+        .map(|(month, row)| {
+            (row["icid"].as_str().unwrap().to_string(), (month, Value::Object(row)))
+        })
         .collect();
     assert_eq!(cdrs.keys().collect::<Vec<_>>(), ["icid-1", "icid-2", "icid-3"]);
     assert_eq!(cdrs["icid-1"].0, "2025-01", "times are UTC: 23:59:59 of Jan 31 is January");
@@ -249,7 +313,8 @@ async fn the_callback_refuses_peers_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let r = Receiving::start(dir.path(), r#"["10.0.0.0/8"]"#).await;
     let results = json!([{"callId": "c1", "callTimeStr": "2025-03-01 00:30:00"}]);
-    let (status, answer) = r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
+    let (status, answer) =
+        r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
     assert_eq!(status, 401, "{answer}");
     assert!(answer.contains("allow_ips"), "{answer}");
     assert_eq!(r.compactor.compact().await.unwrap().pushes, 0, "nothing was spooled");

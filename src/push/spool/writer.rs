@@ -24,14 +24,9 @@ const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 /// A request to the writer thread.
 pub(super) enum Command {
     /// Write this payload (its length fits a `u32`), answer once it is synced.
-    Append {
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<(), SpoolError>>,
-    },
+    Append { payload: Vec<u8>, reply: oneshot::Sender<Result<(), SpoolError>> },
     /// Close the active segment, answer with every sealed segment.
-    Seal {
-        reply: oneshot::Sender<Result<Vec<SealedSegment>, SpoolError>>,
-    },
+    Seal { reply: oneshot::Sender<Result<Vec<SealedSegment>, SpoolError>> },
 }
 
 /// An appender waiting for the sync of its entry.
@@ -90,13 +85,7 @@ impl Writer {
         max_segment_bytes: u64,
         counters: Arc<Counters>,
     ) -> Self {
-        Self {
-            dir,
-            next_seq,
-            max_segment_bytes,
-            counters,
-            active: None,
-        }
+        Self { dir, next_seq, max_segment_bytes, counters, active: None }
     }
 
     /// Serves commands until every sender is gone.
@@ -130,10 +119,7 @@ impl Writer {
                 self.answer(&mut waiting, synced);
             }
             match self.write_frame(&payload) {
-                Ok(()) => waiting.push(Waiter {
-                    bytes: payload.len() as u64,
-                    reply,
-                }),
+                Ok(()) => waiting.push(Waiter { bytes: payload.len() as u64, reply }),
                 Err(error) => {
                     self.abandon_active();
                     self.answer(&mut waiting, Err(error.clone()));
@@ -154,12 +140,8 @@ impl Writer {
     fn answer(&self, waiting: &mut Vec<Waiter>, result: Result<(), SpoolError>) {
         if result.is_ok() {
             let bytes = waiting.iter().map(|waiter| waiter.bytes).sum();
-            self.counters
-                .appended
-                .fetch_add(waiting.len() as u64, Ordering::Relaxed);
-            self.counters
-                .appended_bytes
-                .fetch_add(bytes, Ordering::Relaxed);
+            self.counters.appended.fetch_add(waiting.len() as u64, Ordering::Relaxed);
+            self.counters.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         for waiter in waiting.drain(..) {
             let _ = waiter.reply.send(result.clone());
