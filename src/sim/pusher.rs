@@ -426,7 +426,7 @@ mod tests {
                 }
             };
             let mut seen = self.seen.lock().unwrap();
-            if seen.bodies.insert(body.clone()) && crc32fast::hash(&body) % 3 == 0 {
+            if seen.bodies.insert(body.clone()) && crc32fast::hash(&body).is_multiple_of(3) {
                 seen.failed_on_purpose += 1;
                 return StatusCode::SERVICE_UNAVAILABLE;
             }
