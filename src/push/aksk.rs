@@ -396,7 +396,7 @@ impl PushVerifier {
             return Err(AuthRejection::WrongDigest { app_key, nonce });
         }
         let mut used = self.used.lock().expect("nonce set lock");
-        used.prune(now - self.max_skew);
+        used.prune(self.window_start(now));
         if used.keys.contains(&(app_key.clone(), nonce.clone())) {
             return Err(AuthRejection::Replayed { app_key, nonce });
         }
@@ -407,8 +407,9 @@ impl PushVerifier {
     /// refused. Call it only once the push is durably stored.
     pub fn remember(&self, verified: &Verified) {
         let mut used = self.used.lock().expect("nonce set lock");
-        used.prune(verified.checked_at - self.max_skew);
-        if verified.created < verified.checked_at - self.max_skew {
+        let window_start = self.window_start(verified.checked_at);
+        used.prune(window_start);
+        if verified.created < window_start {
             return;
         }
         let key = (verified.app_key.clone(), verified.nonce.clone());
@@ -419,6 +420,11 @@ impl PushVerifier {
                 verified.nonce.clone(),
             ));
         }
+    }
+
+    /// The oldest `Created` that passes at `now`.
+    fn window_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.checked_sub_signed(self.max_skew).unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// How many nonces are remembered (for metrics).
@@ -593,6 +599,16 @@ mod tests {
             other.insert(name, value);
         }
         assert!(v.check(&other, created_at()).is_ok());
+    }
+
+    /// A skew too large for the calendar accepts any `Created` instead of overflowing.
+    #[test]
+    fn huge_skew_does_not_overflow() {
+        let apps = BTreeMap::from([(APP_KEY.to_string(), Secret::new(SECRET))]);
+        let v = PushVerifier::new(apps, Duration::MAX);
+        let ok = v.check(&signed(TokenScheme::Aksk, SECRET, NONCE, CREATED), Utc::now()).unwrap();
+        v.remember(&ok);
+        assert_eq!(v.remembered(), 1);
     }
 
     /// Remembered nonces are forgotten once their `Created` is out of the window, and a

@@ -1,12 +1,18 @@
-//! `cecsync sim`: the simulator as a long-running server on loopback, until Ctrl-C.
+//! `cecsync sim`: the simulator as a long-running server on loopback, until Ctrl-C; and
+//! `cecsync sim push`: the simulator as the platform pushing to a receiver.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{serve, serve_tls, FaultOptions, SimOptions, Simulator};
+use super::{
+    serve, serve_tls, FaultOptions, PushPlan, PushTargets, Pusher, PusherOptions, SimOptions,
+    Simulator,
+};
 use crate::calendar::{parse_zone, Month};
+use crate::push::aksk::TokenScheme;
+use crate::secret::Secret;
 
 /// Options of `cecsync sim`.
 #[derive(Debug, clap::Args)]
@@ -129,10 +135,88 @@ pub struct SimArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Instead of serving, act as the pushing platform.
+    #[command(subcommand)]
+    pub command: Option<SimCommand>,
 }
 
-/// Serves until Ctrl-C.
+/// What `cecsync sim` does instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Push Private Number CDRs and call events (signed) and outbound results to a
+    /// receiver, with duplicates and re-pushes, and print the report.
+    Push(Box<PushArgs>),
+}
+
+/// Options of `cecsync sim push`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("secret").required(true).args(["app_secret_env", "app_secret"])))]
+pub struct PushArgs {
+    /// URL of the receiver's Private Number CDR endpoint.
+    #[arg(long)]
+    pub cdr_url: String,
+    /// URL of the receiver's Private Number call-event endpoint.
+    #[arg(long)]
+    pub event_url: String,
+    /// URL of the receiver's outbound-result callback.
+    #[arg(long)]
+    pub outbound_url: String,
+    /// The app key that signs (and the `appKey` of the CDRs).
+    #[arg(long)]
+    pub app_key: String,
+    /// Name of the environment variable holding the APP_Secret.
+    #[arg(long)]
+    pub app_secret_env: Option<String>,
+    /// The APP_Secret itself (visible in the process list; prefer --app-secret-env).
+    #[arg(long)]
+    pub app_secret: Option<String>,
+    /// Messages per interface.
+    #[arg(long, default_value_t = 100)]
+    pub messages: usize,
+    /// Messages in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Seed of the generated data and duplicates.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Multiplier of the re-push schedule (1, 4, 9, 106, 203, 300 minutes): 1 is real
+    /// time, 0.001 turns a minute into 60 ms.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Attempts per message at most.
+    #[arg(long, default_value_t = 7)]
+    pub max_attempts: u32,
+    /// CDRs per message at most (1 to 50).
+    #[arg(long, default_value_t = 50)]
+    pub max_cdrs_per_message: usize,
+    /// Share of messages sent twice and of records repeated in a later message (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    pub duplicate_rate: f64,
+    /// First month of the call times.
+    #[arg(long, default_value = "2025-01")]
+    pub from: Month,
+    /// Last month of the call times.
+    #[arg(long, default_value = "2025-03")]
+    pub to: Month,
+    /// Tenant zone of the outbound results' callTimeStr.
+    #[arg(long, default_value = "+08:00")]
+    pub timezone: String,
+    /// Sign with the older X-WSSE header instead of X-AKSK.
+    #[arg(long)]
+    pub wsse: bool,
+    /// Extra trusted root certificates (PEM) for an https receiver.
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Accept any receiver certificate (tests only).
+    #[arg(long)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Serves until Ctrl-C, or runs the subcommand.
 pub async fn run(args: SimArgs) -> std::io::Result<()> {
+    if let Some(SimCommand::Push(push_args)) = args.command {
+        return push(*push_args).await;
+    }
     let zone = parse_zone(&args.timezone)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let opts = SimOptions {
@@ -217,4 +301,74 @@ pub async fn run(args: SimArgs) -> std::io::Result<()> {
     println!("{:?}", sim.stats());
     running.shutdown().await;
     Ok(())
+}
+
+/// `cecsync sim push`: pushes the load, prints the report; fails when a message was not
+/// acknowledged.
+async fn push(args: PushArgs) -> std::io::Result<()> {
+    let invalid = |problem: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem);
+    let zone = parse_zone(&args.timezone).map_err(|e| invalid(e.to_string()))?;
+    if !(0.0..=1.0).contains(&args.duplicate_rate) {
+        return Err(invalid("--duplicate-rate must be between 0 and 1".into()));
+    }
+    if !(1..=50).contains(&args.max_cdrs_per_message) {
+        return Err(invalid("--max-cdrs-per-message must be 1 to 50".into()));
+    }
+    let secret = match (&args.app_secret_env, args.app_secret) {
+        (Some(var), _) => std::env::var(var).map_err(|_| {
+            invalid(format!("environment variable {var} (--app-secret-env) is not set"))
+        })?,
+        (None, Some(secret)) => secret,
+        (None, None) => unreachable!("clap requires one of the two"),
+    };
+    let ca_bundle_pem = match &args.ca_bundle {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| invalid(format!("cannot read --ca-bundle {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let targets = PushTargets {
+        cdr_url: args.cdr_url,
+        event_url: args.event_url,
+        outbound_url: args.outbound_url,
+    };
+    let scheme = if args.wsse { TokenScheme::Wsse } else { TokenScheme::Aksk };
+    let options = PusherOptions {
+        scheme,
+        concurrency: args.concurrency,
+        time_scale: args.time_scale,
+        max_attempts: args.max_attempts,
+        ca_bundle_pem,
+        insecure_skip_verify: args.insecure_skip_verify,
+        ..PusherOptions::new(targets, args.app_key.clone(), Secret::new(secret))
+    };
+    let pusher = Pusher::new(options).map_err(|e| invalid(e.to_string()))?;
+    let plan = PushPlan {
+        seed: args.seed,
+        messages: args.messages,
+        first_month: args.from,
+        last_month: args.to,
+        zone,
+        app_key: args.app_key.clone(),
+        max_cdrs_per_message: args.max_cdrs_per_message,
+        duplicate_rate: args.duplicate_rate,
+    };
+    let load = plan.load();
+    println!(
+        "pushing {} messages as app key {} ({}), {} in flight",
+        load.messages.len(),
+        args.app_key,
+        scheme.token_header(),
+        args.concurrency
+    );
+    for (interface, records) in &load.truth {
+        println!("  {interface}: {} distinct records", records.len());
+    }
+    let report = pusher.push(&load).await;
+    print!("{report}");
+    match report.messages - report.acknowledged {
+        0 => Ok(()),
+        missing => Err(std::io::Error::other(format!("{missing} messages were not acknowledged"))),
+    }
 }

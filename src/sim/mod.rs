@@ -43,6 +43,11 @@
 //! truth is [`Simulator::agent_skills`] over [`Simulator::gateway_agents`];
 //! [`Simulator::set_agent_skills`] changes it.
 //!
+//! It also acts as the platform that pushes (cec-api.md 1.3, 3.1-3.3): [`PushPlan::load`]
+//! generates Private Number CDRs and call events and outbound results with duplicates, and
+//! [`Pusher`] sends them, signed and re-pushed on failure, to a receiver (`cecsync sim
+//! push`). The load's `truth` is what the lake must hold afterwards.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -72,6 +77,8 @@ mod gateway_data;
 mod isales;
 mod isales_data;
 mod params;
+mod push_data;
+mod pusher;
 mod rbt;
 mod seeding;
 mod server;
@@ -83,6 +90,10 @@ mod test_support;
 mod tls;
 
 pub use faults::FaultOptions;
+pub use push_data::{PushInterface, PushLoad, PushMessage, PushPlan};
+pub use pusher::{
+    Latency, PushFailure, PushReport, PushTargets, Pusher, PusherError, PusherOptions,
+};
 pub use server::{serve, serve_tls, RunningSim};
 pub use simulator::{CmsEnvelope, SimOptions, Simulator};
 pub use stats::{FaultCounts, SimStats};
