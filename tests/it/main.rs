@@ -15,6 +15,7 @@ mod faults;
 mod gateway_sim;
 mod isales_sim;
 mod push_checks;
+mod push_crash;
 mod s3;
 mod service;
 mod snapshot;
