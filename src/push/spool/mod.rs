@@ -42,8 +42,8 @@ use std::thread::{self, JoinHandle};
 
 use tokio::sync::oneshot;
 
-pub use segment::{SealedSegment, SegmentEntries, TornTail};
 use segment::{io_error, sync_dir};
+pub use segment::{SealedSegment, SegmentEntries, TornTail};
 use writer::{Command, Writer};
 
 /// Name of the lock file in the spool folder.
@@ -113,9 +113,7 @@ pub struct SpoolOptions {
 
 impl Default for SpoolOptions {
     fn default() -> Self {
-        Self {
-            max_segment_bytes: 64 * 1024 * 1024,
-        }
+        Self { max_segment_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -184,9 +182,7 @@ impl Spool {
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(SpoolError::Locked {
-                    dir: dir.to_path_buf(),
-                })
+                return Err(SpoolError::Locked { dir: dir.to_path_buf() })
             }
             Err(TryLockError::Error(error)) => return Err(io_error("lock", &lock_path)(error)),
         }

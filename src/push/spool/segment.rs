@@ -65,8 +65,7 @@ fn starts_with_frame(bytes: &[u8]) -> bool {
         return false;
     };
     let (len, crc) = parse_head(*head);
-    rest.get(..len as usize)
-        .is_some_and(|payload| checksum(len.to_le_bytes(), payload) == crc)
+    rest.get(..len as usize).is_some_and(|payload| checksum(len.to_le_bytes(), payload) == crc)
 }
 
 /// The file name of segment number `seq`; names sort in the order of their numbers.
@@ -85,18 +84,12 @@ fn parse_seq(name: &str) -> Option<u64> {
 /// A context-adding converter from an I/O error to [`SpoolError::Io`].
 pub(super) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
     let path = path.to_path_buf();
-    move |source| SpoolError::Io {
-        action,
-        path,
-        source: Arc::new(source),
-    }
+    move |source| SpoolError::Io { action, path, source: Arc::new(source) }
 }
 
 /// Makes the entries of `dir` (files created or deleted in it) durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|folder| folder.sync_all())
-        .map_err(io_error("sync the folder", dir))
+    File::open(dir).and_then(|folder| folder.sync_all()).map_err(io_error("sync the folder", dir))
 }
 
 /// Every segment file in `dir`, in order of creation.
@@ -105,10 +98,7 @@ pub(super) fn list(dir: &Path) -> Result<Vec<SealedSegment>, SpoolError> {
     for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
         let entry = entry.map_err(io_error("list", dir))?;
         if let Some(seq) = entry.file_name().to_str().and_then(parse_seq) {
-            segments.push(SealedSegment {
-                seq,
-                path: entry.path(),
-            });
+            segments.push(SealedSegment { seq, path: entry.path() });
         }
     }
     segments.sort_unstable_by_key(|segment| segment.seq);
@@ -134,10 +124,7 @@ impl SealedSegment {
     /// async code).
     pub fn read(&self) -> Result<SegmentEntries, SpoolError> {
         let file = File::open(&self.path).map_err(io_error("open", &self.path))?;
-        let len = file
-            .metadata()
-            .map_err(io_error("read the size of", &self.path))?
-            .len();
+        let len = file.metadata().map_err(io_error("read the size of", &self.path))?.len();
         let mut entries = SegmentEntries {
             path: self.path.clone(),
             reader: BufReader::new(file),
@@ -191,23 +178,15 @@ impl SegmentEntries {
         if found.len() < expected.len() && expected.starts_with(&found) {
             // Cut by a crash right after the file was created: it holds no entry.
             self.done = true;
-            self.torn_tail = (!found.is_empty()).then_some(TornTail {
-                offset: 0,
-                bytes: self.len,
-            });
+            self.torn_tail = (!found.is_empty()).then_some(TornTail { offset: 0, bytes: self.len });
             return Ok(());
         }
         if !found.starts_with(MAGIC) || found.len() < expected.len() {
-            return Err(SpoolError::Foreign {
-                path: self.path.clone(),
-            });
+            return Err(SpoolError::Foreign { path: self.path.clone() });
         }
         let version = u32::from_le_bytes([found[8], found[9], found[10], found[11]]);
         if version != VERSION {
-            return Err(SpoolError::UnsupportedVersion {
-                path: self.path.clone(),
-                version,
-            });
+            return Err(SpoolError::UnsupportedVersion { path: self.path.clone(), version });
         }
         self.offset = expected.len() as u64;
         Ok(())
@@ -224,15 +203,9 @@ impl SegmentEntries {
         }
         let bad = self.offset;
         if self.valid_frame_after(bad)? {
-            return Err(SpoolError::Corrupt {
-                path: self.path.clone(),
-                offset: bad,
-            });
+            return Err(SpoolError::Corrupt { path: self.path.clone(), offset: bad });
         }
-        self.torn_tail = Some(TornTail {
-            offset: bad,
-            bytes: self.len - bad,
-        });
+        self.torn_tail = Some(TornTail { offset: bad, bytes: self.len - bad });
         Ok(None)
     }
 
@@ -243,17 +216,13 @@ impl SegmentEntries {
             return Ok(None);
         }
         let mut head = [0; FRAME_HEAD_LEN as usize];
-        self.reader
-            .read_exact(&mut head)
-            .map_err(io_error("read", &self.path))?;
+        self.reader.read_exact(&mut head).map_err(io_error("read", &self.path))?;
         let (len, crc) = parse_head(head);
         if u64::from(len) > remaining - FRAME_HEAD_LEN {
             return Ok(None);
         }
         let mut payload = vec![0; len as usize];
-        self.reader
-            .read_exact(&mut payload)
-            .map_err(io_error("read", &self.path))?;
+        self.reader.read_exact(&mut payload).map_err(io_error("read", &self.path))?;
         Ok((checksum(len.to_le_bytes(), &payload) == crc).then_some(payload))
     }
 
@@ -262,11 +231,7 @@ impl SegmentEntries {
         let mut rest = Vec::new();
         self.reader
             .seek(SeekFrom::Start(bad + 1))
-            .and_then(|_| {
-                (&mut self.reader)
-                    .take(self.len - bad - 1)
-                    .read_to_end(&mut rest)
-            })
+            .and_then(|_| (&mut self.reader).take(self.len - bad - 1).read_to_end(&mut rest))
             .map_err(io_error("read", &self.path))?;
         Ok((0..rest.len()).any(|start| starts_with_frame(&rest[start..])))
     }

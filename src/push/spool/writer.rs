@@ -21,23 +21,21 @@ use super::{Counters, SpoolError};
 /// Size of the buffer that gathers small frames into large writes.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
+/// Where the writer answers an append.
+pub(super) type AppendReply = oneshot::Sender<Result<(), SpoolError>>;
+
 /// A request to the writer thread.
 pub(super) enum Command {
     /// Write this payload (its length fits a `u32`), answer once it is synced.
-    Append {
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<(), SpoolError>>,
-    },
+    Append { payload: Vec<u8>, reply: AppendReply },
     /// Close the active segment, answer with every sealed segment.
-    Seal {
-        reply: oneshot::Sender<Result<Vec<SealedSegment>, SpoolError>>,
-    },
+    Seal { reply: oneshot::Sender<Result<Vec<SealedSegment>, SpoolError>> },
 }
 
 /// An appender waiting for the sync of its entry.
 struct Waiter {
     bytes: u64,
-    reply: oneshot::Sender<Result<(), SpoolError>>,
+    reply: AppendReply,
 }
 
 /// The segment being written. Created on the first entry after opening or sealing.
@@ -90,13 +88,7 @@ impl Writer {
         max_segment_bytes: u64,
         counters: Arc<Counters>,
     ) -> Self {
-        Self {
-            dir,
-            next_seq,
-            max_segment_bytes,
-            counters,
-            active: None,
-        }
+        Self { dir, next_seq, max_segment_bytes, counters, active: None }
     }
 
     /// Serves commands until every sender is gone.
@@ -119,7 +111,7 @@ impl Writer {
     }
 
     /// Writes the entries, syncs, and answers each appender.
-    fn commit(&mut self, appends: Vec<(Vec<u8>, oneshot::Sender<Result<(), SpoolError>>)>) {
+    fn commit(&mut self, appends: Vec<(Vec<u8>, AppendReply)>) {
         let mut waiting = Vec::with_capacity(appends.len());
         for (payload, reply) in appends {
             let frame_len = FRAME_HEAD_LEN + payload.len() as u64;
@@ -130,10 +122,7 @@ impl Writer {
                 self.answer(&mut waiting, synced);
             }
             match self.write_frame(&payload) {
-                Ok(()) => waiting.push(Waiter {
-                    bytes: payload.len() as u64,
-                    reply,
-                }),
+                Ok(()) => waiting.push(Waiter { bytes: payload.len() as u64, reply }),
                 Err(error) => {
                     self.abandon_active();
                     self.answer(&mut waiting, Err(error.clone()));
@@ -154,12 +143,8 @@ impl Writer {
     fn answer(&self, waiting: &mut Vec<Waiter>, result: Result<(), SpoolError>) {
         if result.is_ok() {
             let bytes = waiting.iter().map(|waiter| waiter.bytes).sum();
-            self.counters
-                .appended
-                .fetch_add(waiting.len() as u64, Ordering::Relaxed);
-            self.counters
-                .appended_bytes
-                .fetch_add(bytes, Ordering::Relaxed);
+            self.counters.appended.fetch_add(waiting.len() as u64, Ordering::Relaxed);
+            self.counters.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         for waiter in waiting.drain(..) {
             let _ = waiter.reply.send(result.clone());
