@@ -52,6 +52,12 @@ async fn append_each(spool: &Spool, indexes: std::ops::Range<u64>) {
     }
 }
 
+#[test]
+fn a_spool_is_shared_between_tasks_and_threads() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Spool>();
+}
+
 #[tokio::test]
 async fn entries_come_back_in_order_across_rotations_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
