@@ -124,7 +124,8 @@ pub struct SpoolStats {
     pub appended: u64,
     /// Payload bytes of those entries.
     pub appended_bytes: u64,
-    /// Syncs of segment files: with group commit, far fewer than entries under load.
+    /// Group-commit syncs of written entries (header and folder syncs not counted): with
+    /// concurrent appenders, far fewer than entries.
     pub syncs: u64,
 }
 

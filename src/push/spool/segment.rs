@@ -8,7 +8,9 @@
 //! The checksum covers the length too, so a torn or zeroed length is caught like a torn
 //! payload. A bad frame with nothing valid after it is the torn tail of a write cut by a
 //! crash (never acknowledged): it ends the segment. A bad frame followed by a valid one is
-//! corruption.
+//! corruption. (A killed process leaves whole writes in the page cache, so its tail is
+//! always a clean cut; only a power loss that wrote back the pages of the last, unsynced
+//! batch out of order could make that batch read as corruption.)
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};

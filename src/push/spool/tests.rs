@@ -52,6 +52,12 @@ async fn append_each(spool: &Spool, indexes: std::ops::Range<u64>) {
     }
 }
 
+#[test]
+fn a_spool_is_shared_between_tasks_and_threads() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Spool>();
+}
+
 #[tokio::test]
 async fn entries_come_back_in_order_across_rotations_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,7 +295,7 @@ fn append_until_killed(dir: &Path, first: u64) -> HashSet<u64> {
             }
         }
     });
-    let kill_after = rand::random_range(1..1500);
+    let kill_after = rand::random_range(1..400);
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut seen = HashSet::new();
     while seen.len() < kill_after && Instant::now() < deadline {

@@ -21,10 +21,13 @@ use super::{Counters, SpoolError};
 /// Size of the buffer that gathers small frames into large writes.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
+/// Where the writer answers an append.
+pub(super) type AppendReply = oneshot::Sender<Result<(), SpoolError>>;
+
 /// A request to the writer thread.
 pub(super) enum Command {
     /// Write this payload (its length fits a `u32`), answer once it is synced.
-    Append { payload: Vec<u8>, reply: oneshot::Sender<Result<(), SpoolError>> },
+    Append { payload: Vec<u8>, reply: AppendReply },
     /// Close the active segment, answer with every sealed segment.
     Seal { reply: oneshot::Sender<Result<Vec<SealedSegment>, SpoolError>> },
 }
@@ -32,7 +35,7 @@ pub(super) enum Command {
 /// An appender waiting for the sync of its entry.
 struct Waiter {
     bytes: u64,
-    reply: oneshot::Sender<Result<(), SpoolError>>,
+    reply: AppendReply,
 }
 
 /// The segment being written. Created on the first entry after opening or sealing.
@@ -108,7 +111,7 @@ impl Writer {
     }
 
     /// Writes the entries, syncs, and answers each appender.
-    fn commit(&mut self, appends: Vec<(Vec<u8>, oneshot::Sender<Result<(), SpoolError>>)>) {
+    fn commit(&mut self, appends: Vec<(Vec<u8>, AppendReply)>) {
         let mut waiting = Vec::with_capacity(appends.len());
         for (payload, reply) in appends {
             let frame_len = FRAME_HEAD_LEN + payload.len() as u64;
