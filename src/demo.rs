@@ -10,7 +10,13 @@ use crate::config::{ConfigError, Settings};
 use crate::engine::progress;
 use crate::engine::report::{status, status_table};
 use crate::engine::{Engine, EngineError};
-use crate::sim::{serve, SimOptions, Simulator};
+use crate::push::compact::Compactor;
+use crate::push::receiver::Receivers;
+use crate::push::server::{serve as serve_receivers, PushError};
+use crate::push::spool::{Spool, SpoolOptions};
+use crate::secret::Secret;
+use crate::sim::{serve, PushPlan, PushTargets, Pusher, PusherOptions, SimOptions, Simulator};
+use crate::telemetry::Telemetry;
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +30,12 @@ pub enum DemoError {
     /// The backfill failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The push receivers or their compaction failed.
+    #[error(transparent)]
+    Receivers(#[from] PushError),
+    /// The simulator's pusher could not start.
+    #[error("the simulator's pusher: {0}")]
+    Push(String),
 }
 
 /// The demo's configuration: the simulator as the OIFDE, API Fabric, CMS, iSales and
@@ -112,6 +124,8 @@ for_each = [{ivr}]
 for_each = [{vdn_entries}]
 [pipelines.campaign_call_results]
 for_each = [{campaigns}]
+[pipelines.outbound_results]
+for_each = [{campaigns}]
 [pipelines.agent_skills]
 for_each = [{agents}]
 "#,
@@ -134,7 +148,7 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
     let running = serve(sim, "127.0.0.1:0".parse().expect("static address")).await?;
     println!("simulator listening on {}", running.base_url);
 
-    let text = demo_config(&running.base_url, &lake, &opts) + &cms;
+    let text = demo_config(&running.base_url, &lake, &opts) + &cms + &push_config(&lake);
     let settings = Settings::parse(&lake.join("demo.toml"), &text, &|_| None)?;
     let engine = Engine::open(settings)?;
     let bar = progress::for_stderr();
@@ -142,6 +156,7 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
         let report = engine.backfill(&pipeline, first, last, false, bar.as_ref()).await?;
         println!("{report}\n");
     }
+    receive_pushes(&engine, first, last).await?;
     println!("{}\n", status_table(&status(&engine).await?));
     println!("Parquet files written under {}:", lake.display());
     let mut files = Vec::new();
@@ -157,6 +172,61 @@ pub async fn run(lake: &Path, records_per_month: u64) -> Result<(), DemoError> {
          GROUP BY month ORDER BY month\"",
         lake.display()
     );
+    running.shutdown().await;
+    Ok(())
+}
+
+/// The app whose pushes the demo signs and receives.
+const DEMO_APP_KEY: &str = "demo-app";
+/// Its APP_Secret (a demo value, not a secret of any deployment).
+const DEMO_APP_SECRET: &str = "demo-app-secret";
+
+/// The demo's push receivers: on a free loopback port, spooling under the lake folder.
+fn push_config(lake: &Path) -> String {
+    format!(
+        r#"[push]
+listen = "127.0.0.1:0"
+spool_dir = "{spool}"
+[push.privatenumber]
+apps = {{ "{DEMO_APP_KEY}" = "{DEMO_APP_SECRET}" }}
+[push.outbound_results]
+"#,
+        spool = lake.join("_push_spool").display()
+    )
+}
+
+/// Serves the push receivers, lets the simulator push CDRs, call events and outbound
+/// results (with duplicates) over `first..=last`, and compacts them into the lake.
+async fn receive_pushes(engine: &Engine, first: Month, last: Month) -> Result<(), DemoError> {
+    let Some(push) = engine.settings().push.clone() else { return Ok(()) };
+    let spool = Spool::open(&push.spool_dir, SpoolOptions::default()).map_err(PushError::from)?;
+    let compactor = Compactor::new(engine.settings(), &push, engine.store(), spool.clone())
+        .map_err(PushError::from)?;
+    let receivers = Arc::new(Receivers::new(&push, spool, Arc::new(Telemetry::new())));
+    let running = serve_receivers(&push, receivers).await?;
+    let base = running.base_url();
+    let (privatenumber, outbound) = (
+        push.privatenumber.as_ref().expect("configured"),
+        push.outbound_results.as_ref().expect("configured"),
+    );
+    let targets = PushTargets {
+        cdr_url: format!("{base}{}", privatenumber.cdr_path),
+        event_url: format!("{base}{}", privatenumber.event_path),
+        outbound_url: format!("{base}{}", outbound.route()),
+    };
+    let pusher =
+        Pusher::new(PusherOptions::new(targets, DEMO_APP_KEY, Secret::new(DEMO_APP_SECRET)))
+            .map_err(|e| DemoError::Push(e.to_string()))?;
+    let plan = PushPlan {
+        first_month: first,
+        last_month: last.min(first.next().next()),
+        app_key: DEMO_APP_KEY.into(),
+        ..PushPlan::default()
+    };
+    println!("simulator pushing to the receivers at {base}:");
+    let report = pusher.push(&plan.load()).await;
+    println!("{report}\n");
+    println!("{}\n", compactor.compact().await.map_err(PushError::from)?);
     running.shutdown().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Read-only views of the lake: `status` (what each partition holds) and `verify`
 //! (re-reading the lake and checking it against the checkpoints).
 
+use crate::push::kind::PushKind;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -23,10 +24,14 @@ pub struct StatusRow {
 pub async fn status(engine: &Engine) -> Result<Vec<StatusRow>, EngineError> {
     let settings = engine.settings();
     let mut rows = Vec::new();
-    for name in settings.catalog.names() {
+    for (name, _) in lake_datasets(engine) {
+        let name = name.as_str();
         let parts = engine.state().partitions(name, &settings.tenant_id).await?;
         if parts.is_empty() {
-            if settings.pipelines[name].enabled {
+            let pulled = settings.pipelines.get(name).is_some_and(|p| p.enabled);
+            let pushed =
+                settings.push.is_some() && PushKind::ALL.iter().any(|k| k.dataset() == name);
+            if pulled || pushed {
                 rows.push(StatusRow { pipeline: name.to_string(), partition: None });
             }
             continue;
@@ -36,6 +41,22 @@ pub async fn status(engine: &Engine) -> Result<Vec<StatusRow>, EngineError> {
         );
     }
     Ok(rows)
+}
+
+/// Every dataset the lake may hold, with its primary key: the catalog's (pulled) and those
+/// that only push ingestion writes.
+fn lake_datasets(engine: &Engine) -> Vec<(String, Vec<String>)> {
+    let catalog = &engine.settings().catalog;
+    let mut datasets: Vec<(String, Vec<String>)> = catalog
+        .iter()
+        .map(|(name, d)| (name.to_string(), d.spec.records.primary_key.clone()))
+        .collect();
+    for kind in PushKind::ALL.into_iter().filter(|k| catalog.get(k.dataset()).is_none()) {
+        let key = kind.primary_key().iter().map(|k| k.to_string()).collect();
+        datasets.push((kind.dataset().to_string(), key));
+    }
+    datasets.sort();
+    datasets
 }
 
 /// Renders status rows as an aligned text table.
@@ -183,7 +204,8 @@ pub struct VerifyReport {
 pub async fn verify(engine: &Engine) -> Result<VerifyReport, EngineError> {
     let settings = engine.settings();
     let mut report = VerifyReport::default();
-    for (name, dataset) in settings.catalog.iter() {
+    for (name, primary_key) in lake_datasets(engine) {
+        let name = name.as_str();
         for cp in engine.state().partitions(name, &settings.tenant_id).await? {
             let finding = |problem: String| Finding {
                 pipeline: name.to_string(),
@@ -197,12 +219,9 @@ pub async fn verify(engine: &Engine) -> Result<VerifyReport, EngineError> {
                 continue;
             }
             let id = cp.partition_id();
-            let facts = inspect_partition(&engine.store(), &id, &dataset.spec.records.primary_key)
-                .await
-                .map_err(|source| EngineError::Sink {
-                    dataset: name.to_string(),
-                    partition: cp.key,
-                    source,
+            let facts =
+                inspect_partition(&engine.store(), &id, &primary_key).await.map_err(|source| {
+                    EngineError::Sink { dataset: name.to_string(), partition: cp.key, source }
                 })?;
             report.partitions += 1;
             report.rows += facts.rows;
