@@ -22,7 +22,7 @@ use arrow::datatypes::TimestampMillisecondType;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, FixedOffset, Utc};
 use object_store::ObjectStore;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::kind::{EntryError, PushKind, SpooledPush};
 use super::spool::{SealedSegment, Spool, SpoolError};
@@ -84,6 +84,9 @@ pub struct CompactReport {
     pub rejects: u64,
     /// Segments whose last entry was cut by a crash (never acknowledged).
     pub torn_tails: usize,
+    /// Segments damaged in the middle (a disk fault): compacted up to the damage, then moved
+    /// to the spool's `quarantine/` folder.
+    pub quarantined: usize,
     /// Partitions written: dataset, month, rows now in the partition.
     pub partitions: Vec<(String, Month, u64)>,
 }
@@ -95,6 +98,9 @@ impl fmt::Display for CompactReport {
             "push spool: {} segment(s) compacted, {} push(es), {} record(s), {} rejected",
             self.segments, self.pushes, self.records, self.rejects
         )?;
+        if self.quarantined > 0 {
+            write!(f, ", {} damaged segment(s) moved to quarantine/", self.quarantined)?;
+        }
         for (dataset, month, rows) in &self.partitions {
             write!(f, "\n  {dataset} month={month}: {rows} rows")?;
         }
@@ -197,9 +203,16 @@ impl Compactor {
         let segments = self.spool.seal().await?;
         let mut report = CompactReport::default();
         for group in groups(&segments) {
-            self.compact_group(group, &mut report).await?;
-            self.spool.remove(group).await?;
+            let damaged = self.compact_group(group, &mut report).await?;
+            let whole: Vec<SealedSegment> =
+                group.iter().filter(|s| !damaged.contains(s)).cloned().collect();
+            self.spool.remove(&whole).await?;
+            if !damaged.is_empty() {
+                let aside = self.spool.quarantine(&damaged).await?;
+                warn!(segments = damaged.len(), folder = %aside.display(), "Damaged spool segments moved aside.");
+            }
             report.segments += group.len();
+            report.quarantined += damaged.len();
         }
         if report.segments > 0 {
             info!(
@@ -214,28 +227,30 @@ impl Compactor {
         Ok(report)
     }
 
+    /// Compacts one group of segments; returns those damaged in the middle (read up to the
+    /// damage).
     async fn compact_group(
         &self,
         segments: &[SealedSegment],
         report: &mut CompactReport,
-    ) -> Result<(), CompactError> {
+    ) -> Result<Vec<SealedSegment>, CompactError> {
         let synced_at = Utc::now();
         let fallback = Month::containing(synced_at, FixedOffset::east_opt(0).expect("UTC"));
         let (datasets, group) = (self.datasets.clone(), segments.to_vec());
         // Reading and normalizing is blocking work: off the runtime's threads, which answer
         // pushes meanwhile.
-        let (gathered, torn_tails) =
+        let read =
             tokio::task::spawn_blocking(move || gather(&datasets, &group, synced_at, fallback))
                 .await
                 .map_err(|e| CompactError::Task(e.to_string()))??;
-        report.torn_tails += torn_tails;
-        for rows in gathered {
+        report.torn_tails += read.torn_tails;
+        for rows in read.gathered {
             report.pushes += rows.pushes;
             report.records += rows.records;
             report.rejects += rows.rejects.len() as u64;
             self.commit(rows, synced_at, fallback, report).await?;
         }
-        Ok(())
+        Ok(read.damaged)
     }
 
     /// Merges the gathered rows of one dataset into their month partitions; the rejects go
@@ -304,14 +319,23 @@ impl Compactor {
     }
 }
 
-/// Reads the entries of `segments` and normalizes their records, by dataset; also returns
-/// the number of segments that ended in a torn tail.
+/// What reading a group of segments gave.
+struct GroupRead {
+    /// The rows of each dataset.
+    gathered: Vec<Gathered>,
+    /// Segments that ended in a torn tail.
+    torn_tails: usize,
+    /// Segments damaged in the middle, read up to the damage.
+    damaged: Vec<SealedSegment>,
+}
+
+/// Reads the entries of `segments` and normalizes their records, by dataset.
 fn gather(
     datasets: &[Arc<PushDataset>],
     segments: &[SealedSegment],
     synced_at: DateTime<Utc>,
     fallback: Month,
-) -> Result<(Vec<Gathered>, usize), CompactError> {
+) -> Result<GroupRead, CompactError> {
     let mut gathered: Vec<Gathered> = datasets
         .iter()
         .map(|dataset| Gathered {
@@ -326,13 +350,28 @@ fn gather(
         })
         .collect();
     let mut torn_tails = 0;
+    let mut damaged = Vec::new();
     let mut entry_no = 0u64;
     for segment in segments {
         let name = segment.path().display().to_string();
         let mut entries = segment.read()?;
         for (n, entry) in entries.by_ref().enumerate() {
             entry_no += 1;
-            let push = SpooledPush::decode(&entry?).map_err(|source| CompactError::Entry {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e @ SpoolError::Corrupt { .. }) => {
+                    // The entries before the damage are compacted; the segment is then moved
+                    // aside, so that the rest of the spool is not held up behind it.
+                    error!(
+                        segment = %name, error = %e,
+                        "Spool segment damaged in the middle: its entries up to the damage are                          compacted and the segment is moved to quarantine/ for inspection."
+                    );
+                    damaged.push(segment.clone());
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let push = SpooledPush::decode(&entry).map_err(|source| CompactError::Entry {
                 segment: name.clone(),
                 entry: n as u64,
                 source,
@@ -365,7 +404,7 @@ fn gather(
     for rows in &mut gathered {
         rows.flush(fallback)?;
     }
-    Ok((gathered, torn_tails))
+    Ok(GroupRead { gathered, torn_tails, damaged })
 }
 
 /// The segments in groups of about [`GROUP_BYTES`] (at least one segment each), oldest

@@ -73,8 +73,7 @@ pub struct Receivers {
     telemetry: Arc<Telemetry>,
 }
 
-/// A refused push: its status, the reason (logged, and sent back), and whether it is worth
-/// a warning (a check that failed) or only a debug line.
+/// A refused push: its status and the reason (logged, and sent back).
 struct Refusal {
     status: StatusCode,
     reason: String,
@@ -131,18 +130,21 @@ impl Receivers {
 
     /// Counts and logs the outcome of a push of `interface` from `peer`.
     fn outcome(&self, interface: &str, peer: SocketAddr, result: &Result<(), Refusal>) {
+        // A failed check is worth a warning; bad input a debug line; a server error was
+        // logged where it happened.
         let outcome = match result {
             Ok(()) => "accepted".to_string(),
-            Err(refusal) => {
-                let status = refusal.status.as_u16();
-                if refusal.status.is_server_error() {
-                    // Logged where it happened.
-                } else if status == 401 || status == 403 {
-                    warn!(interface, %peer, status, reason = %refusal.reason, "Push refused.");
-                } else {
-                    debug!(interface, %peer, status, reason = %refusal.reason, "Push refused.");
+            Err(Refusal { status, reason }) => {
+                match status.as_u16() {
+                    401 | 403 => {
+                        warn!(interface, %peer, status = status.as_u16(), %reason, "Push refused.")
+                    }
+                    400..=499 => {
+                        debug!(interface, %peer, status = status.as_u16(), %reason, "Push refused.")
+                    }
+                    _ => {}
                 }
-                status.to_string()
+                status.as_u16().to_string()
             }
         };
         self.telemetry.add(PUSH_REQUESTS, &[("interface", interface), ("outcome", &outcome)], 1.0);

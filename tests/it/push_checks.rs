@@ -54,6 +54,7 @@ timezone = "+08:00"
 struct Receiving {
     running: RunningReceivers,
     engine: Engine,
+    spool: Spool,
     compactor: Compactor,
     http: reqwest::Client,
 }
@@ -72,9 +73,10 @@ impl Receiving {
         let spool = Spool::open(&push.spool_dir, SpoolOptions::default()).unwrap();
         let compactor =
             Compactor::new(engine.settings(), &push, engine.store(), spool.clone()).unwrap();
-        let receivers = Arc::new(Receivers::new(&push, spool, Arc::new(Telemetry::new())));
+        let telemetry = Arc::new(Telemetry::new());
+        let receivers = Arc::new(Receivers::new(&push, spool.clone(), telemetry));
         let running = serve(&push, receivers).await.unwrap();
-        Self { running, engine, compactor, http: reqwest::Client::new() }
+        Self { running, engine, spool, compactor, http: reqwest::Client::new() }
     }
 
     /// POSTs `body` to `path` with `headers`; the status and body of the answer.
@@ -318,5 +320,47 @@ async fn the_callback_refuses_peers_outside_the_allow_list() {
     assert_eq!(status, 401, "{answer}");
     assert!(answer.contains("allow_ips"), "{answer}");
     assert_eq!(r.compactor.compact().await.unwrap().pushes, 0, "nothing was spooled");
+    r.running.shutdown().await;
+}
+
+/// A spool segment damaged in the middle (a disk fault) does not hold the spool up: the
+/// entries before the damage are compacted, the segment is moved to `quarantine/`, and
+/// later pushes are compacted as usual.
+#[tokio::test]
+async fn a_damaged_segment_is_compacted_up_to_the_damage_and_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiving::start(dir.path(), "[]").await;
+    let now = Utc::now();
+    for (n, icid) in ["icid-a", "icid-b", "icid-c"].iter().enumerate() {
+        let body =
+            json!({"eventType": "fee", "feeLst": [cdr(icid, "2025-02-10 08:00:00")]}).to_string();
+        let headers = signed(TokenScheme::Aksk, APP_SECRET, &format!("d{n}"), now);
+        assert_eq!(r.post(CDR_PATH, &headers, body).await.0, 200);
+    }
+    let sealed = r.spool.seal().await.unwrap();
+    assert_eq!(sealed.len(), 1);
+    // Flip a byte inside the second entry: header (12 bytes), then length, checksum, payload.
+    let path = sealed[0].path().to_path_buf();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    bytes[12 + 8 + first + 8 + 5] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let report = r.compactor.compact().await.unwrap();
+    assert_eq!((report.pushes, report.quarantined), (1, 1), "{report}");
+    let aside = dir.path().join("spool/quarantine").join(path.file_name().unwrap());
+    assert!(aside.exists() && !path.exists(), "the damaged segment is moved aside");
+    let headers = signed(TokenScheme::Aksk, APP_SECRET, "d9", now);
+    let body =
+        json!({"eventType": "fee", "feeLst": [cdr("icid-d", "2025-02-11 08:00:00")]}).to_string();
+    assert_eq!(r.post(CDR_PATH, &headers, body).await.0, 200);
+    let report = r.compactor.compact().await.unwrap();
+    assert_eq!((report.pushes, report.quarantined), (1, 0), "{report}");
+    let icids: Vec<String> = lake_rows(&dir.path().join("lake"), "privatenumber_cdrs")
+        .into_iter()
+        .map(|(_, row)| row["icid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(icids.len(), 2);
+    assert!(icids.contains(&"icid-a".to_string()) && icids.contains(&"icid-d".to_string()));
     r.running.shutdown().await;
 }

@@ -46,6 +46,8 @@ use segment::{io_error, sync_dir};
 pub use segment::{SealedSegment, SegmentEntries, TornTail};
 use writer::{Command, Writer};
 
+/// Folder (inside the spool folder) of the segments that could not be read to the end.
+const QUARANTINE_DIR: &str = "quarantine";
 /// Name of the lock file in the spool folder.
 const LOCK_FILE: &str = "LOCK";
 
@@ -247,6 +249,27 @@ impl Spool {
                 }
             }
             sync_dir(&dir)
+        })
+        .await
+        .map_err(|_| SpoolError::Stopped)?
+    }
+
+    /// Moves sealed segments that cannot be read to the end into `quarantine/` of the
+    /// folder (where compaction no longer sees them, and an operator can inspect them),
+    /// then syncs both folders. Returns the folder they were moved to.
+    pub async fn quarantine(&self, segments: &[SealedSegment]) -> Result<PathBuf, SpoolError> {
+        let dir = self.inner.dir.clone();
+        let paths: Vec<PathBuf> = segments.iter().map(|s| s.path().to_path_buf()).collect();
+        tokio::task::spawn_blocking(move || {
+            let aside = dir.join(QUARANTINE_DIR);
+            fs::create_dir_all(&aside).map_err(io_error("create", &aside))?;
+            for path in &paths {
+                let target = aside.join(path.file_name().unwrap_or_default());
+                fs::rename(path, &target).map_err(io_error("move aside", path))?;
+            }
+            sync_dir(&aside)?;
+            sync_dir(&dir)?;
+            Ok(aside)
         })
         .await
         .map_err(|_| SpoolError::Stopped)?
