@@ -1,17 +1,19 @@
 //! Compaction: the sealed segments of the spool become rows of the lake.
 //!
 //! ```text
-//!  seal the active segment ─> read sealed segments (oldest first, a bounded group at a time)
-//!    ─> normalize each push's records by its dataset's schema ─> route rows to months
-//!    ─> per month: existing partition + new rows, newest per key ─> commit (the protocol of
-//!       pulled data: checkpoint "writing", rejects, data object, checkpoint)
-//!    ─> delete the group's segments
+//!  seal the active segment ─> each sealed segment, oldest first (read off the runtime):
+//!    normalize each push's records by its dataset's schema ─> route rows to months
+//!    ─> a month's first rows open its stage with the partition's existing rows
+//!  each month staged: newest version per key ─> commit once (the protocol of pulled data:
+//!    checkpoint "writing", rejects, data object, checkpoint) ─> delete the segments
 //! ```
-//! A crash before the segments are deleted compacts them again: their rows merge by key
-//! into partitions that may already hold them, so nothing is lost and nothing doubles.
-//! Each partition is one object rewritten per compaction that touches its month, so small
-//! files do not pile up however often the platform pushes.
+//! Stages spool to local files, so memory holds one segment's rows at a time however much
+//! was pushed. A crash before the segments are deleted compacts them again: their rows merge
+//! by key into partitions that may already hold them, so nothing is lost and nothing doubles.
+//! Each partition is one object rewritten once per compaction that touches its month, so
+//! small files do not pile up however often the platform pushes.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -40,10 +42,6 @@ use crate::sink::writer::stage_existing;
 use crate::sink::SinkError;
 use crate::source::paging::PagingSummary;
 use crate::state::StateStore;
-
-/// Spool bytes compacted in one group: the normalized rows of a group are held in memory
-/// until its partitions are written (Arrow columns take less than the JSON they came from).
-const GROUP_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Records normalized into one batch.
 const BATCH_ROWS: usize = 8192;
@@ -116,21 +114,28 @@ struct PushDataset {
     time_columns: Vec<usize>,
 }
 
-/// The rows of one dataset gathered from a group of segments.
-struct Gathered {
-    dataset: Arc<PushDataset>,
-    normalizer: Normalizer,
-    routed: BTreeMap<Month, Vec<RecordBatch>>,
-    rejects: Vec<RejectedRecord>,
-    rejected_texts: HashSet<String>,
+/// What one segment gave: its rows routed to months, its rejected records, its counts.
+#[derive(Default)]
+struct SegmentRows {
+    rows: Vec<(PushKind, Month, RecordBatch)>,
+    rejects: Vec<(PushKind, RejectedRecord)>,
     pushes: u64,
     records: u64,
+    entries: u64,
+    torn: bool,
+    damaged: bool,
 }
 
-impl Gathered {
+/// Normalizes the records of one dataset and routes its rows to months.
+struct Normalizing {
+    dataset: Arc<PushDataset>,
+    normalizer: Normalizer,
+}
+
+impl Normalizing {
     /// Routes the rows normalized so far to their months (`fallback` for a row without any
     /// time).
-    fn flush(&mut self, fallback: Month) -> Result<(), CompactError> {
+    fn flush(&mut self, fallback: Month, out: &mut SegmentRows) -> Result<(), CompactError> {
         if self.normalizer.is_empty() {
             return Ok(());
         }
@@ -146,12 +151,23 @@ impl Gathered {
             let ms = times.iter().find(|t| t.is_valid(row)).map(|t| t.value(row));
             Some(ms.and_then(|ms| Month::containing_ms(ms, zone)).unwrap_or(fallback))
         };
-        route_rows(&batch, month_of, &mut self.routed).map_err(|source| CompactError::Sink {
+        let mut routed = BTreeMap::new();
+        route_rows(&batch, month_of, &mut routed).map_err(|source| CompactError::Sink {
             dataset: self.dataset.kind.dataset(),
             month: fallback,
             source,
-        })
+        })?;
+        for (month, batches) in routed {
+            out.rows.extend(batches.into_iter().map(|b| (self.dataset.kind, month, b)));
+        }
+        Ok(())
     }
+}
+
+/// A month partition being staged: the existing rows, then the pushed ones.
+struct MonthStage {
+    stage: PartitionStage,
+    records: u64,
 }
 
 /// Compacts the spool of the push receivers into the lake.
@@ -197,232 +213,209 @@ impl Compactor {
         })
     }
 
-    /// Seals the spool's active segment and compacts every sealed segment, a group at a
-    /// time, removing each group once its partitions are committed.
+    /// Seals the spool's active segment, merges the rows of every sealed segment into their
+    /// month partitions (each committed once), then removes the segments.
     pub async fn compact(&self) -> Result<CompactReport, CompactError> {
         let segments = self.spool.seal().await?;
         let mut report = CompactReport::default();
-        for group in groups(&segments) {
-            let damaged = self.compact_group(group, &mut report).await?;
-            let whole: Vec<SealedSegment> =
-                group.iter().filter(|s| !damaged.contains(s)).cloned().collect();
-            self.spool.remove(&whole).await?;
-            if !damaged.is_empty() {
-                let aside = self.spool.quarantine(&damaged).await?;
-                warn!(segments = damaged.len(), folder = %aside.display(), "Damaged spool segments moved aside.");
+        if segments.is_empty() {
+            return Ok(report);
+        }
+        let synced_at = Utc::now();
+        let fallback = Month::containing(synced_at, FixedOffset::east_opt(0).expect("UTC"));
+        let mut stages: BTreeMap<(PushKind, Month), MonthStage> = BTreeMap::new();
+        let mut rejects: BTreeMap<PushKind, (Vec<RejectedRecord>, HashSet<String>)> =
+            BTreeMap::new();
+        let (mut damaged, mut entries) = (Vec::new(), 0);
+        for segment in &segments {
+            let (datasets, read_segment) = (self.datasets.clone(), segment.clone());
+            // Reading and normalizing is blocking work: off the runtime's threads, which
+            // answer pushes meanwhile.
+            let read = tokio::task::spawn_blocking(move || {
+                normalize_segment(&datasets, &read_segment, synced_at, fallback, entries)
+            })
+            .await
+            .map_err(|e| CompactError::Task(e.to_string()))??;
+            entries += read.entries;
+            report.pushes += read.pushes;
+            report.records += read.records;
+            report.torn_tails += usize::from(read.torn);
+            if read.damaged {
+                damaged.push(segment.clone());
             }
-            report.segments += group.len();
-            report.quarantined += damaged.len();
+            for (kind, month, batch) in read.rows {
+                let staged = match stages.entry((kind, month)) {
+                    Entry::Occupied(staged) => staged.into_mut(),
+                    Entry::Vacant(slot) => slot.insert(self.open_month(kind, month).await?),
+                };
+                staged.records += batch.num_rows() as u64;
+                let sink = |source| CompactError::Sink { dataset: kind.dataset(), month, source };
+                staged.stage.append(&batch).map_err(sink)?;
+            }
+            for (kind, reject) in read.rejects {
+                let (kept, texts) = rejects.entry(kind).or_default();
+                if texts.insert(reject.record.get().to_string()) {
+                    kept.push(reject);
+                }
+            }
         }
-        if report.segments > 0 {
-            info!(
-                segments = report.segments,
-                pushes = report.pushes,
-                records = report.records,
-                rejects = report.rejects,
-                partitions = report.partitions.len(),
-                "Push spool compacted into the lake."
-            );
+        // Rejects are kept with the partition of the month compacted in.
+        for kind in rejects.keys() {
+            if let Entry::Vacant(slot) = stages.entry((*kind, fallback)) {
+                slot.insert(self.open_month(*kind, fallback).await?);
+            }
         }
+        let no_rejects = (Vec::new(), HashSet::new());
+        for ((kind, month), staged) in stages {
+            let (kept, texts) = match month == fallback {
+                true => rejects.get(&kind).unwrap_or(&no_rejects),
+                false => &no_rejects,
+            };
+            report.rejects += kept.len() as u64;
+            let rows = self.commit(kind, month, staged, (kept, texts), synced_at).await?;
+            report.partitions.push((kind.dataset().to_string(), month, rows));
+        }
+        let whole: Vec<SealedSegment> =
+            segments.iter().filter(|s| !damaged.contains(s)).cloned().collect();
+        self.spool.remove(&whole).await?;
+        if !damaged.is_empty() {
+            let aside = self.spool.quarantine(&damaged).await?;
+            warn!(segments = damaged.len(), folder = %aside.display(), "Damaged spool segments moved aside.");
+        }
+        report.segments = segments.len();
+        report.quarantined = damaged.len();
+        info!(
+            segments = report.segments,
+            pushes = report.pushes,
+            records = report.records,
+            rejects = report.rejects,
+            partitions = report.partitions.len(),
+            "Push spool compacted into the lake."
+        );
         Ok(report)
     }
 
-    /// Compacts one group of segments; returns those damaged in the middle (read up to the
-    /// damage).
-    async fn compact_group(
-        &self,
-        segments: &[SealedSegment],
-        report: &mut CompactReport,
-    ) -> Result<Vec<SealedSegment>, CompactError> {
-        let synced_at = Utc::now();
-        let fallback = Month::containing(synced_at, FixedOffset::east_opt(0).expect("UTC"));
-        let (datasets, group) = (self.datasets.clone(), segments.to_vec());
-        // Reading and normalizing is blocking work: off the runtime's threads, which answer
-        // pushes meanwhile.
-        let read =
-            tokio::task::spawn_blocking(move || gather(&datasets, &group, synced_at, fallback))
-                .await
-                .map_err(|e| CompactError::Task(e.to_string()))??;
-        report.torn_tails += read.torn_tails;
-        for rows in read.gathered {
-            report.pushes += rows.pushes;
-            report.records += rows.records;
-            report.rejects += rows.rejects.len() as u64;
-            self.commit(rows, synced_at, fallback, report).await?;
-        }
-        Ok(read.damaged)
+    fn dataset(&self, kind: PushKind) -> &PushDataset {
+        self.datasets.iter().find(|d| d.kind == kind).expect("every kind has a dataset")
     }
 
-    /// Merges the gathered rows of one dataset into their month partitions; the rejects go
-    /// with the partition of `fallback` (the month compacted in).
+    /// A stage for `month` of `kind`'s dataset, holding the partition's existing rows.
+    async fn open_month(&self, kind: PushKind, month: Month) -> Result<MonthStage, CompactError> {
+        let dataset = self.dataset(kind);
+        let sink = |source| CompactError::Sink { dataset: kind.dataset(), month, source };
+        let key: Vec<String> = kind.primary_key().iter().map(|k| k.to_string()).collect();
+        let schema = dataset.schema.arrow_schema();
+        let mut stage =
+            PartitionStage::create(&self.staging_dir, schema, &key, None).map_err(sink)?;
+        let id = PartitionId::new(kind.dataset(), self.tenant_id.clone(), month);
+        stage_existing(&self.store, &id, &mut stage).await.map_err(sink)?;
+        stage.mark_fetch_start();
+        Ok(MonthStage { stage, records: 0 })
+    }
+
+    /// Commits one staged month with its rejects; the rows now in the partition.
     async fn commit(
         &self,
-        rows: Gathered,
+        kind: PushKind,
+        month: Month,
+        staged: MonthStage,
+        (rejects, rejected_texts): (&[RejectedRecord], &HashSet<String>),
         synced_at: DateTime<Utc>,
-        fallback: Month,
-        report: &mut CompactReport,
-    ) -> Result<(), CompactError> {
-        let dataset = rows.dataset.clone();
-        let name = dataset.kind.dataset();
-        let mut months = rows.routed;
-        if !rows.rejects.is_empty() {
-            months.entry(fallback).or_default();
-        }
-        for (month, batches) in months {
-            let sink = |source| CompactError::Sink { dataset: name, month, source };
-            let id = PartitionId::new(name, self.tenant_id.clone(), month);
-            let key: Vec<String> =
-                dataset.kind.primary_key().iter().map(|k| k.to_string()).collect();
-            let mut stage = PartitionStage::create(
-                &self.staging_dir,
-                dataset.schema.arrow_schema(),
-                &key,
-                None,
-            )
-            .map_err(sink)?;
-            stage_existing(&self.store, &id, &mut stage).await.map_err(sink)?;
-            stage.mark_fetch_start();
-            let mut records = 0;
-            for batch in &batches {
-                records += batch.num_rows() as u64;
-                stage.append(batch).map_err(sink)?;
-            }
-            let rejects = match month == fallback {
-                true => rows.rejects.iter().collect(),
-                false => Vec::new(),
-            };
-            let summary = PagingSummary {
-                pages: 0,
-                records,
-                total: stage.distinct_fetched(),
-                total_changed: false,
-            };
-            let target = Target {
-                id,
-                mode: WriteMode::Merge,
-                window: PartitionKey::Month(month).bounds(dataset.zone),
-                closed: false,
-                synced_at,
-            };
-            let commit = Commit {
-                target,
-                stage,
-                rejects,
-                rejected_texts: &rows.rejected_texts,
-                summary,
-                oldest_open_ms: None,
-            };
-            let outcome = commit_partition(&self.store, &self.state, commit).await?;
-            report.partitions.push((name.to_string(), month, outcome.rows));
-        }
-        Ok(())
+    ) -> Result<u64, CompactError> {
+        let MonthStage { stage, records } = staged;
+        let summary = PagingSummary {
+            pages: 0,
+            records,
+            total: stage.distinct_fetched(),
+            total_changed: false,
+        };
+        let target = Target {
+            id: PartitionId::new(kind.dataset(), self.tenant_id.clone(), month),
+            mode: WriteMode::Merge,
+            window: PartitionKey::Month(month).bounds(self.dataset(kind).zone),
+            closed: false,
+            synced_at,
+        };
+        let commit = Commit {
+            target,
+            stage,
+            rejects: rejects.iter().collect(),
+            rejected_texts,
+            summary,
+            oldest_open_ms: None,
+        };
+        Ok(commit_partition(&self.store, &self.state, commit).await?.rows)
     }
 }
 
-/// What reading a group of segments gave.
-struct GroupRead {
-    /// The rows of each dataset.
-    gathered: Vec<Gathered>,
-    /// Segments that ended in a torn tail.
-    torn_tails: usize,
-    /// Segments damaged in the middle, read up to the damage.
-    damaged: Vec<SealedSegment>,
-}
-
-/// Reads the entries of `segments` and normalizes their records, by dataset.
-fn gather(
+/// Reads the entries of `segment` and normalizes their records; `first_entry` numbers its
+/// entries in the compaction (the "page" of a rejected record). A segment damaged in the
+/// middle is read up to the damage.
+fn normalize_segment(
     datasets: &[Arc<PushDataset>],
-    segments: &[SealedSegment],
+    segment: &SealedSegment,
     synced_at: DateTime<Utc>,
     fallback: Month,
-) -> Result<GroupRead, CompactError> {
-    let mut gathered: Vec<Gathered> = datasets
+    first_entry: u64,
+) -> Result<SegmentRows, CompactError> {
+    let mut normalizing: Vec<Normalizing> = datasets
         .iter()
-        .map(|dataset| Gathered {
+        .map(|dataset| Normalizing {
             dataset: dataset.clone(),
             normalizer: Normalizer::new(dataset.schema.clone(), synced_at.timestamp_millis())
                 .in_zone(dataset.zone),
-            routed: BTreeMap::new(),
-            rejects: Vec::new(),
-            rejected_texts: HashSet::new(),
-            pushes: 0,
-            records: 0,
         })
         .collect();
-    let mut torn_tails = 0;
-    let mut damaged = Vec::new();
-    let mut entry_no = 0u64;
-    for segment in segments {
-        let name = segment.path().display().to_string();
-        let mut entries = segment.read()?;
-        for (n, entry) in entries.by_ref().enumerate() {
-            entry_no += 1;
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e @ SpoolError::Corrupt { .. }) => {
-                    // The entries before the damage are compacted; the segment is then moved
-                    // aside, so that the rest of the spool is not held up behind it.
-                    error!(
-                        segment = %name, error = %e,
-                        "Spool segment damaged in the middle: its entries up to the damage are                          compacted and the segment is moved to quarantine/ for inspection."
-                    );
-                    damaged.push(segment.clone());
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let push = SpooledPush::decode(&entry).map_err(|source| CompactError::Entry {
-                segment: name.clone(),
-                entry: n as u64,
-                source,
-            })?;
-            let rows = gathered
-                .iter_mut()
-                .find(|g| g.dataset.kind == push.kind)
-                .expect("every kind has a dataset");
-            rows.pushes += 1;
-            for record in &push.records {
-                rows.records += 1;
-                if let Err(reason) = rows.normalizer.push(record) {
-                    if rows.rejected_texts.insert(record.get().to_string()) {
-                        rows.rejects.push(RejectedRecord::new(reason, record, entry_no));
-                    }
-                }
+    let mut out = SegmentRows::default();
+    let name = segment.path().display().to_string();
+    let mut entries = segment.read()?;
+    for entry in entries.by_ref() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e @ SpoolError::Corrupt { .. }) => {
+                // The entries before the damage are compacted; the segment is then moved
+                // aside, so that the rest of the spool is not held up behind it.
+                error!(
+                    segment = %name, error = %e,
+                    "Spool segment damaged in the middle: its entries up to the damage are \
+                     compacted and the segment is moved to quarantine/ for inspection."
+                );
+                out.damaged = true;
+                break;
             }
-            if rows.normalizer.len() >= BATCH_ROWS {
-                rows.flush(fallback)?;
+            Err(e) => return Err(e.into()),
+        };
+        let push = SpooledPush::decode(&entry).map_err(|source| CompactError::Entry {
+            segment: name.clone(),
+            entry: out.entries,
+            source,
+        })?;
+        out.entries += 1;
+        out.pushes += 1;
+        let rows = normalizing
+            .iter_mut()
+            .find(|n| n.dataset.kind == push.kind)
+            .expect("every kind has a dataset");
+        for record in &push.records {
+            out.records += 1;
+            if let Err(reason) = rows.normalizer.push(record) {
+                let reject = RejectedRecord::new(reason, record, first_entry + out.entries);
+                out.rejects.push((push.kind, reject));
             }
         }
-        if let Some(torn) = entries.torn_tail() {
-            warn!(
-                segment = %name, offset = torn.offset, bytes = torn.bytes,
-                "Spool segment ends in a cut entry (a push never acknowledged); its earlier entries are compacted."
-            );
-            torn_tails += 1;
+        if rows.normalizer.len() >= BATCH_ROWS {
+            rows.flush(fallback, &mut out)?;
         }
     }
-    for rows in &mut gathered {
-        rows.flush(fallback)?;
+    if let Some(torn) = entries.torn_tail() {
+        warn!(
+            segment = %name, offset = torn.offset, bytes = torn.bytes,
+            "Spool segment ends in a cut entry (a push never acknowledged); its earlier entries are compacted."
+        );
+        out.torn = true;
     }
-    Ok(GroupRead { gathered, torn_tails, damaged })
-}
-
-/// The segments in groups of about [`GROUP_BYTES`] (at least one segment each), oldest
-/// first.
-fn groups(segments: &[SealedSegment]) -> Vec<&[SealedSegment]> {
-    let size = |s: &SealedSegment| std::fs::metadata(s.path()).map_or(0, |m| m.len());
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, segment) in segments.iter().enumerate() {
-        let len = size(segment);
-        if i > start && bytes + len > GROUP_BYTES {
-            out.push(&segments[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += len;
+    for rows in &mut normalizing {
+        rows.flush(fallback, &mut out)?;
     }
-    if start < segments.len() {
-        out.push(&segments[start..]);
-    }
-    out
+    Ok(out)
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    serve, serve_tls, FaultOptions, PushPlan, PushTargets, Pusher, PusherOptions, SimOptions,
-    Simulator,
+    serve, serve_tls, FaultOptions, PushInterface, PushPlan, PushTargets, Pusher, PusherOptions,
+    SimOptions, Simulator,
 };
 use crate::calendar::{parse_zone, Month};
 use crate::push::aksk::TokenScheme;
@@ -189,6 +189,12 @@ pub struct PushArgs {
     /// CDRs per message at most (1 to 50).
     #[arg(long, default_value_t = 50)]
     pub max_cdrs_per_message: usize,
+    /// CDRs in one message at least (50 with --max-cdrs-per-message 50: full messages).
+    #[arg(long, default_value_t = 1)]
+    pub min_cdrs_per_message: usize,
+    /// Push only these interfaces (all three by default).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<PushInterface>,
     /// Share of messages sent twice and of records repeated in a later message (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     pub duplicate_rate: f64,
@@ -314,6 +320,9 @@ async fn push(args: PushArgs) -> std::io::Result<()> {
     if !(1..=50).contains(&args.max_cdrs_per_message) {
         return Err(invalid("--max-cdrs-per-message must be 1 to 50".into()));
     }
+    if !(1..=args.max_cdrs_per_message).contains(&args.min_cdrs_per_message) {
+        return Err(invalid("--min-cdrs-per-message must be 1 to --max-cdrs-per-message".into()));
+    }
     let secret = match (&args.app_secret_env, args.app_secret) {
         (Some(var), _) => std::env::var(var).map_err(|_| {
             invalid(format!("environment variable {var} (--app-secret-env) is not set"))
@@ -351,10 +360,15 @@ async fn push(args: PushArgs) -> std::io::Result<()> {
         last_month: args.to,
         zone,
         app_key: args.app_key.clone(),
+        min_cdrs_per_message: args.min_cdrs_per_message,
         max_cdrs_per_message: args.max_cdrs_per_message,
         duplicate_rate: args.duplicate_rate,
     };
-    let load = plan.load();
+    let mut load = plan.load();
+    if !args.only.is_empty() {
+        load.messages.retain(|m| args.only.contains(&m.interface));
+        load.truth.retain(|interface, _| args.only.contains(interface));
+    }
     println!(
         "pushing {} messages as app key {} ({}), {} in flight",
         load.messages.len(),

@@ -36,7 +36,7 @@ const MESSAGE_STREAM: u64 = 3;
 const MAX_RESULTS_PER_CALLBACK: usize = 5;
 
 /// The three push interfaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum PushInterface {
     /// Private Number CDR notification (`eventType` fee), 3.2.
     Cdr,
@@ -93,6 +93,8 @@ pub struct PushPlan {
     pub zone: FixedOffset,
     /// `appKey` of the CDRs (the app that signs).
     pub app_key: String,
+    /// CDRs in one message at least.
+    pub min_cdrs_per_message: usize,
     /// CDRs in one message at most (the platform sends 1 to 50).
     pub max_cdrs_per_message: usize,
     /// Share of messages that re-send a whole earlier message, and share of CDRs and
@@ -109,6 +111,7 @@ impl Default for PushPlan {
             last_month: Month::new(2025, 3).expect("valid month"),
             zone: FixedOffset::east_opt(8 * 3600).expect("valid zone"),
             app_key: "sim-app-key".into(),
+            min_cdrs_per_message: 1,
             max_cdrs_per_message: 50,
             duplicate_rate: 0.1,
         }
@@ -158,7 +161,9 @@ impl PushPlan {
                 let batch = match interface {
                     PushInterface::Event => events.next().expect("endless"),
                     PushInterface::Cdr => {
-                        let size = rng.random_range(1..=self.max_cdrs_per_message.max(1));
+                        let most = self.max_cdrs_per_message.max(1);
+                        let size =
+                            rng.random_range(self.min_cdrs_per_message.clamp(1, most)..=most);
                         self.batch(&mut rng, &mut cdrs, &mut records, size)
                     }
                     PushInterface::Outbound => {

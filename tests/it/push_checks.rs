@@ -156,6 +156,15 @@ async fn pushes_are_checked_spooled_and_compacted() {
         .await;
     assert_eq!(status, 200);
 
+    // A CDR that does not fit the schema (no icid) is accepted, and kept in _rejects/ once
+    // however often it is pushed.
+    let mut no_icid = cdr("x", "2025-02-10 08:00:00");
+    no_icid["icid"] = Value::Null;
+    for nonce in ["n8", "n9"] {
+        let headers = signed(TokenScheme::Aksk, APP_SECRET, nonce, now);
+        assert_eq!(r.post(CDR_PATH, &headers, fee(vec![no_icid.clone()])).await.0, 200);
+    }
+
     // Refused with 401: replayed nonce, wrong digest, old and future Created, unknown app,
     // no token at all.
     let refused = [
@@ -260,8 +269,17 @@ async fn pushes_are_checked_spooled_and_compacted() {
     assert_eq!(status, 200, "no content type documented for the callback: accepted");
 
     let report = r.compactor.compact().await.unwrap();
-    assert_eq!((report.pushes, report.records, report.rejects), (5, 8, 0), "{report}");
+    assert_eq!((report.pushes, report.records, report.rejects), (7, 10, 1), "{report}");
     let lake = dir.path().join("lake");
+    let rejects: Vec<String> =
+        crate::common::files_under(&lake.join("_rejects/privatenumber_cdrs"))
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f).unwrap().lines().map(String::from).collect::<Vec<_>>()
+            })
+            .collect();
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert!(rejects[0].contains("icid"), "the reason names the field: {}", rejects[0]);
     let cdrs: BTreeMap<String, (String, Value)> = lake_rows(&lake, "privatenumber_cdrs")
         .into_iter()
         .map(|(month, row)| {
