@@ -391,3 +391,99 @@ impl Validator<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Settings;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PN_SECRET" | "CEC_PRIVATENUMBER_APP_SECRET" => Some("pn-secret".into()),
+            "CB_SECRET" | "CEC_OUTBOUND_CALLBACK_SECRET" => Some("0123456789abcdef0123".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(push: &str) -> Result<Settings, ConfigError> {
+        let text = format!("tenant_id = \"T\"\n[destination]\nurl = \"file://./lake\"\n{push}");
+        Settings::parse(Path::new("/etc/cecsync/cecsync.toml"), &text, &env)
+    }
+
+    /// The commented `[push]` block of the example configuration, uncommented, is valid
+    /// (its certificate files aside) and gives the documented defaults.
+    #[test]
+    fn the_example_push_block_is_valid() {
+        let example = include_str!("../../cecsync.example.toml");
+        let block: String = example
+            .lines()
+            .skip_while(|l| !l.starts_with("# [push]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            // Keys and tables; the prose between them stays out.
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .filter(|l| !l.starts_with("tls_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let settings = parse(&block).unwrap();
+        let push = settings.push.unwrap();
+        assert_eq!(push.listen.to_string(), "0.0.0.0:9443");
+        assert_eq!(push.spool_dir, Path::new("/var/lib/cecsync/push-spool"));
+        assert_eq!((push.max_body_bytes, push.compact_interval.as_secs()), (1_048_576, 60));
+        let pn = push.privatenumber.unwrap();
+        assert_eq!(
+            (pn.cdr_path.as_str(), pn.event_path.as_str()),
+            (DEFAULT_CDR_PATH, DEFAULT_EVENT_PATH)
+        );
+        assert_eq!(pn.apps["YOUR_APP_KEY"].expose(), "pn-secret");
+        let outbound = push.outbound_results.unwrap();
+        assert_eq!(outbound.route(), "/push/isales/result/0123456789abcdef0123");
+        assert_eq!(outbound.zone.local_minus_utc(), 8 * 3600);
+        assert!(!outbound.allow_ips.allows("192.168.1.1".parse().unwrap()));
+        assert!(outbound.allow_ips.allows("10.1.2.3".parse().unwrap()));
+        assert!(
+            !format!("{outbound:?}").contains("0123456789abcdef0123"),
+            "the path secret is redacted"
+        );
+    }
+
+    /// Each mistake names the key and the fix, and never the secret.
+    #[test]
+    fn push_errors_name_the_key_and_the_fix() {
+        let base = "[push]\nlisten = \"0.0.0.0:9443\"\nspool_dir = \"/s\"\n";
+        let cases = [
+            ("[push]\nlisten = \"0.0.0.0:9443\"\n[push.outbound_results]\n", "push.spool_dir"),
+            ("[push]\nlisten = \"port 9443\"\nspool_dir = \"/s\"\n[push.outbound_results]\n", "push.listen"),
+            (base, "configures no receiver"),
+            (&format!("{base}[push.privatenumber]\n"), "push.privatenumber.apps"),
+            (&format!("{base}tls_cert = \"/nope.pem\"\n[push.outbound_results]\n"), "push.tls_cert"),
+            (&format!("{base}[push.outbound_results]\npath_secret = \"short\"\n"), "push.outbound_results.path_secret"),
+            (&format!("{base}[push.outbound_results]\nallow_ips = [\"10.0.0.0/33\"]\n"), "push.outbound_results.allow_ips"),
+            (&format!("{base}[push.outbound_results]\npath = \"nope\"\n"), "push.outbound_results.path"),
+            (
+                &format!("{base}[push.privatenumber]\napps = {{ k = \"${{PN_SECRET}}\" }}\ncdr_path = \"/p\"\nevent_path = \"/p\"\n"),
+                "push.privatenumber.event_path",
+            ),
+        ];
+        for (text, key) in cases {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(key) && message.contains("fix"), "{key}: {message}");
+            assert!(!message.contains("pn-secret"), "{message}");
+        }
+    }
+
+    /// The pushed outbound results share the zone of the pull that backs them up: a
+    /// different explicit zone is refused, none takes the source's.
+    #[test]
+    fn outbound_zone_follows_the_backstop_pull() {
+        let isales = "[sources.isales]\nbase_url = \"https://10.0.0.2:28443\"\ntimezone = \"+07:00\"\nak = \"a\"\nsk = \"${PN_SECRET}\"\n[pipelines.outbound_results]\nfor_each = [{ vdnId = 1, campaignId = 2 }]\n";
+        let push =
+            "[push]\nlisten = \"0.0.0.0:9443\"\nspool_dir = \"/s\"\n[push.outbound_results]\n";
+        let settings = parse(&format!("{isales}{push}")).unwrap();
+        assert_eq!(settings.push.unwrap().outbound_zone().local_minus_utc(), 7 * 3600);
+        let message =
+            parse(&format!("{isales}{push}timezone = \"+08:00\"\n")).unwrap_err().to_string();
+        assert!(message.contains("push.outbound_results.timezone"), "{message}");
+    }
+}
