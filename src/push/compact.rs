@@ -82,7 +82,7 @@ pub struct CompactReport {
     pub rejects: u64,
     /// Segments whose last entry was cut by a crash (never acknowledged).
     pub torn_tails: usize,
-    /// Segments damaged in the middle (a disk fault): compacted up to the damage, then moved
+    /// Segments damaged in the middle (a disk fault): compacted around the damage, then moved
     /// to the spool's `quarantine/` folder.
     pub quarantined: usize,
     /// Partitions written: dataset, month, rows now in the partition.
@@ -130,12 +130,15 @@ struct SegmentRows {
 struct Normalizing {
     dataset: Arc<PushDataset>,
     normalizer: Normalizer,
+    /// The month the pushes of the rows being normalized were received in.
+    received: Month,
 }
 
 impl Normalizing {
-    /// Routes the rows normalized so far to their months (`fallback` for a row without any
-    /// time).
-    fn flush(&mut self, fallback: Month, out: &mut SegmentRows) -> Result<(), CompactError> {
+    /// Routes the rows normalized so far to their months (the month received in for a row
+    /// without any time).
+    fn flush(&mut self, out: &mut SegmentRows) -> Result<(), CompactError> {
+        let fallback = self.received;
         if self.normalizer.is_empty() {
             return Ok(());
         }
@@ -350,7 +353,8 @@ impl Compactor {
 
 /// Reads the entries of `segment` and normalizes their records; `first_entry` numbers its
 /// entries in the compaction (the "page" of a rejected record). A segment damaged in the
-/// middle is read up to the damage.
+/// middle is read around the damage, and one that cannot be read at all gives no row; both
+/// are marked damaged (to be moved aside).
 fn normalize_segment(
     datasets: &[Arc<PushDataset>],
     segment: &SealedSegment,
@@ -364,38 +368,43 @@ fn normalize_segment(
             dataset: dataset.clone(),
             normalizer: Normalizer::new(dataset.schema.clone(), synced_at.timestamp_millis())
                 .in_zone(dataset.zone),
+            received: fallback,
         })
         .collect();
     let mut out = SegmentRows::default();
     let name = segment.path().display().to_string();
-    let mut entries = segment.read()?;
+    let mut entries = match segment.read() {
+        Ok(entries) => entries,
+        Err(e @ (SpoolError::Foreign { .. } | SpoolError::UnsupportedVersion { .. })) => {
+            error!(segment = %name, error = %e, "Spool segment cannot be read: moved to quarantine/ for inspection.");
+            out.damaged = true;
+            return Ok(out);
+        }
+        Err(e) => return Err(e.into()),
+    };
     for entry in entries.by_ref() {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e @ SpoolError::Corrupt { .. }) => {
-                // The entries before the damage are compacted; the segment is then moved
-                // aside, so that the rest of the spool is not held up behind it.
-                error!(
-                    segment = %name, error = %e,
-                    "Spool segment damaged in the middle: its entries up to the damage are \
-                     compacted and the segment is moved to quarantine/ for inspection."
-                );
+        let entry = entry?;
+        let push = match SpooledPush::decode(&entry) {
+            Ok(push) => push,
+            Err(e) => {
+                error!(segment = %name, entry = out.entries, error = %e, "Spool entry cannot be read: skipped; the segment is kept in quarantine/.");
                 out.damaged = true;
-                break;
+                continue;
             }
-            Err(e) => return Err(e.into()),
         };
-        let push = SpooledPush::decode(&entry).map_err(|source| CompactError::Entry {
-            segment: name.clone(),
-            entry: out.entries,
-            source,
-        })?;
         out.entries += 1;
         out.pushes += 1;
         let rows = normalizing
             .iter_mut()
             .find(|n| n.dataset.kind == push.kind)
             .expect("every kind has a dataset");
+        let received =
+            Month::containing_ms(push.received_at_ms, rows.dataset.zone).unwrap_or(fallback);
+        if rows.received != received {
+            // Rows without a time of their own go to the month their push was received in.
+            rows.flush(&mut out)?;
+            rows.received = received;
+        }
         for record in &push.records {
             out.records += 1;
             if let Err(reason) = rows.normalizer.push(record) {
@@ -404,8 +413,16 @@ fn normalize_segment(
             }
         }
         if rows.normalizer.len() >= BATCH_ROWS {
-            rows.flush(fallback, &mut out)?;
+            rows.flush(&mut out)?;
         }
+    }
+    for damage in entries.damage() {
+        error!(
+            segment = %name, offset = damage.offset, bytes = damage.bytes,
+            "Spool segment damaged in the middle (a disk fault): the damaged bytes are skipped, \
+             the entries around them compacted, and the segment kept in quarantine/ for inspection."
+        );
+        out.damaged = true;
     }
     if let Some(torn) = entries.torn_tail() {
         warn!(
@@ -415,7 +432,7 @@ fn normalize_segment(
         out.torn = true;
     }
     for rows in &mut normalizing {
-        rows.flush(fallback, &mut out)?;
+        rows.flush(&mut out)?;
     }
     Ok(out)
 }

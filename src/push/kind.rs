@@ -3,7 +3,7 @@
 //!
 //! | interface | dataset | key | month of |
 //! |---|---|---|---|
-//! | Private Number CDR (3.2) | `privatenumber_cdrs` | `appKey`, `icid` | `callInTime`, else `fwdStartTime`, else `callEndTime` (UTC) |
+//! | Private Number CDR (3.2) | `privatenumber_cdrs` | `appKey`, `icid` | the first of `callInTime`, `fwdStartTime`, `callOutStartTime`, `failTime`, `callEndTime` (UTC) |
 //! | Private Number call event (3.3) | `privatenumber_events` | `sessionId`, `eventType`, `timestamp` | `timestamp` (UTC) |
 //! | outbound call result (3.1) | `outbound_results` | `callId` | `callTimeStr` (tenant zone) |
 //!
@@ -50,7 +50,9 @@ impl PushKind {
     /// The time fields whose first one set gives a row's month.
     pub fn event_times(self) -> &'static [&'static str] {
         match self {
-            PushKind::PrivateNumberCdr => &["callInTime", "fwdStartTime", "callEndTime"],
+            PushKind::PrivateNumberCdr => {
+                &["callInTime", "fwdStartTime", "callOutStartTime", "failTime", "callEndTime"]
+            }
             PushKind::PrivateNumberEvent => &["timestamp"],
             PushKind::OutboundResult => &["callTimeStr"],
         }

@@ -43,7 +43,7 @@ use std::thread::{self, JoinHandle};
 use tokio::sync::oneshot;
 
 use segment::{io_error, sync_dir};
-pub use segment::{SealedSegment, SegmentEntries, TornTail};
+pub use segment::{DamagedRange, SealedSegment, SegmentEntries, TornTail};
 use writer::{Command, Writer};
 
 /// Folder (inside the spool folder) of the segments that could not be read to the end.
@@ -84,14 +84,6 @@ pub enum SpoolError {
         path: PathBuf,
         /// The version found in its header.
         version: u32,
-    },
-    /// A bad frame followed by valid ones: the file was damaged after it was written.
-    #[error("spool segment {path} is corrupt at byte offset {offset}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Where the bad frame starts.
-        offset: u64,
     },
     /// A payload longer than a frame can hold.
     #[error("spool entry of {len} bytes is longer than the {} bytes a frame holds", u32::MAX)]
@@ -254,9 +246,10 @@ impl Spool {
         .map_err(|_| SpoolError::Stopped)?
     }
 
-    /// Moves sealed segments that cannot be read to the end into `quarantine/` of the
-    /// folder (where compaction no longer sees them, and an operator can inspect them),
-    /// then syncs both folders. Returns the folder they were moved to.
+    /// Moves sealed segments that could not be read whole into `quarantine/` of the folder
+    /// (where compaction no longer sees them, and an operator can inspect them), each under
+    /// its name prefixed with the time of the move (so that nothing there is replaced), then
+    /// syncs both folders. Returns the folder they were moved to.
     pub async fn quarantine(&self, segments: &[SealedSegment]) -> Result<PathBuf, SpoolError> {
         let dir = self.inner.dir.clone();
         let paths: Vec<PathBuf> = segments.iter().map(|s| s.path().to_path_buf()).collect();
@@ -264,7 +257,12 @@ impl Spool {
             let aside = dir.join(QUARANTINE_DIR);
             fs::create_dir_all(&aside).map_err(io_error("create", &aside))?;
             for path in &paths {
-                let target = aside.join(path.file_name().unwrap_or_default());
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let moved_at = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+                let target = aside.join(format!("{moved_at}-{name}"));
+                if target.exists() {
+                    return Err(io_error("move aside", path)(io::ErrorKind::AlreadyExists.into()));
+                }
                 fs::rename(path, &target).map_err(io_error("move aside", path))?;
             }
             sync_dir(&aside)?;

@@ -133,6 +133,7 @@ impl SealedSegment {
             offset: 0,
             len,
             torn_tail: None,
+            damage: Vec::new(),
             done: false,
         };
         entries.check_header()?;
@@ -150,9 +151,19 @@ pub struct TornTail {
     pub bytes: u64,
 }
 
+/// Bytes in the middle of a segment that hold no valid frame, skipped to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// Where the damage starts in the file.
+    pub offset: u64,
+    /// How many bytes were skipped.
+    pub bytes: u64,
+}
+
 /// The payloads of a sealed segment, in order (see [`SealedSegment::read`]). After the
-/// iterator has ended, [`SegmentEntries::torn_tail`] tells whether a torn tail was skipped.
-/// An `Err` item (corruption, I/O) is the last one.
+/// iterator has ended, [`SegmentEntries::torn_tail`] tells whether a torn tail was skipped
+/// and [`SegmentEntries::damage`] which damaged bytes were. An `Err` item (I/O) is the last
+/// one.
 #[derive(Debug)]
 pub struct SegmentEntries {
     path: PathBuf,
@@ -160,6 +171,7 @@ pub struct SegmentEntries {
     offset: u64,
     len: u64,
     torn_tail: Option<TornTail>,
+    damage: Vec<DamagedRange>,
     done: bool,
 }
 
@@ -168,6 +180,12 @@ impl SegmentEntries {
     /// returned `None`.
     pub fn torn_tail(&self) -> Option<TornTail> {
         self.torn_tail
+    }
+
+    /// The damaged bytes skipped before a good frame (a disk fault: a frame written and
+    /// synced, then changed), in order; known once the iterator has returned `None`.
+    pub fn damage(&self) -> &[DamagedRange] {
+        &self.damage
     }
 
     fn check_header(&mut self) -> Result<(), SpoolError> {
@@ -194,21 +212,33 @@ impl SegmentEntries {
         Ok(())
     }
 
-    /// The next good frame's payload, `None` at the end or at a torn tail.
+    /// The next good frame's payload, `None` at the end or at a torn tail. A bad frame
+    /// followed by a good one is damage: the bytes up to the good frame are skipped and
+    /// noted, and reading goes on from there.
     fn next_payload(&mut self) -> Result<Option<Vec<u8>>, SpoolError> {
-        if self.offset == self.len {
-            return Ok(None);
+        loop {
+            if self.offset == self.len {
+                return Ok(None);
+            }
+            if let Some(payload) = self.read_frame()? {
+                self.offset += FRAME_HEAD_LEN + payload.len() as u64;
+                return Ok(Some(payload));
+            }
+            let bad = self.offset;
+            match self.next_frame_after(bad)? {
+                Some(good) => {
+                    self.damage.push(DamagedRange { offset: bad, bytes: good - bad });
+                    self.reader
+                        .seek(SeekFrom::Start(good))
+                        .map_err(io_error("read", &self.path))?;
+                    self.offset = good;
+                }
+                None => {
+                    self.torn_tail = Some(TornTail { offset: bad, bytes: self.len - bad });
+                    return Ok(None);
+                }
+            }
         }
-        if let Some(payload) = self.read_frame()? {
-            self.offset += FRAME_HEAD_LEN + payload.len() as u64;
-            return Ok(Some(payload));
-        }
-        let bad = self.offset;
-        if self.valid_frame_after(bad)? {
-            return Err(SpoolError::Corrupt { path: self.path.clone(), offset: bad });
-        }
-        self.torn_tail = Some(TornTail { offset: bad, bytes: self.len - bad });
-        Ok(None)
     }
 
     /// The frame at the current offset, `None` if it is short or its checksum is wrong.
@@ -228,14 +258,16 @@ impl SegmentEntries {
         Ok((checksum(len.to_le_bytes(), &payload) == crc).then_some(payload))
     }
 
-    /// Whether a valid frame starts anywhere after the bad one at `bad`.
-    fn valid_frame_after(&mut self, bad: u64) -> Result<bool, SpoolError> {
+    /// Where the first valid frame after the bad one at `bad` starts, if any.
+    fn next_frame_after(&mut self, bad: u64) -> Result<Option<u64>, SpoolError> {
         let mut rest = Vec::new();
         self.reader
             .seek(SeekFrom::Start(bad + 1))
             .and_then(|_| (&mut self.reader).take(self.len - bad - 1).read_to_end(&mut rest))
             .map_err(io_error("read", &self.path))?;
-        Ok((0..rest.len()).any(|start| starts_with_frame(&rest[start..])))
+        Ok((0..rest.len())
+            .find(|&start| starts_with_frame(&rest[start..]))
+            .map(|start| bad + 1 + start as u64))
     }
 }
 

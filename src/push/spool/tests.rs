@@ -100,7 +100,7 @@ async fn concurrent_appends_share_syncs() {
     }
     let stats = spool.stats();
     assert_eq!(stats.appended, 200);
-    assert!(stats.syncs <= 20, "{} syncs for 200 entries", stats.syncs);
+    assert!(stats.syncs < stats.appended / 2, "{} syncs for 200 entries", stats.syncs);
     let mut indexes = read_all(&spool.seal().await.unwrap());
     indexes.sort_unstable();
     assert_eq!(indexes, (0..200).collect::<Vec<_>>());
@@ -168,24 +168,19 @@ async fn a_torn_tail_ends_the_segment_and_is_reported() {
 }
 
 #[tokio::test]
-async fn a_bad_frame_followed_by_good_ones_is_corruption() {
+async fn a_bad_frame_followed_by_good_ones_is_skipped_as_damage() {
     let dir = tempfile::tempdir().unwrap();
     let (segment, offsets) = one_segment_of_five(dir.path()).await;
     let mut bytes = fs::read(segment.path()).unwrap();
     bytes[offsets[2] as usize + 12] ^= 0x40; // in the payload of entry 2
     fs::write(segment.path(), bytes).unwrap();
 
-    let read: Vec<_> = segment.read().unwrap().collect();
-    assert_eq!(read.len(), 3, "two entries, then the error");
-    assert_eq!(index_of(read[1].as_ref().unwrap()), 1);
-    let error = read[2].clone().unwrap_err();
-    assert!(
-        matches!(&error, SpoolError::Corrupt { path, offset } if path == segment.path() && *offset == offsets[2]),
-        "{error}"
-    );
-    let message = error.to_string();
-    assert!(message.contains(&segment.path().display().to_string()), "{message}");
-    assert!(message.contains(&offsets[2].to_string()), "{message}");
+    let mut entries = segment.read().unwrap();
+    let read: Vec<u64> = entries.by_ref().map(|e| index_of(&e.unwrap())).collect();
+    assert_eq!(read, [0, 1, 3, 4], "every entry but the damaged one");
+    let skipped = DamagedRange { offset: offsets[2], bytes: offsets[3] - offsets[2] };
+    assert_eq!(entries.damage(), [skipped]);
+    assert_eq!(entries.torn_tail(), None);
 }
 
 #[tokio::test]
