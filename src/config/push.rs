@@ -265,10 +265,15 @@ impl Validator<'_> {
     ) -> Result<String, ConfigError> {
         let path =
             raw.map(|p| self.text(key, p)).transpose()?.unwrap_or_else(|| default.to_string());
-        if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.len() < 2 {
+        let fits = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
+        if !path.starts_with('/')
+            || !path.chars().all(fits)
+            || path.len() < 2
+            || path.contains("//")
+        {
             return Err(self.invalid(
                 key,
-                &format!("'{path}' is not a URL path"),
+                &format!("'{path}' is not a URL path of letters, digits and / - _ . ~"),
                 &format!("write an absolute path such as {default}"),
             ));
         }

@@ -96,6 +96,13 @@ impl fmt::Display for CompactReport {
             "push spool: {} segment(s) compacted, {} push(es), {} record(s), {} rejected",
             self.segments, self.pushes, self.records, self.rejects
         )?;
+        if self.torn_tails > 0 {
+            write!(
+                f,
+                ", {} segment(s) ended in a cut entry (never acknowledged)",
+                self.torn_tails
+            )?;
+        }
         if self.quarantined > 0 {
             write!(f, ", {} damaged segment(s) moved to quarantine/", self.quarantined)?;
         }

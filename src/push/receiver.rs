@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::connect_info::Connected;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -35,7 +36,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tracing::{debug, error, warn};
 
-use super::aksk::PushVerifier;
+use super::aksk::{constant_time_eq, PushVerifier};
 use super::kind::{PushKind, SpooledPush};
 use super::spool::Spool;
 use crate::config::{OutboundPush, PushSettings};
@@ -110,7 +111,7 @@ impl Receivers {
                     &format!("{}/{{segment}}", o.path.trim_end_matches('/')),
                     post(outbound),
                 ),
-                None => router.route(&o.path, post(outbound_without_secret)),
+                None => router.route(&o.path, post(outbound)),
             };
         }
         router.layer(DefaultBodyLimit::max(settings.max_body_bytes)).with_state(self)
@@ -151,7 +152,8 @@ impl Receivers {
     }
 }
 
-/// A JSON content type, or none (the outbound callback documents no header at all).
+/// A JSON content type, or none (the Private Number pushes send
+/// `application/json;charset=UTF-8`).
 fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(value) = headers.get(CONTENT_TYPE) else { return Ok(()) };
     let media =
@@ -180,9 +182,12 @@ async fn privatenumber(
     State(receivers): State<Arc<Receivers>>,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = receive_privatenumber(&receivers, &headers, &body).await;
+    let result = match body_of(body) {
+        Ok(body) => receive_privatenumber(&receivers, &headers, &body).await,
+        Err(refusal) => Err(refusal),
+    };
     let interface = match &result {
         Ok((kind, _)) => kind.to_string(),
         Err(_) => "privatenumber".to_string(),
@@ -224,7 +229,7 @@ async fn receive_privatenumber(
                     ),
                 ));
             }
-            (PushKind::PrivateNumberCdr, list.get().to_string(), count)
+            (PushKind::PrivateNumberCdr, with_app_key(list, &verified.app_key)?, count)
         }
         event if EVENT_TYPES.contains(&event) => {
             let info = parsed.status_info.ok_or_else(|| {
@@ -256,7 +261,8 @@ async fn receive_privatenumber(
 fn event_record(event: &str, info: &RawValue, app_key: &str) -> Result<String, Refusal> {
     let mut fields: Map<String, Value> = serde_json::from_str(info.get())
         .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "statusInfo is not a JSON object"))?;
-    if event == "callin" && fields.get("notifyMode").and_then(Value::as_str) == Some("Block") {
+    let mode = fields.get("notifyMode").and_then(Value::as_str).unwrap_or_default();
+    if event == "callin" && mode.eq_ignore_ascii_case("block") {
         error!(
             "A Block-mode callin event asks for call-control instructions (connect or close), \
              which a data receiver must not give: refused with 403. Configure the app's call \
@@ -270,6 +276,25 @@ fn event_record(event: &str, info: &RawValue, app_key: &str) -> Result<String, R
     fields.insert("eventType".into(), Value::String(event.to_string()));
     fields.entry("appKey").or_insert_with(|| Value::String(app_key.to_string()));
     Ok(Value::Object(fields).to_string())
+}
+
+/// The CDRs of `list` (a JSON array of objects), each with an `appKey`: a CDR that sends
+/// none gets the app key that signed the push (half of its key).
+fn with_app_key(list: &RawValue, app_key: &str) -> Result<String, Refusal> {
+    let cdrs: Vec<&RawValue> = serde_json::from_str(list.get())
+        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "feeLst is not a JSON array"))?;
+    if cdrs.iter().all(|cdr| cdr.get().contains("\"appKey\"")) {
+        return Ok(list.get().to_string());
+    }
+    let mut filled = Vec::with_capacity(cdrs.len());
+    for cdr in cdrs {
+        let mut fields: Map<String, Value> = serde_json::from_str(cdr.get()).map_err(|_| {
+            Refusal::new(StatusCode::BAD_REQUEST, "a feeLst element is not a JSON object")
+        })?;
+        fields.entry("appKey").or_insert_with(|| Value::String(app_key.to_string()));
+        filled.push(Value::Object(fields));
+    }
+    Ok(Value::Array(filled).to_string())
 }
 
 /// The number of elements of `list`, which must be a JSON array of objects.
@@ -304,31 +329,35 @@ fn outbound_answer(result: Result<(), Refusal>) -> Response {
 async fn outbound(
     State(receivers): State<Arc<Receivers>>,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
-    Path(segment): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    segment: Option<Path<String>>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = receive_outbound(&receivers, peer.ip(), Some(&segment), &headers, &body).await;
+    let segment = segment.map(|Path(segment)| segment);
+    let result = match body_of(body) {
+        Ok(body) => receive_outbound(&receivers, peer.ip(), segment.as_deref(), &body).await,
+        Err(refusal) => Err(refusal),
+    };
     receivers.outcome(&PushKind::OutboundResult.to_string(), peer, &result);
     outbound_answer(result)
 }
 
-async fn outbound_without_secret(
-    State(receivers): State<Arc<Receivers>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = receive_outbound(&receivers, peer.ip(), None, &headers, &body).await;
-    receivers.outcome(&PushKind::OutboundResult.to_string(), peer, &result);
-    outbound_answer(result)
+/// The body, or the refusal of one that could not be read (over `push.max_body_bytes`: 413).
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|rejection| {
+        let reason = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "the body is larger than push.max_body_bytes".to_string()
+            }
+            _ => format!("the body could not be read: {}", rejection.body_text()),
+        };
+        Refusal::new(rejection.status(), reason)
+    })
 }
 
 async fn receive_outbound(
     receivers: &Receivers,
     peer: IpAddr,
     segment: Option<&str>,
-    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Refusal> {
     let settings = receivers.outbound.as_ref().ok_or_else(|| {
@@ -340,11 +369,17 @@ async fn receive_outbound(
             format!("{peer} is not in push.outbound_results.allow_ips"),
         ));
     }
-    let expected = settings.path_secret.as_ref().map(|s| s.expose().as_bytes());
-    if !segment_matches(expected, segment.map(str::as_bytes)) {
+    let matches = match (&settings.path_secret, segment) {
+        (None, _) => true,
+        (Some(secret), Some(segment)) => {
+            constant_time_eq(secret.expose().as_bytes(), segment.as_bytes())
+        }
+        (Some(_), None) => false,
+    };
+    if !matches {
         return Err(Refusal::new(StatusCode::UNAUTHORIZED, "the path's secret segment is wrong"));
     }
-    check_content_type(headers)?;
+    // The callback documents no header: any content type is taken if the body is JSON.
     let text = std::str::from_utf8(body)
         .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "the body is not UTF-8 text"))?;
     let list: &RawValue = serde_json::from_str(text)
@@ -360,16 +395,4 @@ async fn receive_outbound(
         return Ok(());
     }
     receivers.spool(PushKind::OutboundResult, list.get(), count).await
-}
-
-/// Compares the secret path segment in constant time.
-fn segment_matches(expected: Option<&[u8]>, got: Option<&[u8]>) -> bool {
-    match (expected, got) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(expected), Some(got)) => {
-            expected.len() == got.len()
-                && expected.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        }
-    }
 }

@@ -19,6 +19,9 @@ use crate::push::server::{serve, PushError, RunningReceivers};
 use crate::push::spool::{Spool, SpoolOptions};
 use crate::telemetry::PUSH_COMPACTIONS;
 
+/// How often a compaction in flight checks that the service still holds the lease.
+const LEASE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Opens the spool and starts the receivers; returns them with the compactor of the spool.
 pub async fn start_push(
     service: &Service,
@@ -42,9 +45,26 @@ pub async fn compact_while_running(
             _ = tokio::time::sleep(interval) => {}
             _ = service.shutdown.wait() => return,
         }
-        if service.is_leader() {
-            compact_once(&service, &compactor).await;
+        if !service.is_leader() {
+            continue;
         }
+        // A compaction stops at once when the lease is lost, so that it never writes while
+        // another service may (its commit protocol leaves every partition old or new, and
+        // the spool keeps the pushes until a compaction succeeds).
+        tokio::select! {
+            _ = compact_once(&service, &compactor) => {}
+            _ = lease_lost(&service) => {
+                warn!("Lease lost: the push compaction in flight is stopped.");
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once `service` no longer holds the lease.
+async fn lease_lost(service: &Service) {
+    while service.is_leader() {
+        tokio::time::sleep(LEASE_CHECK).await;
     }
 }
 

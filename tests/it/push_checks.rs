@@ -140,13 +140,11 @@ async fn pushes_are_checked_spooled_and_compacted() {
         )
         .await;
     assert_eq!((status, body.as_str()), (200, ""));
-    let (status, _) = r
-        .post(
-            CDR_PATH,
-            &signed(TokenScheme::Wsse, APP_SECRET, "n2", now),
-            fee(vec![cdr("icid-3", "2025-02-10 08:00:00")]),
-        )
-        .await;
+    // A CDR without appKey is the signing app's.
+    let mut unkeyed = cdr("icid-3", "2025-02-10 08:00:00");
+    unkeyed.as_object_mut().unwrap().remove("appKey");
+    let headers = signed(TokenScheme::Wsse, APP_SECRET, "n2", now);
+    let (status, _) = r.post(CDR_PATH, &headers, fee(vec![unkeyed])).await;
     assert_eq!(status, 200);
     let event = json!({"eventType": "disconnect", "statusInfo": {"sessionId": "s-icid-1",
         "timestamp": "2025-01-31 23:59:59", "caller": "+8613800000021", "called": "+8613800000022",
@@ -192,7 +190,7 @@ async fn pushes_are_checked_spooled_and_compacted() {
     let many: Vec<Value> =
         (0..51).map(|i| cdr(&format!("icid-many-{i}"), "2025-02-10 08:00:00")).collect();
     let block = json!({"eventType": "callin", "statusInfo": {"sessionId": "s-block", "timestamp": "2025-02-10 08:00:00",
-        "caller": "+8613800000021", "called": "+8613800000022", "notifyMode": "Block"}});
+        "caller": "+8613800000021", "called": "+8613800000022", "notifyMode": "block"}});
     let mut text_plain = signed(TokenScheme::Aksk, APP_SECRET, "n20", now);
     text_plain[0].1 = "text/plain".into();
     let bad = [
@@ -263,10 +261,16 @@ async fn pushes_are_checked_spooled_and_compacted() {
     assert_eq!(status, 400, "an object where the array belongs: {answer}");
     assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["retCode"], "1");
 
-    // The same results pushed again (the platform's retry) are kept once.
-    let (status, _) =
-        r.post(&format!("/push/isales/result/{PATH_SECRET}"), &[], results.to_string()).await;
+    // The same results pushed again (the platform's retry) are kept once; the callback
+    // documents no header, so any content type is taken when the body is JSON.
+    let text_plain = vec![("content-type".to_string(), "text/plain".to_string())];
+    let callback = format!("/push/isales/result/{PATH_SECRET}");
+    let (status, _) = r.post(&callback, &text_plain, results.to_string()).await;
     assert_eq!(status, 200, "no content type documented for the callback: accepted");
+    let huge = json!([{"callId": "x".repeat(70_000), "callTimeStr": "2025-03-01 00:30:00"}]);
+    let (status, answer) = r.post(&callback, &json_headers, huge.to_string()).await;
+    assert_eq!(status, 413);
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["retCode"], "1", "{answer}");
 
     let report = r.compactor.compact().await.unwrap();
     assert_eq!((report.pushes, report.records, report.rejects), (7, 10, 1), "{report}");
@@ -292,6 +296,7 @@ async fn pushes_are_checked_spooled_and_compacted() {
     let row = &cdrs["icid-1"].1;
     assert_eq!(row["calleeNum"], "013800000022", "numbers keep their leading zero");
     assert_eq!(row["serviceType"], "004");
+    assert_eq!(cdrs["icid-3"].1["appKey"], APP_KEY, "the signer's app key fills a missing one");
     assert_eq!(row["direction"], 1);
     assert_eq!(row["callInTime"], 1_738_367_999_000i64, "2025-01-31 23:59:59 UTC");
     assert_eq!(row["fwdAnswerTime"], Value::Null, "an empty time is unset");
