@@ -32,6 +32,10 @@ pub const FRESHNESS_SYNC: &str = "cecsync_freshness_last_success_seconds";
 pub const PUSH_REQUESTS: &str = "cecsync_push_requests_total";
 /// Records of accepted pushes written to the spool, by interface.
 pub const PUSH_RECORDS: &str = "cecsync_push_records_total";
+/// Syncs of the push spool (each one makes every push waiting for it durable).
+pub const PUSH_SPOOL_SYNCS: &str = "cecsync_push_spool_syncs_total";
+/// Nonces of accepted Private Number pushes remembered against replay.
+pub const PUSH_NONCES: &str = "cecsync_push_nonces_remembered";
 /// Compactions of the push spool into the lake, by outcome.
 pub const PUSH_COMPACTIONS: &str = "cecsync_push_compactions_total";
 /// 1 while this service holds the lake's lease, else 0.
@@ -62,6 +66,8 @@ pub const METRICS: &[(&str, &str, Kind)] = &[
     (FRESHNESS_SYNC, "Seconds since the last successful incremental sync.", Kind::Gauge),
     (PUSH_REQUESTS, "Pushes received, by interface and outcome.", Kind::Counter),
     (PUSH_RECORDS, "Records of accepted pushes written to the spool.", Kind::Counter),
+    (PUSH_SPOOL_SYNCS, "Syncs of the push spool (group commits).", Kind::Counter),
+    (PUSH_NONCES, "Nonces of accepted pushes remembered against replay.", Kind::Gauge),
     (PUSH_COMPACTIONS, "Compactions of the push spool into the lake.", Kind::Counter),
     (LEASE_HELD, "1 while this service holds the lake's lease.", Kind::Gauge),
 ];

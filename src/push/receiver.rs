@@ -40,7 +40,7 @@ use super::aksk::{constant_time_eq, PushVerifier};
 use super::kind::{PushKind, SpooledPush};
 use super::spool::Spool;
 use crate::config::{OutboundPush, PushSettings};
-use crate::telemetry::{Telemetry, PUSH_RECORDS, PUSH_REQUESTS};
+use crate::telemetry::{Telemetry, PUSH_NONCES, PUSH_RECORDS, PUSH_REQUESTS, PUSH_SPOOL_SYNCS};
 use crate::tls::TlsListener;
 
 /// Most CDRs one message may carry (`feeLst` is FeeInfo[1-50]).
@@ -126,6 +126,7 @@ impl Receivers {
             Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the push could not be stored; push it again")
         })?;
         self.telemetry.add(PUSH_RECORDS, &[("interface", &kind.to_string())], count as f64);
+        self.telemetry.set(PUSH_SPOOL_SYNCS, &[], self.spool.stats().syncs as f64);
         Ok(())
     }
 
@@ -253,6 +254,7 @@ async fn receive_privatenumber(
     };
     receivers.spool(kind, &records, count).await?;
     verifier.remember(&verified);
+    receivers.telemetry.set(PUSH_NONCES, &[], verifier.remembered() as f64);
     Ok((kind, count))
 }
 
