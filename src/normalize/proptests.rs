@@ -140,7 +140,10 @@ fn valid(kind: FieldKind) -> BoxedStrategy<Gen> {
                 let ms = at.and_utc().timestamp_millis();
                 gen(format!("\"{}\"", at.format("%Y-%m-%d %H:%M:%S")), Cell::Ms(ms))
             }),
-            integers(0..=i64::MAX, Cell::Ms),
+            // Epoch milliseconds; below 10^11, epoch seconds; an empty text is unset.
+            integers(100_000_000_000i64..=i64::MAX, Cell::Ms),
+            integers(0..=99_999_999_999i64, |s| Cell::Ms(s * 1000)),
+            Just(gen("\"\"".into(), Cell::Null)),
         ]
         .boxed(),
         FieldKind::Boolean => prop_oneof![
@@ -162,7 +165,7 @@ fn invalid(kind: FieldKind) -> BoxedStrategy<Gen> {
         FieldKind::Boolean => &["2", "\"yes\"", "1.0", "\"\""],
         FieldKind::Date => &["\"2025-02-30\"", "20250101", "\"2025-01-01 00:00:00\"", "\"\""],
         FieldKind::DatetimeUtc | FieldKind::DatetimeLocal => {
-            &["\"2025-02-30 00:00:00\"", "\"-5\"", "1.5", "true", "\"12a\"", "\"\""]
+            &["\"2025-02-30 00:00:00\"", "\"-5\"", "1.5", "true", "\"12a\""]
         }
         _ => &["1.5", "false", "\"12a\"", "\"\"", "99999999999999999999", "-1e19"],
     };

@@ -413,8 +413,12 @@ mod tests {
         let bad_update =
             PartitionStage::create(dir.path(), schema(), &["id".into()], Some("score"));
         assert!(matches!(bad_update, Err(SinkError::UpdateColumn { .. })));
-        let missing = dir.path().join("absent");
-        let no_dir = PartitionStage::create(&missing, schema(), &["id".into()], None);
+        // A missing folder is created; one that cannot be (under a file) is an error.
+        let missing = dir.path().join("absent/staging");
+        assert!(PartitionStage::create(&missing, schema(), &["id".into()], None).is_ok());
+        std::fs::write(dir.path().join("a-file"), b"").unwrap();
+        let under_file = dir.path().join("a-file/staging");
+        let no_dir = PartitionStage::create(&under_file, schema(), &["id".into()], None);
         assert!(matches!(no_dir, Err(SinkError::SpoolFile { .. })));
     }
 }
