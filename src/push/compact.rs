@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMillisecondType;
@@ -231,7 +232,7 @@ impl Compactor {
         if segments.is_empty() {
             return Ok(report);
         }
-        let synced_at = Utc::now();
+        let (started, synced_at) = (Instant::now(), Utc::now());
         let fallback = Month::containing(synced_at, FixedOffset::east_opt(0).expect("UTC"));
         let mut stages: BTreeMap<(PushKind, Month), MonthStage> = BTreeMap::new();
         let mut rejects: BTreeMap<PushKind, (Vec<RejectedRecord>, HashSet<String>)> =
@@ -300,6 +301,7 @@ impl Compactor {
             records = report.records,
             rejects = report.rejects,
             partitions = report.partitions.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
             "Push spool compacted into the lake."
         );
         Ok(report)

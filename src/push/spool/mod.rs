@@ -101,13 +101,14 @@ pub enum SpoolError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolOptions {
     /// A segment is sealed and a new one started before an entry would make it longer than
-    /// this (a single larger entry still gets a segment of its own).
+    /// this (a single larger entry still gets a segment of its own). The compaction holds
+    /// one segment's rows in memory at a time: 16 MiB (about 15,000 CDRs) by default.
     pub max_segment_bytes: u64,
 }
 
 impl Default for SpoolOptions {
     fn default() -> Self {
-        Self { max_segment_bytes: 64 * 1024 * 1024 }
+        Self { max_segment_bytes: 16 * 1024 * 1024 }
     }
 }
 
