@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cecsync::config::Settings;
+use cecsync::engine::progress::LogProgress;
 use cecsync::engine::Engine;
 use cecsync::push::aksk::{format_created, sign, TokenScheme};
 use cecsync::push::compact::Compactor;
@@ -16,6 +17,7 @@ use cecsync::push::receiver::Receivers;
 use cecsync::push::server::{serve, RunningReceivers};
 use cecsync::push::spool::{Spool, SpoolOptions};
 use cecsync::secret::Secret;
+use cecsync::sim::{PushPlan, PushTargets, Pusher, PusherOptions, SimOptions};
 use cecsync::telemetry::Telemetry;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
@@ -27,8 +29,9 @@ const APP_SECRET: &str = "pn-secret-Zx81";
 const PATH_SECRET: &str = "cb-0123456789abcdef-secret";
 
 /// A receiver configuration on a free loopback port: Private Number app `APP_KEY`, the
-/// outbound callback behind `PATH_SECRET` for the peers of `allow_ips`.
-fn push_config(dir: &Path, allow_ips: &str) -> String {
+/// outbound callback behind `PATH_SECRET` for the peers of `allow_ips`; `push_keys` are
+/// added to `[push]`, `more` after it.
+fn push_config(dir: &Path, allow_ips: &str, push_keys: &str, more: &str) -> String {
     format!(
         r#"tenant_id = "T1"
 spool_dir = "{dir}/staging"
@@ -38,6 +41,7 @@ url = "file://{dir}/lake"
 listen = "127.0.0.1:0"
 spool_dir = "{dir}/spool"
 max_body_bytes = 65536
+{push_keys}
 [push.privatenumber]
 apps = {{ "{APP_KEY}" = "${{PN_SECRET}}" }}
 max_clock_skew_secs = 300
@@ -45,7 +49,7 @@ max_clock_skew_secs = 300
 path_secret = "${{CB_SECRET}}"
 allow_ips = {allow_ips}
 timezone = "+08:00"
-"#,
+{more}"#,
         dir = dir.display()
     )
 }
@@ -61,13 +65,17 @@ struct Receiving {
 
 impl Receiving {
     async fn start(dir: &Path, allow_ips: &str) -> Self {
+        Self::with_config(dir, &push_config(dir, allow_ips, "", "")).await
+    }
+
+    /// Receivers of the configuration `text`, whose `[push]` table is `push_config`'s.
+    async fn with_config(dir: &Path, text: &str) -> Self {
         let env = |name: &str| match name {
             "PN_SECRET" => Some(APP_SECRET.to_string()),
             "CB_SECRET" => Some(PATH_SECRET.to_string()),
-            _ => None,
+            other => std::env::var(other).ok(),
         };
-        let text = push_config(dir, allow_ips);
-        let settings = Settings::parse(&dir.join("push.toml"), &text, &env).unwrap();
+        let settings = Settings::parse(&dir.join("push.toml"), text, &env).unwrap();
         let push = settings.push.clone().unwrap();
         let engine = Engine::open(settings).unwrap();
         let spool = Spool::open(&push.spool_dir, SpoolOptions::default()).unwrap();
@@ -386,5 +394,101 @@ async fn a_damaged_segment_is_compacted_around_the_damage_and_moved_aside() {
         .collect();
     icids.sort();
     assert_eq!(icids, ["icid-a", "icid-c", "icid-d"], "all but the damaged entry");
+    r.running.shutdown().await;
+}
+
+/// With a certificate and key, the receivers serve HTTPS (rustls): the simulator's pusher,
+/// trusting the test CA, gets every signed push acknowledged; plain HTTP is not answered.
+#[tokio::test]
+async fn the_receivers_serve_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::tls::test_pki();
+    std::fs::write(dir.path().join("push.crt"), &pki.chain_pem).unwrap();
+    std::fs::write(dir.path().join("push.key"), &pki.key_pem).unwrap();
+    let tls = "tls_cert = \"push.crt\"\ntls_key = \"push.key\"";
+    let r = Receiving::with_config(dir.path(), &push_config(dir.path(), "[]", tls, "")).await;
+    let base = r.running.base_url();
+    assert!(base.starts_with("https://"), "{base}");
+    let targets = PushTargets {
+        cdr_url: format!("{base}{CDR_PATH}"),
+        event_url: format!("{base}{EVENT_PATH}"),
+        outbound_url: format!("{base}/push/isales/result/{PATH_SECRET}"),
+    };
+    let options = PusherOptions {
+        ca_bundle_pem: Some(pki.ca_pem.clone().into_bytes()),
+        ..PusherOptions::new(targets, APP_KEY, Secret::new(APP_SECRET))
+    };
+    let plan = PushPlan { messages: 5, app_key: APP_KEY.into(), ..PushPlan::default() };
+    let report = Pusher::new(options).unwrap().push(&plan.load()).await;
+    assert_eq!((report.acknowledged, report.attempts), (15, 15), "{report}");
+    let plain = base.replace("https://", "http://");
+    let answer = r.http.post(format!("{plain}{CDR_PATH}")).body("{}").send().await;
+    assert!(answer.is_err() || !answer.unwrap().status().is_success());
+    r.running.shutdown().await;
+}
+
+/// The callresult pull backs the callback up in the same dataset: pushed results of a
+/// campaign the pull does not list stay, pulled results fill the gaps, each call once, and
+/// the month is complete after a whole-month pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_fills_the_gaps_of_the_pushes_in_one_dataset() {
+    let jan = crate::common::month("2025-01");
+    let opts = SimOptions {
+        vdns: 1,
+        campaigns_per_vdn: 2,
+        campaign_calls_per_month: 300,
+        first_month: jan,
+        last_month: jan,
+        ..SimOptions::default()
+    };
+    let h = crate::common::Harness::start(opts).await;
+    let entries: Vec<String> = h
+        .sim
+        .campaigns()
+        .iter()
+        .map(|c| format!("{{ vdnId = {}, campaignId = {} }}", c["vdnId"], c["campaignId"]))
+        .collect();
+    let pull = format!(
+        "{}[pipelines.outbound_results]\nfor_each = [{}]\n",
+        h.c2_source_text("isales", false),
+        entries.join(", ")
+    );
+    let dir = h.dir.path().join("push");
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = Receiving::with_config(&dir, &push_config(&dir, "[]", "", &pull)).await;
+    let truth = h.sim.campaign_call_results([jan]);
+    // A third of the calls pushed (with a field only the callback has), and calls of a
+    // campaign the pull does not list.
+    let mut pushed: Vec<Value> = truth.values().step_by(3).cloned().collect();
+    for result in &mut pushed {
+        result["customField"] = json!("pushed");
+    }
+    let others: Vec<Value> = (0..5)
+        .map(|i| json!({"campaignId": "999", "callId": format!("other-{i}"), "callTimeStr": "2025-01-15 10:00:00",
+            "callStatus": 6, "failCode": "00000", "vdnId": 1}))
+        .collect();
+    let callback = format!("/push/isales/result/{PATH_SECRET}");
+    for chunk in pushed.chunks(20).chain([others.as_slice()]) {
+        let (status, _) = r.post(&callback, &[], Value::from(chunk.to_vec()).to_string()).await;
+        assert_eq!(status, 200);
+    }
+    r.compactor.compact().await.unwrap();
+    let report =
+        r.engine.backfill("outbound_results", jan, jan, false, &LogProgress).await.unwrap();
+    assert_eq!(report.rows(), truth.len() as u64 + 5, "{report}");
+    let rows = lake_rows(&dir.join("lake"), "outbound_results");
+    let ids: std::collections::BTreeSet<String> =
+        rows.iter().map(|(_, row)| row["callId"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), rows.len(), "each call once");
+    let mut want: std::collections::BTreeSet<String> = truth.keys().cloned().collect();
+    want.extend((0..5).map(|i| format!("other-{i}")));
+    assert_eq!(ids, want, "pulled calls and pushed calls of unlisted campaigns");
+    let status = cecsync::engine::report::status(&r.engine).await.unwrap();
+    let month = status
+        .iter()
+        .find(|s| s.pipeline == "outbound_results")
+        .and_then(|s| s.partition.as_ref())
+        .unwrap();
+    assert_eq!(month.state.to_string(), "complete", "a whole closed month was pulled");
     r.running.shutdown().await;
 }

@@ -12,13 +12,13 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use crate::common::{assert_lake_equals, month, Harness};
 
 /// A CA made for the test, and a server certificate it signed for 127.0.0.1.
-struct TestPki {
-    ca_pem: String,
-    chain_pem: String,
-    key_pem: String,
+pub(crate) struct TestPki {
+    pub(crate) ca_pem: String,
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
 }
 
-fn test_pki() -> TestPki {
+pub(crate) fn test_pki() -> TestPki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cecsync test CA");
