@@ -19,6 +19,12 @@ impl Secret {
     }
 }
 
+/// `a == b`, in a time that depends on the lengths only (not on where they first differ),
+/// for comparing what a request sends with a secret.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("**REDACTED**")

@@ -29,7 +29,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::secret::Secret;
+use crate::secret::{constant_time_eq, Secret};
 
 /// The text form of `Created`: UTC `yyyy-MM-dd'T'HH:mm:ss'Z'`.
 const CREATED_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
@@ -431,11 +431,6 @@ impl PushVerifier {
     pub fn remembered(&self) -> usize {
         self.used.lock().expect("nonce set lock").keys.len()
     }
-}
-
-/// `a == b`, in a time that depends on the lengths only.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

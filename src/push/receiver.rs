@@ -36,10 +36,11 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tracing::{debug, error, warn};
 
-use super::aksk::{constant_time_eq, PushVerifier};
+use super::aksk::PushVerifier;
 use super::kind::{PushKind, SpooledPush};
 use super::spool::Spool;
 use crate::config::{OutboundPush, PushSettings};
+use crate::secret::constant_time_eq;
 use crate::telemetry::{Telemetry, PUSH_NONCES, PUSH_RECORDS, PUSH_REQUESTS, PUSH_SPOOL_SYNCS};
 use crate::tls::TlsListener;
 

@@ -35,6 +35,7 @@ use super::executor::SubmitError;
 use super::jobs::{JobKind, JobRequest};
 use super::status::status;
 use crate::calendar::Month;
+use crate::secret::constant_time_eq;
 use crate::sink::store::probe;
 use crate::telemetry;
 
@@ -58,12 +59,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Compares without stopping at the first difference, so timing tells nothing.
-fn same_token(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
 async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
     let Some(token) = &service.engine.settings().service.control_token else {
         return next.run(request).await;
@@ -73,11 +68,13 @@ async fn authorize(State(service): State<Arc<Service>>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same_token(t.trim(), token.expose()));
+        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.expose().as_bytes()));
     let page_query = request.uri().path() == "/"
         && request.uri().query().is_some_and(|q| {
             reqwest::Url::parse(&format!("http://page/?{q}")).is_ok_and(|url| {
-                url.query_pairs().any(|(k, v)| k == "token" && same_token(&v, token.expose()))
+                url.query_pairs().any(|(k, v)| {
+                    k == "token" && constant_time_eq(v.as_bytes(), token.expose().as_bytes())
+                })
             })
         });
     if bearer || page_query {

@@ -147,6 +147,17 @@ impl Harness {
         self.c2_source_text("cms", flat)
     }
 
+    /// A `for_each` list of every campaign of the simulator (`{ vdnId, campaignId }`).
+    pub fn campaign_entries(&self) -> String {
+        let entries: Vec<String> = self
+            .sim
+            .campaigns()
+            .iter()
+            .map(|c| format!("{{ vdnId = {}, campaignId = {} }}", c["vdnId"], c["campaignId"]))
+            .collect();
+        format!("[{}]", entries.join(", "))
+    }
+
     /// A `[sources.NAME]` table for this simulator's C2-signed CMS and iSales routes: the
     /// AK and SK as references to `CECSYNC_TEST_C2_AK` and `CECSYNC_TEST_C2_SK`, which this
     /// sets to those of `SimOptions::default()`; `flat` sends the bodies without their

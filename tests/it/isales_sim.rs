@@ -14,17 +14,11 @@ use crate::common::{assert_dataset_equals, engine_for, month, Harness, Row};
 /// The engine of `h` with an iSales source of at most 10 requests in flight and every
 /// campaign of the simulator in `for_each`.
 fn campaign_engine(h: &Harness) -> Engine {
-    let entries: Vec<String> = h
-        .sim
-        .campaigns()
-        .iter()
-        .map(|c| format!("{{ vdnId = {}, campaignId = {} }}", c["vdnId"], c["campaignId"]))
-        .collect();
     let extra = format!(
-        "{}[pipelines.campaign_call_results]\nfor_each = [{}]\n",
+        "{}[pipelines.campaign_call_results]\nfor_each = {}\n",
         h.c2_source_text("isales", false)
             .replace("[sources.isales.retry]", "max_concurrency = 10\n[sources.isales.retry]"),
-        entries.join(", ")
+        h.campaign_entries()
     );
     engine_for(h, &h.config_text(&extra))
 }

@@ -442,16 +442,10 @@ async fn the_pull_fills_the_gaps_of_the_pushes_in_one_dataset() {
         ..SimOptions::default()
     };
     let h = crate::common::Harness::start(opts).await;
-    let entries: Vec<String> = h
-        .sim
-        .campaigns()
-        .iter()
-        .map(|c| format!("{{ vdnId = {}, campaignId = {} }}", c["vdnId"], c["campaignId"]))
-        .collect();
     let pull = format!(
-        "{}[pipelines.outbound_results]\nfor_each = [{}]\n",
+        "{}[pipelines.outbound_results]\nfor_each = {}\n",
         h.c2_source_text("isales", false),
-        entries.join(", ")
+        h.campaign_entries()
     );
     let dir = h.dir.path().join("push");
     std::fs::create_dir_all(&dir).unwrap();
