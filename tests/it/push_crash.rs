@@ -18,6 +18,7 @@ use crate::common::{free_port, lake_rows, ServiceProcess};
 
 const APP_KEY: &str = "sim-app-key";
 const APP_SECRET: &str = "crash-test-secret-9f";
+const PATH_SECRET: &str = "crash-callback-path-secret-7d";
 
 fn config(dir: &Path, control: u16, push: u16) -> std::path::PathBuf {
     let text = format!(
@@ -37,6 +38,7 @@ compact_interval_secs = 1
 apps = {{ "{APP_KEY}" = "${{PN_SECRET}}" }}
 [push.outbound_results]
 timezone = "+08:00"
+path_secret = "${{CB_SECRET}}"
 "#,
         dir = dir.display()
     );
@@ -45,8 +47,9 @@ timezone = "+08:00"
     path
 }
 
-/// The lake's keys of each push dataset, as the pusher names its records.
-fn lake_keys(lake: &Path) -> BTreeMap<PushInterface, Vec<String>> {
+/// The lake's rows of each push dataset: the key as the pusher names its records, and the
+/// partition's month.
+fn lake_keys(lake: &Path) -> BTreeMap<PushInterface, Vec<(String, String)>> {
     let text = |row: &serde_json::Map<String, Value>, name: &str| match &row[name] {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -54,7 +57,7 @@ fn lake_keys(lake: &Path) -> BTreeMap<PushInterface, Vec<String>> {
     let mut keys = BTreeMap::new();
     for interface in PushInterface::ALL {
         let rows = lake_rows(lake, &interface.to_string());
-        let found: Vec<String> = rows
+        let found = rows
             .iter()
             .map(|(_, row)| match interface {
                 PushInterface::Cdr => format!("{}|{}", text(row, "appKey"), text(row, "icid")),
@@ -67,6 +70,7 @@ fn lake_keys(lake: &Path) -> BTreeMap<PushInterface, Vec<String>> {
                 }
                 PushInterface::Outbound => text(row, "callId"),
             })
+            .zip(rows.iter().map(|(month, _)| month.clone()))
             .collect();
         keys.insert(interface, found);
     }
@@ -82,14 +86,14 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
     let dir = tempfile::tempdir().unwrap();
     let (control, push) = (free_port(), free_port());
     let config = config(dir.path(), control, push);
-    let env = [("PN_SECRET", APP_SECRET)];
+    let env = [("PN_SECRET", APP_SECRET), ("CB_SECRET", PATH_SECRET)];
     let start = |n: usize| ServiceProcess::start(&config, control, &env, &format!("run-{n}"));
 
     let base = format!("http://127.0.0.1:{push}");
     let targets = PushTargets {
         cdr_url: format!("{base}/push/privatenumber/cdr"),
         event_url: format!("{base}/push/privatenumber/event"),
-        outbound_url: format!("{base}/push/isales/result"),
+        outbound_url: format!("{base}/push/isales/result/{PATH_SECRET}"),
     };
     let options = PusherOptions {
         concurrency: 8,
@@ -146,14 +150,14 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
     let (reports, (mut service, kills)) = tokio::join!(pushing, killing);
     assert!(kills >= 3, "the service was killed {kills} time(s) while pushing");
     let mut acknowledged: BTreeMap<PushInterface, BTreeSet<String>> = BTreeMap::new();
-    let mut truth: BTreeMap<PushInterface, BTreeSet<String>> = BTreeMap::new();
+    let mut truth: BTreeMap<PushInterface, BTreeMap<String, Value>> = BTreeMap::new();
     for (report, load) in reports.iter().zip(&loads) {
         assert_eq!(report.acknowledged, report.messages, "every message is acknowledged: {report}");
         for (interface, keys) in &report.acknowledged_records {
             acknowledged.entry(*interface).or_default().extend(keys.iter().cloned());
         }
         for (interface, records) in &load.truth {
-            truth.entry(*interface).or_default().extend(records.keys().cloned());
+            truth.entry(*interface).or_default().extend(records.clone());
         }
     }
     assert!(
@@ -173,7 +177,7 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
     let compact = std::process::Command::new(env!("CARGO_BIN_EXE_cecsync"))
         .args(["compact", "--config"])
         .arg(&config)
-        .env("PN_SECRET", APP_SECRET)
+        .envs(env)
         .output()
         .unwrap();
     assert!(compact.status.success(), "{}", String::from_utf8_lossy(&compact.stderr));
@@ -181,17 +185,40 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
     let lake = lake_keys(&dir.path().join("lake"));
     for interface in PushInterface::ALL {
         let found = &lake[&interface];
-        let distinct: BTreeSet<String> = found.iter().cloned().collect();
+        let distinct: BTreeSet<String> = found.iter().map(|(key, _)| key.clone()).collect();
         assert_eq!(distinct.len(), found.len(), "{interface}: a record appears twice");
         assert_eq!(
             distinct, acknowledged[&interface],
             "{interface}: the lake holds the acknowledged records"
         );
-        assert_eq!(distinct, truth[&interface], "{interface}");
+        let truth = &truth[&interface];
+        assert_eq!(distinct, truth.keys().cloned().collect(), "{interface}");
+        for (key, month) in found {
+            assert_eq!(*month, expected_month(interface, &truth[key]), "{interface} {key}");
+        }
     }
     for n in 0..=kills {
         let log =
             std::fs::read_to_string(dir.path().join(format!("run-{n}.log"))).unwrap_or_default();
         assert!(!log.contains(APP_SECRET), "run-{n}.log shows the app secret");
+        assert!(!log.contains(PATH_SECRET), "run-{n}.log shows the callback's secret");
     }
+}
+
+/// The month a pushed record belongs to: of its first time (UTC texts for Private Number,
+/// tenant-zone texts for outbound results: both start `yyyy-MM`).
+fn expected_month(interface: PushInterface, record: &Value) -> String {
+    let fields: &[&str] = match interface {
+        PushInterface::Cdr => {
+            &["callInTime", "fwdStartTime", "callOutStartTime", "failTime", "callEndTime"]
+        }
+        PushInterface::Event => &["timestamp"],
+        PushInterface::Outbound => &["callTimeStr"],
+    };
+    let record = record.get("statusInfo").unwrap_or(record);
+    let time = fields
+        .iter()
+        .find_map(|f| record[f].as_str().filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| panic!("{interface}: no time in {record}"));
+    time[..7].to_string()
 }
