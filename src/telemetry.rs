@@ -36,6 +36,8 @@ pub const PUSH_RECORDS: &str = "cecsync_push_records_total";
 pub const PUSH_SPOOL_SYNCS: &str = "cecsync_push_spool_syncs_total";
 /// Nonces of accepted Private Number pushes remembered against replay.
 pub const PUSH_NONCES: &str = "cecsync_push_nonces_remembered";
+/// Bytes waiting in the push spool, as seen before each compaction.
+pub const PUSH_SPOOL_BACKLOG: &str = "cecsync_push_spool_backlog_bytes";
 /// Compactions of the push spool into the lake, by outcome.
 pub const PUSH_COMPACTIONS: &str = "cecsync_push_compactions_total";
 /// 1 while this service holds the lake's lease, else 0.
@@ -68,6 +70,7 @@ pub const METRICS: &[(&str, &str, Kind)] = &[
     (PUSH_RECORDS, "Records of accepted pushes written to the spool.", Kind::Counter),
     (PUSH_SPOOL_SYNCS, "Syncs of the push spool (group commits).", Kind::Counter),
     (PUSH_NONCES, "Nonces of accepted pushes remembered against replay.", Kind::Gauge),
+    (PUSH_SPOOL_BACKLOG, "Bytes waiting in the push spool, before each compaction.", Kind::Gauge),
     (PUSH_COMPACTIONS, "Compactions of the push spool into the lake.", Kind::Counter),
     (LEASE_HELD, "1 while this service holds the lake's lease.", Kind::Gauge),
 ];

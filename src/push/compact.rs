@@ -307,6 +307,11 @@ impl Compactor {
         Ok(report)
     }
 
+    /// Bytes waiting in the spool (see [`Spool::backlog_bytes`]).
+    pub fn backlog_bytes(&self) -> Result<u64, CompactError> {
+        Ok(self.spool.backlog_bytes()?)
+    }
+
     fn dataset(&self, kind: PushKind) -> &PushDataset {
         self.datasets.iter().find(|d| d.kind == kind).expect("every kind has a dataset")
     }

@@ -17,7 +17,7 @@ use crate::push::kind::PushKind;
 use crate::push::receiver::Receivers;
 use crate::push::server::{serve, PushError, RunningReceivers};
 use crate::push::spool::{Spool, SpoolOptions};
-use crate::telemetry::PUSH_COMPACTIONS;
+use crate::telemetry::{PUSH_COMPACTIONS, PUSH_SPOOL_BACKLOG};
 
 /// How often a compaction in flight checks that the service still holds the lease.
 const LEASE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -70,6 +70,10 @@ async fn lease_lost(service: &Service) {
 
 /// One compaction under the push datasets' pipeline locks; its outcome is counted.
 async fn compact_once(service: &Service, compactor: &Compactor) {
+    match compactor.backlog_bytes() {
+        Ok(bytes) => service.telemetry.set(PUSH_SPOOL_BACKLOG, &[], bytes as f64),
+        Err(e) => warn!(error = %e, "Cannot measure the push spool's backlog."),
+    }
     let mut guards = Vec::new();
     for kind in PushKind::ALL {
         guards.push(service.jobs.pipeline_lock(kind.dataset()).lock_owned().await);

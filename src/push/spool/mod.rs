@@ -274,6 +274,17 @@ impl Spool {
         .map_err(|_| SpoolError::Stopped)?
     }
 
+    /// Bytes of the segment files in the folder (sealed and active): what waits for a
+    /// compaction. Blocking file I/O (a folder listing).
+    pub fn backlog_bytes(&self) -> Result<u64, SpoolError> {
+        let mut bytes = 0;
+        for segment in segment::list(&self.inner.dir)? {
+            let path = segment.path();
+            bytes += fs::metadata(path).map_err(io_error("read the size of", path))?.len();
+        }
+        Ok(bytes)
+    }
+
     /// The counters since the spool was opened.
     pub fn stats(&self) -> SpoolStats {
         let counters = &self.inner.counters;

@@ -232,10 +232,14 @@ async fn remove_deletes_only_the_given_segments() {
     append_each(&spool, 0..20).await;
     let sealed = spool.seal().await.unwrap();
     assert!(sealed.len() >= 3);
+    let size = |s: &SealedSegment| fs::metadata(s.path()).unwrap().len();
+    assert_eq!(spool.backlog_bytes().unwrap(), sealed.iter().map(size).sum::<u64>());
+    let kept: u64 = sealed[2..].iter().map(size).sum();
     spool.remove(&sealed[..2]).await.unwrap();
     spool.remove(&sealed[..1]).await.unwrap(); // already gone: fine
     assert!(!sealed[0].path().exists() && !sealed[1].path().exists());
     assert_eq!(spool.seal().await.unwrap(), sealed[2..]);
+    assert_eq!(spool.backlog_bytes().unwrap(), kept, "the backlog is what is left");
 }
 
 /// Environment of the child process of [`kill_9_loses_no_acknowledged_entry`].
