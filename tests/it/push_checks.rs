@@ -486,3 +486,25 @@ async fn the_pull_fills_the_gaps_of_the_pushes_in_one_dataset() {
     assert_eq!(month.state.to_string(), "complete", "a whole closed month was pulled");
     r.running.shutdown().await;
 }
+
+/// A push that cannot be made durable is answered 503 (so the platform pushes it again),
+/// and its nonce is not spent: the same signed push is accepted once the spool works again.
+#[tokio::test]
+async fn a_push_the_spool_cannot_keep_gets_503_and_may_come_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiving::start(dir.path(), "[]").await;
+    let spool_dir = dir.path().join("spool");
+    r.spool.seal().await.unwrap();
+    std::fs::remove_dir_all(&spool_dir).unwrap();
+    let headers = signed(TokenScheme::Aksk, APP_SECRET, "again-1", Utc::now());
+    let body = json!({"eventType": "fee", "feeLst": [cdr("icid-503", "2025-02-10 08:00:00")]});
+    let (status, _) = r.post(CDR_PATH, &headers, body.to_string()).await;
+    assert_eq!(status, 503, "nothing durable, no success");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    let (status, _) = r.post(CDR_PATH, &headers, body.to_string()).await;
+    assert_eq!(status, 200, "the re-push with the same nonce is accepted");
+    let (status, _) = r.post(CDR_PATH, &headers, body.to_string()).await;
+    assert_eq!(status, 401, "and now the nonce is spent");
+    assert_eq!(r.compactor.compact().await.unwrap().records, 1);
+    r.running.shutdown().await;
+}
