@@ -11,6 +11,7 @@ use super::context::Service;
 use super::jobs::{JobState, JobView};
 use crate::calendar::Month;
 use crate::engine::EngineError;
+use crate::push::kind::PushKind;
 use crate::sink::layout::PartitionKey;
 use crate::state::{PartitionCheckpoint, SliceState};
 use crate::telemetry;
@@ -108,6 +109,33 @@ pub struct StatusView {
     pub tenant_id: String,
     /// Every enabled pipeline and every pipeline with data.
     pub pipelines: Vec<PipelineView>,
+    /// The push receivers, when `[push]` is configured.
+    pub push: Option<PushView>,
+}
+
+/// The push side: where it listens, its spool, its compactions, and the months of the
+/// datasets only pushes write.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushView {
+    /// The listen address.
+    pub listen: String,
+    /// Bytes waiting in the spool before the last compaction (see the metric).
+    pub spool_backlog_bytes: Option<f64>,
+    /// Compactions that succeeded since the start.
+    pub compactions_ok: f64,
+    /// Compactions that failed since the start.
+    pub compactions_failed: f64,
+    /// Months of `privatenumber_cdrs` and `privatenumber_events`, oldest first.
+    pub datasets: Vec<PushDatasetView>,
+}
+
+/// The months of one dataset that only pushes write.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushDatasetView {
+    /// The dataset.
+    pub name: String,
+    /// Its months.
+    pub months: Vec<PartitionView>,
 }
 
 /// The colour of a month given its checkpoint and its last failure.
@@ -135,6 +163,33 @@ pub fn grid_state(
             }
         }
     }
+}
+
+/// The push side's view: its metrics and the months of the push-only datasets.
+async fn push_view(
+    service: &Service,
+    config: &crate::config::PushSettings,
+    now: DateTime<Utc>,
+) -> Result<PushView, EngineError> {
+    let settings = service.engine.settings();
+    let mut datasets = Vec::new();
+    for kind in PushKind::ALL.into_iter().filter(|k| !settings.pipelines.contains_key(k.dataset()))
+    {
+        let name = kind.dataset();
+        let partitions = service.engine.state().partitions(name, &settings.tenant_id).await?;
+        let months = month_views(&partitions, &BTreeMap::new(), utc(), now);
+        datasets.push(PushDatasetView { name: name.to_string(), months });
+    }
+    let compactions = |outcome| {
+        service.telemetry.value(telemetry::PUSH_COMPACTIONS, &[("outcome", outcome)]).unwrap_or(0.0)
+    };
+    Ok(PushView {
+        listen: config.listen.to_string(),
+        spool_backlog_bytes: service.telemetry.value(telemetry::PUSH_SPOOL_BACKLOG, &[]),
+        compactions_ok: compactions("ok"),
+        compactions_failed: compactions("failed"),
+        datasets,
+    })
 }
 
 /// Takes the status of every pipeline and updates the freshness gauges.
@@ -185,6 +240,10 @@ pub async fn status(service: &Service) -> Result<StatusView, EngineError> {
             jobs: jobs.iter().filter(|j| &j.pipeline == name).cloned().collect(),
         });
     }
+    let push = match &settings.push {
+        Some(config) => Some(push_view(service, config, now).await?),
+        None => None,
+    };
     for (state, label) in [(JobState::Queued, "queued"), (JobState::Running, "running")] {
         let count = jobs.iter().filter(|j| j.state == state).count();
         service.telemetry.set(telemetry::JOBS_ACTIVE, &[("state", label)], count as f64);
@@ -197,6 +256,7 @@ pub async fn status(service: &Service) -> Result<StatusView, EngineError> {
         now,
         tenant_id: settings.tenant_id.clone(),
         pipelines,
+        push,
     })
 }
 

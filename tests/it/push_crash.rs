@@ -169,6 +169,20 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
         "duplicates were pushed"
     );
 
+    // The status names the push side and the months of the push-only datasets.
+    service
+        .wait_until("the status", 20, || async { service_status(control).await.is_some() })
+        .await;
+    let status = service_status(control).await.unwrap();
+    assert_eq!(status["push"]["listen"], format!("127.0.0.1:{push}"));
+    let names: Vec<&str> = status["push"]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["privatenumber_cdrs", "privatenumber_events"]);
+
     // A graceful stop, then the final compaction by the command line.
     let stop = std::process::Command::new("kill").arg(service.child.id().to_string()).status();
     assert!(stop.unwrap().success());
@@ -221,4 +235,11 @@ fn expected_month(interface: PushInterface, record: &Value) -> String {
         .find_map(|f| record[f].as_str().filter(|t| !t.is_empty()))
         .unwrap_or_else(|| panic!("{interface}: no time in {record}"));
     time[..7].to_string()
+}
+
+/// The control API's `/status`, once it answers.
+async fn service_status(control: u16) -> Option<Value> {
+    let answer = reqwest::get(format!("http://127.0.0.1:{control}/status")).await.ok()?;
+    answer.status().is_success().then_some(())?;
+    serde_json::from_str(&answer.text().await.ok()?).ok()
 }
