@@ -131,6 +131,18 @@ impl Catalog {
                     });
                 }
             }
+            for field in &spec.records.keep_when_missing {
+                let kind = schema.field(field).map(|f| f.kind);
+                if let Some(kind) = kind.filter(|k| *k != FieldKind::Utf8) {
+                    return Err(CatalogError::FieldType {
+                        pipeline: spec.name.clone(),
+                        key: "records.keep_when_missing",
+                        field: field.clone(),
+                        kind,
+                        need: "declare it as utf8",
+                    });
+                }
+            }
             check_event_time(&spec, &schema)?;
             datasets.insert(spec.name.clone(), Dataset { spec: Arc::new(spec), schema });
         }

@@ -579,6 +579,11 @@ pub struct RecordsSpec {
     /// later than it, so that open records are read again until they close.
     #[serde(default)]
     pub open_while: Option<OpenWhile>,
+    /// Text columns that only some versions of a record carry (one source sends a field
+    /// another does not): a newer version that leaves one null keeps the older value
+    /// instead. For datasets without `update_time` (the later version always wins).
+    #[serde(default)]
+    pub keep_when_missing: Vec<String>,
 }
 
 /// A record is open while its numeric `field` is below `below` (`state` < 3).
@@ -800,6 +805,12 @@ impl PipelineSpec {
         if spec.records.primary_key.is_empty() {
             return Err(invalid("records.primary_key", "name at least one field".into()));
         }
+        if !spec.records.keep_when_missing.is_empty() && spec.records.update_time.is_some() {
+            return Err(invalid(
+                "records.keep_when_missing",
+                "needs a dataset whose later version wins: remove update_time or this key".into(),
+            ));
+        }
         if spec.request.method == RequestMethod::Get && spec.request.wrap_in.is_some() {
             return Err(invalid(
                 "request.wrap_in",
@@ -1003,7 +1014,18 @@ impl PipelineSpec {
         let event = self.records.event_time.iter().map(|e| ("records.event_time", e.as_str()));
         let requested =
             self.records.from_request.keys().map(|c| ("records.from_request", c.as_str()));
-        keys.chain(parents).chain(update).chain(event).chain(open).chain(label).chain(requested)
+        let kept = self
+            .records
+            .keep_when_missing
+            .iter()
+            .map(|k| ("records.keep_when_missing", k.as_str()));
+        keys.chain(parents)
+            .chain(update)
+            .chain(event)
+            .chain(open)
+            .chain(label)
+            .chain(requested)
+            .chain(kept)
     }
 }
 

@@ -536,7 +536,8 @@ pub(super) fn new_stage(run: &PipelineRun<'_>) -> Result<PartitionStage, SinkErr
         run.dataset.schema.arrow_schema(),
         &spec.records.primary_key,
         spec.records.update_time.as_deref(),
-    )
+    )?
+    .keeping(&spec.records.keep_when_missing)
 }
 
 async fn attempt_slice(

@@ -114,12 +114,14 @@ impl fmt::Display for CompactReport {
     }
 }
 
-/// One push dataset: its schema, its zone and the columns that give a row's month.
+/// One push dataset: its schema, its zone, the columns that give a row's month, and the
+/// columns kept when a newer version lacks them (those of the pipeline that also pulls it).
 struct PushDataset {
     kind: PushKind,
     schema: Arc<DatasetSchema>,
     zone: FixedOffset,
     time_columns: Vec<usize>,
+    keep_when_missing: Vec<String>,
 }
 
 /// What one segment gave: its rows routed to months, its rejected records, its counts.
@@ -212,7 +214,13 @@ impl Compactor {
             let time_columns =
                 kind.event_times().iter().filter_map(|f| schema.index_of(f)).collect();
             let zone = if kind == PushKind::OutboundResult { outbound_zone } else { utc };
-            datasets.push(Arc::new(PushDataset { kind, schema, zone, time_columns }));
+            let keep_when_missing = settings
+                .catalog
+                .get(kind.dataset())
+                .map(|d| d.spec.records.keep_when_missing.clone())
+                .unwrap_or_default();
+            let dataset = PushDataset { kind, schema, zone, time_columns, keep_when_missing };
+            datasets.push(Arc::new(dataset));
         }
         Ok(Self {
             state: StateStore::new(store.clone()),
@@ -322,8 +330,9 @@ impl Compactor {
         let sink = |source| CompactError::Sink { dataset: kind.dataset(), month, source };
         let key: Vec<String> = kind.primary_key().iter().map(|k| k.to_string()).collect();
         let schema = dataset.schema.arrow_schema();
-        let mut stage =
-            PartitionStage::create(&self.staging_dir, schema, &key, None).map_err(sink)?;
+        let mut stage = PartitionStage::create(&self.staging_dir, schema, &key, None)
+            .and_then(|stage| stage.keeping(&dataset.keep_when_missing))
+            .map_err(sink)?;
         let id = PartitionId::new(kind.dataset(), self.tenant_id.clone(), month);
         stage_existing(&self.store, &id, &mut stage).await.map_err(sink)?;
         stage.mark_fetch_start();

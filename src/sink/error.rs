@@ -73,6 +73,14 @@ pub enum SinkError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A column kept when missing (`records.keep_when_missing`) is absent or not text.
+    #[error("column '{column}' kept when missing: {problem}")]
+    KeptColumn {
+        /// The column.
+        column: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A row has no value in a primary-key column.
     #[error("primary key column '{column}' holds a null; every row needs a key")]
     NullKey {

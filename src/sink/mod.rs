@@ -27,6 +27,7 @@
 
 pub mod crash;
 mod error;
+mod kept;
 pub(crate) mod key;
 mod key_index;
 pub mod layout;

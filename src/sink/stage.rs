@@ -18,6 +18,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 
+use super::kept::KeptColumns;
 use super::key::KeyColumns;
 use super::key_index::KeyIndex;
 use super::SinkError;
@@ -37,6 +38,7 @@ pub struct PartitionStage {
     fetch_mark: u32,
     fetched_keys: u64,
     broken: bool,
+    kept: KeptColumns,
 }
 
 /// The staged version of a key: where it is in the spool and how new it is.
@@ -83,7 +85,16 @@ impl PartitionStage {
             fetch_mark: 0,
             fetched_keys: 0,
             broken: false,
+            kept: KeptColumns::default(),
         })
+    }
+
+    /// Keeps the text columns `names` when a newer version of a key leaves them null (the
+    /// newest earlier value stays; see [`KeptColumns`]). For a stage without an update
+    /// column, where the later version always wins.
+    pub fn keeping(mut self, names: &[String]) -> Result<Self, SinkError> {
+        self.kept = KeptColumns::new(&self.schema, names)?;
+        Ok(self)
     }
 
     /// The schema every appended batch must have.
@@ -114,6 +125,7 @@ impl PartitionStage {
         let (first_row, fetch_start, current) =
             (self.rows_appended, self.fetch_start, self.fetch_mark);
         let fetched_keys = &mut self.fetched_keys;
+        let kept = &mut self.kept;
         self.index.update(&self.keys, batch, |i, staged| {
             let update_ms = updates.as_ref().and_then(|u| u[i]);
             let row = first_row + i as u64;
@@ -127,6 +139,7 @@ impl PartitionStage {
                     }
                     let mark = mark.max(staged.mark);
                     if candidate.update_ms >= staged.update_ms {
+                        kept.replaced(staged.row, candidate.row);
                         *staged = candidate;
                     }
                     staged.mark = mark;
@@ -204,6 +217,7 @@ impl PartitionStage {
             max_update_ms,
             schema: self.schema,
             spool_dir: self.spool_dir,
+            kept: self.kept,
         })
     }
 
@@ -224,6 +238,7 @@ pub(crate) struct Winners {
     max_update_ms: Option<i64>,
     schema: SchemaRef,
     spool_dir: String,
+    kept: KeptColumns,
 }
 
 impl Winners {
@@ -258,8 +273,10 @@ impl Iterator for Winners {
             if self.offset + len > self.keep.len() {
                 return Some(Err(SinkError::SpoolBroken { dir: self.spool_dir.clone() }));
             }
-            let mask = BooleanArray::new(self.keep.slice(self.offset, len), None);
+            let first = self.offset;
+            let mask = BooleanArray::new(self.keep.slice(first, len), None);
             self.offset += len;
+            self.kept.observe(&batch, first as u64, &self.keep);
             if mask.true_count() == 0 {
                 continue;
             }
@@ -271,7 +288,12 @@ impl Iterator for Winners {
                     source,
                 })
             };
-            return Some(kept);
+            if self.kept.is_empty() {
+                return Some(kept);
+            }
+            let rows: Vec<u64> =
+                (first..first + len).filter(|&r| self.keep.value(r)).map(|r| r as u64).collect();
+            return Some(kept.and_then(|batch| self.kept.fill(batch, &rows)));
         }
     }
 }

@@ -477,6 +477,16 @@ async fn the_pull_fills_the_gaps_of_the_pushes_in_one_dataset() {
     let mut want: std::collections::BTreeSet<String> = truth.keys().cloned().collect();
     want.extend((0..5).map(|i| format!("other-{i}")));
     assert_eq!(ids, want, "pulled calls and pushed calls of unlisted campaigns");
+    // Each source's own field stays: customField from the push, resultCode from the pull.
+    let pushed_ids: std::collections::BTreeSet<&str> =
+        pushed.iter().map(|r| r["callId"].as_str().unwrap()).collect();
+    for (_, row) in &rows {
+        let id = row["callId"].as_str().unwrap();
+        if pushed_ids.contains(id) {
+            assert_eq!(row["customField"], "pushed", "{id}: the pull kept the pushed field");
+            assert_eq!(row["resultCode"], truth[id]["resultCode"], "{id}: the pulled field");
+        }
+    }
     let status = cecsync::engine::report::status(&r.engine).await.unwrap();
     let month = status
         .iter()
