@@ -13,14 +13,17 @@ use std::fmt;
 
 use serde_json::value::RawValue;
 
-/// One push interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One push interface (named `cdr`, `event` and `outbound` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum PushKind {
     /// Private Number CDR notification (`eventType = fee`).
+    #[value(name = "cdr")]
     PrivateNumberCdr,
     /// Private Number call event (`callin`, `answer`, `disconnect`, ...).
+    #[value(name = "event")]
     PrivateNumberEvent,
     /// CC-iSales outbound call result callback.
+    #[value(name = "outbound")]
     OutboundResult,
 }
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    serve, serve_tls, FaultOptions, PushInterface, PushPlan, PushTargets, Pusher, PusherOptions,
-    SimOptions, Simulator,
+    serve, serve_tls, FaultOptions, PushPlan, PushTargets, Pusher, PusherOptions, SimOptions,
+    Simulator,
 };
 use crate::calendar::{parse_zone, Month};
 use crate::push::aksk::TokenScheme;
+use crate::push::kind::PushKind;
 use crate::secret::Secret;
 
 /// Options of `cecsync sim`.
@@ -194,7 +195,7 @@ pub struct PushArgs {
     pub min_cdrs_per_message: usize,
     /// Push only these interfaces (all three by default).
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub only: Vec<PushInterface>,
+    pub only: Vec<PushKind>,
     /// Share of messages sent twice and of records repeated in a later message (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     pub duplicate_rate: f64,
@@ -377,7 +378,7 @@ async fn push(args: PushArgs) -> std::io::Result<()> {
         args.concurrency
     );
     for (interface, records) in &load.truth {
-        println!("  {interface}: {} distinct records", records.len());
+        println!("  {}: {} distinct records", interface.dataset(), records.len());
     }
     let report = pusher.push(&load).await;
     print!("{report}");

@@ -90,7 +90,7 @@ mod test_support;
 mod tls;
 
 pub use faults::FaultOptions;
-pub use push_data::{PushInterface, PushLoad, PushMessage, PushPlan};
+pub use push_data::{PushLoad, PushMessage, PushPlan};
 pub use pusher::{
     Latency, PushFailure, PushReport, PushTargets, Pusher, PusherError, PusherOptions,
 };

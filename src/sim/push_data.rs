@@ -13,7 +13,6 @@
 //!   time) are absent when they do not apply.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use rand::rngs::SmallRng;
@@ -23,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::seeding::{mix, uuid};
 use crate::calendar::Month;
+use crate::push::kind::PushKind;
 
 /// The text form of every time field pushed.
 const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -35,45 +35,20 @@ const MESSAGE_STREAM: u64 = 3;
 /// Outbound results in one callback at most.
 const MAX_RESULTS_PER_CALLBACK: usize = 5;
 
-/// The three push interfaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum PushInterface {
-    /// Private Number CDR notification (`eventType` fee), 3.2.
-    Cdr,
-    /// Private Number call event, 3.3.
-    Event,
-    /// CC-iSales outbound call result callback, 3.1.
-    Outbound,
-}
-
-impl PushInterface {
-    /// All three, in report order.
-    pub const ALL: [PushInterface; 3] = [Self::Cdr, Self::Event, Self::Outbound];
-
-    /// The natural key of `record` of this interface: `appKey|icid`,
-    /// `sessionId|eventType|timestamp` (of an event body) or `callId`.
-    pub fn record_key(self, record: &Value) -> String {
-        let field =
-            |value: &Value, name: &str| value[name].as_str().unwrap_or_default().to_string();
-        match self {
-            Self::Cdr => format!("{}|{}", field(record, "appKey"), field(record, "icid")),
-            Self::Event => {
-                let info = &record["statusInfo"];
-                let kind = field(record, "eventType");
-                format!("{}|{kind}|{}", field(info, "sessionId"), field(info, "timestamp"))
-            }
-            Self::Outbound => field(record, "callId"),
+/// The natural key of `record` of interface `kind`: `appKey|icid`,
+/// `sessionId|eventType|timestamp` (of an event body) or `callId`.
+pub(super) fn record_key(kind: PushKind, record: &Value) -> String {
+    let field = |value: &Value, name: &str| value[name].as_str().unwrap_or_default().to_string();
+    match kind {
+        PushKind::PrivateNumberCdr => {
+            format!("{}|{}", field(record, "appKey"), field(record, "icid"))
         }
-    }
-}
-
-impl fmt::Display for PushInterface {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Cdr => "privatenumber_cdrs",
-            Self::Event => "privatenumber_events",
-            Self::Outbound => "outbound_results",
-        })
+        PushKind::PrivateNumberEvent => {
+            let info = &record["statusInfo"];
+            let event = field(record, "eventType");
+            format!("{}|{event}|{}", field(info, "sessionId"), field(info, "timestamp"))
+        }
+        PushKind::OutboundResult => field(record, "callId"),
     }
 }
 
@@ -122,7 +97,7 @@ impl Default for PushPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushMessage {
     /// The interface it goes to.
-    pub interface: PushInterface,
+    pub interface: PushKind,
     /// The JSON body.
     pub body: Value,
     /// The natural keys of its records (with repeats when a record is in it twice).
@@ -136,20 +111,20 @@ pub struct PushLoad {
     pub messages: Vec<PushMessage>,
     /// Ground truth: the distinct records per interface, by natural key (an event record
     /// is the whole body, `eventType` with `statusInfo`).
-    pub truth: BTreeMap<PushInterface, BTreeMap<String, Value>>,
+    pub truth: BTreeMap<PushKind, BTreeMap<String, Value>>,
 }
 
 impl PushPlan {
     /// Generates the messages and their ground truth (the same for the same plan).
     pub fn load(&self) -> PushLoad {
         let mut rng = SmallRng::seed_from_u64(mix(&[self.seed, MESSAGE_STREAM]));
-        let mut truth: BTreeMap<PushInterface, BTreeMap<String, Value>> = BTreeMap::new();
+        let mut truth: BTreeMap<PushKind, BTreeMap<String, Value>> = BTreeMap::new();
         let mut per_interface = Vec::new();
         let events = (0..).flat_map(|i| self.call(i).events());
         let mut events = events.map(|e| vec![e]);
         let mut cdrs = (0..).map(|i| self.call(i).cdr(&self.app_key));
         let mut outbound = (0..).map(|i| self.outbound_result(i));
-        for interface in PushInterface::ALL {
+        for interface in PushKind::ALL {
             let mut sent: Vec<PushMessage> = Vec::new();
             let mut records: Vec<Value> = Vec::new();
             while sent.len() < self.messages {
@@ -159,14 +134,14 @@ impl PushPlan {
                     continue;
                 }
                 let batch = match interface {
-                    PushInterface::Event => events.next().expect("endless"),
-                    PushInterface::Cdr => {
+                    PushKind::PrivateNumberEvent => events.next().expect("endless"),
+                    PushKind::PrivateNumberCdr => {
                         let most = self.max_cdrs_per_message.max(1);
                         let size =
                             rng.random_range(self.min_cdrs_per_message.clamp(1, most)..=most);
                         self.batch(&mut rng, &mut cdrs, &mut records, size)
                     }
-                    PushInterface::Outbound => {
+                    PushKind::OutboundResult => {
                         let size = rng.random_range(1..=MAX_RESULTS_PER_CALLBACK);
                         self.batch(&mut rng, &mut outbound, &mut records, size)
                     }
@@ -392,12 +367,12 @@ impl Call {
 }
 
 /// The message of `interface` carrying `records` (one event body for events).
-fn message(interface: PushInterface, records: Vec<Value>) -> PushMessage {
-    let keys = records.iter().map(|r| interface.record_key(r)).collect();
+fn message(interface: PushKind, records: Vec<Value>) -> PushMessage {
+    let keys = records.iter().map(|r| record_key(interface, r)).collect();
     let body = match interface {
-        PushInterface::Cdr => json!({"eventType": "fee", "feeLst": records}),
-        PushInterface::Event => records.into_iter().next().expect("one event"),
-        PushInterface::Outbound => Value::Array(records),
+        PushKind::PrivateNumberCdr => json!({"eventType": "fee", "feeLst": records}),
+        PushKind::PrivateNumberEvent => records.into_iter().next().expect("one event"),
+        PushKind::OutboundResult => Value::Array(records),
     };
     PushMessage { interface, body, keys }
 }
@@ -405,9 +380,11 @@ fn message(interface: PushInterface, records: Vec<Value>) -> PushMessage {
 /// The records of `message`, in the order of its keys.
 fn records_of(message: &PushMessage) -> Vec<Value> {
     match message.interface {
-        PushInterface::Cdr => message.body["feeLst"].as_array().cloned().unwrap_or_default(),
-        PushInterface::Event => vec![message.body.clone()],
-        PushInterface::Outbound => message.body.as_array().cloned().unwrap_or_default(),
+        PushKind::PrivateNumberCdr => {
+            message.body["feeLst"].as_array().cloned().unwrap_or_default()
+        }
+        PushKind::PrivateNumberEvent => vec![message.body.clone()],
+        PushKind::OutboundResult => message.body.as_array().cloned().unwrap_or_default(),
     }
 }
 
@@ -427,9 +404,9 @@ fn interleave(lists: Vec<Vec<PushMessage>>) -> Vec<PushMessage> {
 impl PushLoad {
     /// The records carried more than once over all messages (in two messages, or in a
     /// message sent again), per interface.
-    pub fn repeated_keys(&self) -> BTreeMap<PushInterface, BTreeSet<String>> {
-        let mut seen: BTreeSet<(PushInterface, &str)> = BTreeSet::new();
-        let mut repeated: BTreeMap<PushInterface, BTreeSet<String>> = BTreeMap::new();
+    pub fn repeated_keys(&self) -> BTreeMap<PushKind, BTreeSet<String>> {
+        let mut seen: BTreeSet<(PushKind, &str)> = BTreeSet::new();
+        let mut repeated: BTreeMap<PushKind, BTreeSet<String>> = BTreeMap::new();
         for message in &self.messages {
             for key in &message.keys {
                 if !seen.insert((message.interface, key)) {
@@ -462,12 +439,12 @@ mod tests {
         assert_eq!(load.messages.len(), 180);
         for m in &load.messages {
             match m.interface {
-                PushInterface::Cdr => {
+                PushKind::PrivateNumberCdr => {
                     assert_eq!(m.body["eventType"], "fee");
                     let n = m.body["feeLst"].as_array().unwrap().len();
                     assert!((1..=10).contains(&n) && n == m.keys.len());
                 }
-                PushInterface::Event => {
+                PushKind::PrivateNumberEvent => {
                     let kind = m.body["eventType"].as_str().unwrap();
                     assert!(
                         ["callin", "callout", "alerting", "answer", "disconnect"].contains(&kind)
@@ -478,7 +455,7 @@ mod tests {
                     );
                     assert_eq!(m.body["statusInfo"]["stateCode"].is_number(), kind == "disconnect");
                 }
-                PushInterface::Outbound => {
+                PushKind::OutboundResult => {
                     let results = m.body.as_array().unwrap();
                     assert!(!results.is_empty() && results.len() <= MAX_RESULTS_PER_CALLBACK);
                     for r in results {
@@ -497,8 +474,8 @@ mod tests {
     #[test]
     fn records_join_and_cover_the_months() {
         let load = plan().load();
-        let cdrs = &load.truth[&PushInterface::Cdr];
-        let events = &load.truth[&PushInterface::Event];
+        let cdrs = &load.truth[&PushKind::PrivateNumberCdr];
+        let events = &load.truth[&PushKind::PrivateNumberEvent];
         let sessions: BTreeSet<&str> =
             cdrs.values().map(|c| c["sessionId"].as_str().unwrap()).collect();
         assert!(events
@@ -515,11 +492,11 @@ mod tests {
             t[8..13] == *"01 00" || (t[11..13] == *"23" && ["31", "28"].contains(&&t[8..10]))
         };
         assert!(cdrs.values().filter(edge).count() >= 2);
-        let outbound = &load.truth[&PushInterface::Outbound];
+        let outbound = &load.truth[&PushKind::OutboundResult];
         let carried: BTreeSet<&String> = load
             .messages
             .iter()
-            .filter(|m| m.interface == PushInterface::Outbound)
+            .filter(|m| m.interface == PushKind::OutboundResult)
             .flat_map(|m| &m.keys)
             .collect();
         assert_eq!(carried.len(), outbound.len());

@@ -38,8 +38,9 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::push_data::{PushInterface, PushLoad, PushMessage};
+use super::push_data::{PushLoad, PushMessage};
 use crate::push::aksk::{format_created, sign, TokenScheme};
+use crate::push::kind::PushKind;
 use crate::secret::Secret;
 
 /// Minutes the platform waits before each re-push (cec-api.md 3.2); the last repeats.
@@ -184,7 +185,7 @@ pub struct PushReport {
     /// Failed attempts by cause.
     pub failures: BTreeMap<PushFailure, u64>,
     /// Natural keys of the records of acknowledged messages, per interface.
-    pub acknowledged_records: BTreeMap<PushInterface, BTreeSet<String>>,
+    pub acknowledged_records: BTreeMap<PushKind, BTreeSet<String>>,
     /// Answer latencies.
     pub latency: Latency,
     /// Wall time of the run.
@@ -216,7 +217,7 @@ impl fmt::Display for PushReport {
             writeln!(f, "failed attempts, {failure}: {count}")?;
         }
         for (interface, keys) in &self.acknowledged_records {
-            writeln!(f, "{interface}: {} distinct records acknowledged", keys.len())?;
+            writeln!(f, "{}: {} distinct records acknowledged", interface.dataset(), keys.len())?;
         }
         Ok(())
     }
@@ -333,15 +334,15 @@ impl Pusher {
     }
 
     /// One attempt: a freshly signed POST and the check of its answer.
-    async fn attempt(&self, interface: PushInterface, body: Bytes) -> Result<(), PushFailure> {
+    async fn attempt(&self, interface: PushKind, body: Bytes) -> Result<(), PushFailure> {
         let targets = &self.options.targets;
         let url = match interface {
-            PushInterface::Cdr => &targets.cdr_url,
-            PushInterface::Event => &targets.event_url,
-            PushInterface::Outbound => &targets.outbound_url,
+            PushKind::PrivateNumberCdr => &targets.cdr_url,
+            PushKind::PrivateNumberEvent => &targets.event_url,
+            PushKind::OutboundResult => &targets.outbound_url,
         };
         let mut request = self.http.post(url).header(CONTENT_TYPE, JSON_UTF8).body(body);
-        if interface != PushInterface::Outbound {
+        if interface != PushKind::OutboundResult {
             let nonce: String =
                 rand::rng().sample_iter(Alphanumeric).take(NONCE_LEN).map(char::from).collect();
             let created = format_created(Utc::now());
@@ -365,7 +366,7 @@ impl Pusher {
         if status != StatusCode::OK {
             return Err(PushFailure::Status(status.as_u16()));
         }
-        if interface == PushInterface::Outbound {
+        if interface == PushKind::OutboundResult {
             let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
             if answer["retCode"] != "0" {
                 return Err(PushFailure::Refused);
@@ -386,6 +387,7 @@ mod tests {
     use axum::{Json, Router};
     use serde_json::json;
 
+    use super::super::push_data::record_key;
     use super::*;
     use crate::push::aksk::{PushVerifier, UsernameToken};
     use crate::sim::push_data::PushPlan;
@@ -401,7 +403,7 @@ mod tests {
         /// Bodies already answered once (the first attempt of a third of them fails).
         bodies: HashSet<Bytes>,
         /// Bodies answered with success, per interface.
-        accepted: Vec<(PushInterface, Value)>,
+        accepted: Vec<(PushKind, Value)>,
         /// Attempts failed on purpose.
         failed_on_purpose: usize,
     }
@@ -414,8 +416,8 @@ mod tests {
     }
 
     impl StandIn {
-        fn answer(&self, interface: PushInterface, headers: &HeaderMap, body: Bytes) -> StatusCode {
-            let verified = if interface == PushInterface::Outbound {
+        fn answer(&self, interface: PushKind, headers: &HeaderMap, body: Bytes) -> StatusCode {
+            let verified = if interface == PushKind::OutboundResult {
                 None
             } else {
                 let token = UsernameToken::from_headers(headers).expect("a token");
@@ -451,15 +453,17 @@ mod tests {
                 let status = state.answer(interface, &headers, body);
                 let ok = json!({"retCode": "0", "retMsg": "success"});
                 match (status, interface) {
-                    (StatusCode::OK, PushInterface::Outbound) => (status, Json(ok)).into_response(),
+                    (StatusCode::OK, PushKind::OutboundResult) => {
+                        (status, Json(ok)).into_response()
+                    }
                     _ => status.into_response(),
                 }
             })
         };
         let app = Router::new()
-            .route("/pn/cdr", route(PushInterface::Cdr))
-            .route("/pn/event", route(PushInterface::Event))
-            .route("/isales/s3cret/results", route(PushInterface::Outbound));
+            .route("/pn/cdr", route(PushKind::PrivateNumberCdr))
+            .route("/pn/event", route(PushKind::PrivateNumberEvent))
+            .route("/isales/s3cret/results", route(PushKind::OutboundResult));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -511,7 +515,7 @@ mod tests {
 
             let nonces: HashSet<&String> = seen.nonces.iter().collect();
             assert_eq!(nonces.len(), seen.nonces.len(), "a nonce was sent twice");
-            let signed = load.messages.iter().filter(|m| m.interface != PushInterface::Outbound);
+            let signed = load.messages.iter().filter(|m| m.interface != PushKind::OutboundResult);
             assert!(seen.nonces.len() > signed.count());
 
             for (interface, truth) in &load.truth {
@@ -522,15 +526,15 @@ mod tests {
                 .accepted
                 .iter()
                 .flat_map(|(interface, body)| match interface {
-                    PushInterface::Cdr => body["feeLst"]
+                    PushKind::PrivateNumberCdr => body["feeLst"]
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(|r| interface.record_key(r))
+                        .map(|r| record_key(*interface, r))
                         .collect(),
-                    PushInterface::Event => vec![interface.record_key(body)],
-                    PushInterface::Outbound => {
-                        body.as_array().unwrap().iter().map(|r| interface.record_key(r)).collect()
+                    PushKind::PrivateNumberEvent => vec![record_key(*interface, body)],
+                    PushKind::OutboundResult => {
+                        body.as_array().unwrap().iter().map(|r| record_key(*interface, r)).collect()
                     }
                 })
                 .collect();
@@ -555,7 +559,7 @@ mod tests {
         assert_eq!(report.acknowledged, 2, "only the unsigned outbound callbacks pass");
         let unavailable = report.failures.get(&PushFailure::Status(503)).copied().unwrap_or(0);
         assert_eq!(report.attempts, 12 + 2 + unavailable);
-        assert!(!report.acknowledged_records.contains_key(&PushInterface::Cdr));
+        assert!(!report.acknowledged_records.contains_key(&PushKind::PrivateNumberCdr));
     }
 
     /// An unreachable receiver counts as a connection failure on each of the attempts.

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cecsync::calendar::Month;
+use cecsync::push::kind::PushKind;
 use cecsync::secret::Secret;
-use cecsync::sim::{PushInterface, PushPlan, PushTargets, Pusher, PusherOptions};
+use cecsync::sim::{PushPlan, PushTargets, Pusher, PusherOptions};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -49,26 +50,28 @@ path_secret = "${{CB_SECRET}}"
 
 /// The lake's rows of each push dataset: the key as the pusher names its records, and the
 /// partition's month.
-fn lake_keys(lake: &Path) -> BTreeMap<PushInterface, Vec<(String, String)>> {
+fn lake_keys(lake: &Path) -> BTreeMap<PushKind, Vec<(String, String)>> {
     let text = |row: &serde_json::Map<String, Value>, name: &str| match &row[name] {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     let mut keys = BTreeMap::new();
-    for interface in PushInterface::ALL {
-        let rows = lake_rows(lake, &interface.to_string());
+    for interface in PushKind::ALL {
+        let rows = lake_rows(lake, interface.dataset());
         let found = rows
             .iter()
             .map(|(_, row)| match interface {
-                PushInterface::Cdr => format!("{}|{}", text(row, "appKey"), text(row, "icid")),
+                PushKind::PrivateNumberCdr => {
+                    format!("{}|{}", text(row, "appKey"), text(row, "icid"))
+                }
                 // The lake holds the event time as a timestamp; the pusher's key has the text.
-                PushInterface::Event => {
+                PushKind::PrivateNumberEvent => {
                     let ms = row["timestamp"].as_i64().unwrap();
                     let at = chrono::DateTime::from_timestamp_millis(ms).unwrap();
                     let when = at.format("%Y-%m-%d %H:%M:%S");
                     format!("{}|{}|{when}", text(row, "sessionId"), text(row, "eventType"))
                 }
-                PushInterface::Outbound => text(row, "callId"),
+                PushKind::OutboundResult => text(row, "callId"),
             })
             .zip(rows.iter().map(|(month, _)| month.clone()))
             .collect();
@@ -149,8 +152,8 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
     };
     let (reports, (mut service, kills)) = tokio::join!(pushing, killing);
     assert!(kills >= 3, "the service was killed {kills} time(s) while pushing");
-    let mut acknowledged: BTreeMap<PushInterface, BTreeSet<String>> = BTreeMap::new();
-    let mut truth: BTreeMap<PushInterface, BTreeMap<String, Value>> = BTreeMap::new();
+    let mut acknowledged: BTreeMap<PushKind, BTreeSet<String>> = BTreeMap::new();
+    let mut truth: BTreeMap<PushKind, BTreeMap<String, Value>> = BTreeMap::new();
     for (report, load) in reports.iter().zip(&loads) {
         assert_eq!(report.acknowledged, report.messages, "every message is acknowledged: {report}");
         for (interface, keys) in &report.acknowledged_records {
@@ -197,7 +200,7 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
     assert!(compact.status.success(), "{}", String::from_utf8_lossy(&compact.stderr));
 
     let lake = lake_keys(&dir.path().join("lake"));
-    for interface in PushInterface::ALL {
+    for interface in PushKind::ALL {
         let found = &lake[&interface];
         let distinct: BTreeSet<String> = found.iter().map(|(key, _)| key.clone()).collect();
         assert_eq!(distinct.len(), found.len(), "{interface}: a record appears twice");
@@ -221,13 +224,13 @@ async fn acknowledged_pushes_survive_kill_9_and_land_once() {
 
 /// The month a pushed record belongs to: of its first time (UTC texts for Private Number,
 /// tenant-zone texts for outbound results: both start `yyyy-MM`).
-fn expected_month(interface: PushInterface, record: &Value) -> String {
+fn expected_month(interface: PushKind, record: &Value) -> String {
     let fields: &[&str] = match interface {
-        PushInterface::Cdr => {
+        PushKind::PrivateNumberCdr => {
             &["callInTime", "fwdStartTime", "callOutStartTime", "failTime", "callEndTime"]
         }
-        PushInterface::Event => &["timestamp"],
-        PushInterface::Outbound => &["callTimeStr"],
+        PushKind::PrivateNumberEvent => &["timestamp"],
+        PushKind::OutboundResult => &["callTimeStr"],
     };
     let record = record.get("statusInfo").unwrap_or(record);
     let time = fields
