@@ -131,7 +131,6 @@ struct SegmentRows {
     rejects: Vec<(PushKind, RejectedRecord)>,
     pushes: u64,
     records: u64,
-    entries: u64,
     torn: bool,
     damaged: bool,
 }
@@ -245,17 +244,16 @@ impl Compactor {
         let mut stages: BTreeMap<(PushKind, Month), MonthStage> = BTreeMap::new();
         let mut rejects: BTreeMap<PushKind, (Vec<RejectedRecord>, HashSet<String>)> =
             BTreeMap::new();
-        let (mut damaged, mut entries) = (Vec::new(), 0);
+        let mut damaged = Vec::new();
         for segment in &segments {
             let (datasets, read_segment) = (self.datasets.clone(), segment.clone());
             // Reading and normalizing is blocking work: off the runtime's threads, which
             // answer pushes meanwhile.
             let read = tokio::task::spawn_blocking(move || {
-                normalize_segment(&datasets, &read_segment, synced_at, fallback, entries)
+                normalize_segment(&datasets, &read_segment, synced_at, fallback, report.pushes)
             })
             .await
             .map_err(|e| CompactError::Task(e.to_string()))??;
-            entries += read.entries;
             report.pushes += read.pushes;
             report.records += read.records;
             report.torn_tails += usize::from(read.torn);
@@ -410,12 +408,11 @@ fn normalize_segment(
         let push = match SpooledPush::decode(&entry) {
             Ok(push) => push,
             Err(e) => {
-                error!(segment = %name, entry = out.entries, error = %e, "Spool entry cannot be read: skipped; the segment is kept in quarantine/.");
+                error!(segment = %name, entry = out.pushes, error = %e, "Spool entry cannot be read: skipped; the segment is kept in quarantine/.");
                 out.damaged = true;
                 continue;
             }
         };
-        out.entries += 1;
         out.pushes += 1;
         let rows = normalizing
             .iter_mut()
@@ -431,7 +428,7 @@ fn normalize_segment(
         for record in &push.records {
             out.records += 1;
             if let Err(reason) = rows.normalizer.push(record) {
-                let reject = RejectedRecord::new(reason, record, first_entry + out.entries);
+                let reject = RejectedRecord::new(reason, record, first_entry + out.pushes);
                 out.rejects.push((push.kind, reject));
             }
         }
