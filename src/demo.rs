@@ -10,10 +10,7 @@ use crate::config::{ConfigError, Settings};
 use crate::engine::progress;
 use crate::engine::report::{status, status_table};
 use crate::engine::{Engine, EngineError};
-use crate::push::compact::Compactor;
-use crate::push::receiver::Receivers;
-use crate::push::server::{serve as serve_receivers, PushError};
-use crate::push::spool::{Spool, SpoolOptions};
+use crate::push::server::{start as start_receivers, PushError};
 use crate::secret::Secret;
 use crate::sim::{serve, PushPlan, PushTargets, Pusher, PusherOptions, SimOptions, Simulator};
 use crate::telemetry::Telemetry;
@@ -199,11 +196,9 @@ apps = {{ "{DEMO_APP_KEY}" = "{DEMO_APP_SECRET}" }}
 /// results (with duplicates) over `first..=last`, and compacts them into the lake.
 async fn receive_pushes(engine: &Engine, first: Month, last: Month) -> Result<(), DemoError> {
     let Some(push) = engine.settings().push.clone() else { return Ok(()) };
-    let spool = Spool::open(&push.spool_dir, SpoolOptions::default()).map_err(PushError::from)?;
-    let compactor = Compactor::new(engine.settings(), &push, engine.store(), spool.clone())
-        .map_err(PushError::from)?;
-    let receivers = Arc::new(Receivers::new(&push, spool, Arc::new(Telemetry::new())));
-    let running = serve_receivers(&push, receivers).await?;
+    let telemetry = Arc::new(Telemetry::new());
+    let (running, compactor) =
+        start_receivers(engine.settings(), &push, engine.store(), telemetry).await?;
     let base = running.base_url();
     let (privatenumber, outbound) = (
         push.privatenumber.as_ref().expect("configured"),

@@ -10,10 +10,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::compact::CompactError;
+use object_store::ObjectStore;
+
+use super::compact::{CompactError, Compactor};
 use super::receiver::{PeerAddr, Receivers};
-use super::spool::SpoolError;
-use crate::config::PushSettings;
+use super::spool::{Spool, SpoolError, SpoolOptions};
+use crate::config::{PushSettings, Settings};
+use crate::telemetry::Telemetry;
 use crate::tls::{acceptor, TlsListener};
 
 /// Why the receivers could not start.
@@ -58,6 +61,20 @@ impl RunningReceivers {
             Ok(Ok(())) => {}
         }
     }
+}
+
+/// Opens the spool of `push`, serves its receivers (counting in `telemetry`), and returns
+/// them with the compactor of that spool into the lake `store` of `settings`.
+pub async fn start(
+    settings: &Settings,
+    push: &PushSettings,
+    store: Arc<dyn ObjectStore>,
+    telemetry: Arc<Telemetry>,
+) -> Result<(RunningReceivers, Compactor), PushError> {
+    let spool = Spool::open(&push.spool_dir, SpoolOptions::default())?;
+    let compactor = Compactor::new(settings, push, store, spool.clone())?;
+    let receivers = Arc::new(Receivers::new(push, spool, telemetry));
+    Ok((serve(push, receivers).await?, compactor))
 }
 
 /// Serves `receivers` on `settings.listen`, over TLS when a certificate is configured.

@@ -14,9 +14,7 @@ use super::context::Service;
 use crate::config::PushSettings;
 use crate::push::compact::{CompactError, CompactReport, Compactor};
 use crate::push::kind::PushKind;
-use crate::push::receiver::Receivers;
-use crate::push::server::{serve, PushError, RunningReceivers};
-use crate::push::spool::{Spool, SpoolOptions};
+use crate::push::server::{start, PushError, RunningReceivers};
 use crate::telemetry::{PUSH_COMPACTIONS, PUSH_SPOOL_BACKLOG};
 
 /// How often a compaction in flight checks that the service still holds the lease.
@@ -27,11 +25,10 @@ pub async fn start_push(
     service: &Service,
     settings: &PushSettings,
 ) -> Result<(RunningReceivers, Arc<Compactor>), PushError> {
-    let spool = Spool::open(&settings.spool_dir, SpoolOptions::default())?;
-    let compactor =
-        Compactor::new(service.engine.settings(), settings, service.engine.store(), spool.clone())?;
-    let receivers = Arc::new(Receivers::new(settings, spool, service.telemetry.clone()));
-    Ok((serve(settings, receivers).await?, Arc::new(compactor)))
+    let engine = &service.engine;
+    let (receivers, compactor) =
+        start(engine.settings(), settings, engine.store(), service.telemetry.clone()).await?;
+    Ok((receivers, Arc::new(compactor)))
 }
 
 /// Compacts every `interval` while `service` holds the lease, until it stops.
