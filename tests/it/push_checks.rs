@@ -421,9 +421,22 @@ async fn the_receivers_serve_https_with_the_configured_certificate() {
     let plan = PushPlan { messages: 5, app_key: APP_KEY.into(), ..PushPlan::default() };
     let report = Pusher::new(options).unwrap().push(&plan.load()).await;
     assert_eq!((report.acknowledged, report.attempts), (15, 15), "{report}");
+    // A push that plain HTTP would accept gets no answer without TLS.
     let plain = base.replace("https://", "http://");
-    let answer = r.http.post(format!("{plain}{CDR_PATH}")).body("{}").send().await;
-    assert!(answer.is_err() || !answer.unwrap().status().is_success());
+    let headers = signed(TokenScheme::Aksk, APP_SECRET, "plain-1", Utc::now());
+    let body = json!({"eventType": "fee", "feeLst": [cdr("icid-plain", "2025-02-10 08:00:00")]});
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_merge([ca]).build().unwrap();
+    let send = |url: String| {
+        let mut request = http.post(url).body(body.to_string());
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    assert!(send(format!("{plain}{CDR_PATH}")).await.is_err(), "plain HTTP is not served");
+    let answer = send(format!("{base}{CDR_PATH}")).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "the same push over HTTPS is");
     r.running.shutdown().await;
 }
 
