@@ -47,6 +47,7 @@ impl SimServer {
         let thread = std::thread::spawn(move || {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .thread_name("sim-worker")
                 .enable_all()
                 .build()
             {

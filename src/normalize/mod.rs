@@ -1,7 +1,7 @@
 //! JSON records to Arrow record batches, by a dataset's schema.
 //!
 //! A page's records arrive as raw JSON ([`serde_json::value::RawValue`]). The
-//! [`Normalizer`] decodes each one with a serde visitor driven by the schema: every key is
+//! [`Normalizer`] walks each one in a single pass driven by the schema: every key is
 //! looked up in the schema's field index, a declared field's value is read as its column's
 //! type and staged, and an undeclared field's raw JSON is kept for the `_extra` column. A row
 //! reaches the Arrow builders only once the whole record is valid, so a rejected record
@@ -16,6 +16,7 @@
 
 mod columns;
 mod json_text;
+mod members;
 mod normalizer;
 mod number;
 mod reason;

@@ -7,6 +7,10 @@ use super::value::Mismatch;
 /// (as strings may carry). A fraction or exponent is fine when the value is exactly an
 /// integer (`5.0`, `1.2e3`); otherwise it is a [`Mismatch::Fraction`].
 pub(crate) fn integer(text: &str) -> Result<i64, Mismatch> {
+    // The common case, plain digits that cannot overflow, read at once.
+    if (1..=18).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(text.bytes().fold(0, |n, digit| n * 10 + i64::from(digit - b'0')));
+    }
     let (negative, unsigned) = match text.as_bytes().split_first() {
         Some((b'-', rest)) => (true, rest),
         Some((b'+', rest)) => (false, rest),

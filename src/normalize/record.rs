@@ -1,17 +1,14 @@
-//! Decoding one record: a serde visitor walks the record's JSON object, looks each key up in
-//! the schema and stages the value in the matching column, or in `_extra`.
+//! Decoding one record: a single pass over the record's JSON object ([`Members`]) looks each
+//! key up in the schema and stages the value in the matching column, or in `_extra`.
 //!
 //! Keys are borrowed from the record unless they contain escapes. Values are taken as raw
 //! JSON slices of the record, so undeclared ones are kept byte for byte and declared ones are
 //! read from their exact text.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::columns::Columns;
+use super::members::Members;
 use super::reason::{seen, Reject};
 use crate::catalog::schema::DatasetSchema;
 
@@ -57,81 +54,21 @@ pub(crate) fn stage_record(
     fixed: &[(usize, Box<RawValue>)],
 ) -> Result<(), Reject> {
     let text = record.get();
-    if !text.trim_start().starts_with('{') {
-        return Err(Reject::NotAnObject { seen: seen(text.trim()) });
-    }
-    let mut json = serde_json::Deserializer::from_str(text);
-    let visitor = RecordVisitor { schema, keys, columns, fixed };
-    json.deserialize_map(visitor)
-        .unwrap_or_else(|e| Err(Reject::Undecodable { detail: e.to_string() }))
-}
-
-/// Walks the entries of a record's object.
-struct RecordVisitor<'a> {
-    schema: &'a DatasetSchema,
-    keys: &'a mut KeyOrder,
-    columns: &'a mut Columns,
-    fixed: &'a [(usize, Box<RawValue>)],
-}
-
-impl<'de> Visitor<'de> for RecordVisitor<'_> {
-    type Value = Result<(), Reject>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut previous = self.schema.fields().len();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            let raw: &'de RawValue = map.next_value()?;
-            let staged = match self.keys.find(self.schema, &key, &mut previous) {
-                Some(index) if self.fixed.iter().any(|(i, _)| *i == index) => Ok(()),
-                Some(index) => self.columns.stage(index, raw.get()),
-                None => {
-                    self.columns.stage_extra(&key, raw.get());
-                    Ok(())
-                }
-            };
-            if let Err(reject) = staged {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                return Ok(Err(reject));
-            }
+    let members =
+        Members::of(text).ok_or_else(|| Reject::NotAnObject { seen: seen(text.trim()) })?;
+    let mut previous = schema.fields().len();
+    for member in members {
+        let (key, raw) = member.map_err(|e| Reject::Undecodable { detail: e.to_string() })?;
+        match keys.find(schema, &key, &mut previous) {
+            Some(index) if fixed.iter().any(|(i, _)| *i == index) => {}
+            Some(index) => columns.stage(index, raw)?,
+            None => columns.stage_extra(&key, raw),
         }
-        for (index, raw) in self.fixed {
-            if let Err(reject) = self.columns.stage(*index, raw.get()) {
-                return Ok(Err(reject));
-            }
-        }
-        Ok(self.columns.check())
     }
-}
-
-/// Reads a key, borrowing it from the record when it has no escapes.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
+    for (index, raw) in fixed {
+        columns.stage(*index, raw.get())?;
     }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(key))
-    }
-
-    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key.to_owned()))
-    }
+    columns.check()
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! The index of a stage's primary keys: one value per distinct key. A key of a single
 //! Int64 column (the common case: `rbtRecognitionId`) is indexed by the integer itself;
 //! any other key by its row-format bytes (see [`KeyColumns`]), one allocation per key.
+//! The maps hash with aHash: every row of a sync passes through them, and keys come from
+//! the API, not from an adversary the standard library's SipHash guards against.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
+
+use ahash::AHashMap as HashMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Int64Type, Schema};
@@ -27,9 +30,9 @@ impl<V> KeyIndex<V> {
     pub(crate) fn new(keys: &KeyColumns, schema: &Schema) -> Self {
         match keys.indices() {
             [single] if schema.field(*single).data_type() == &DataType::Int64 => {
-                Self::Int64(HashMap::new())
+                Self::Int64(HashMap::default())
             }
-            _ => Self::Encoded(HashMap::new()),
+            _ => Self::Encoded(HashMap::default()),
         }
     }
 

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 use tracing::info;
 
-use super::client::SourceClient;
+use super::client::{complete_json, BodyCheck, SourceClient};
 use super::error::{excerpt, SourceError};
 use super::gateway::GatewayAuth;
 use super::outgoing::Outgoing;
@@ -352,17 +352,30 @@ impl Authenticator {
         path: &str,
         fields: Map<String, Value>,
     ) -> Result<Bytes, SourceError> {
+        self.send_checked(client, method, path, fields, &mut complete_json).await
+    }
+
+    /// [`Self::send`] with each answer's body passed to `check` (see
+    /// [`SourceClient::send_checked`]).
+    pub async fn send_checked(
+        &self,
+        client: &SourceClient,
+        method: RequestMethod,
+        path: &str,
+        fields: Map<String, Value>,
+        check: BodyCheck<'_>,
+    ) -> Result<Bytes, SourceError> {
         match self {
-            Self::Token(auth) => auth.send(client, method, path, fields).await,
+            Self::Token(auth) => auth.send(client, method, path, fields, check).await,
             Self::Signature(signer) => {
                 let request = Outgoing::new(method, &client.url(path), &fields);
                 client
-                    .send(&request, &[], Some(signer))
+                    .send_checked(&request, &[], Some(signer), check)
                     .await
                     .map(|reply| reply.body)
                     .map_err(|e| e.redacted(signer.sk().expose()).signature_refused(signer.ak()))
             }
-            Self::Gateway(auth) => auth.send(client, method, path, fields).await,
+            Self::Gateway(auth) => auth.send(client, method, path, fields, check).await,
         }
     }
 }
@@ -416,12 +429,13 @@ impl TokenAuth {
         path: &str,
         fields: &mut Map<String, Value>,
         token: &Secret,
+        check: BodyCheck<'_>,
     ) -> Result<Bytes, SourceError> {
         let url = client.url(path);
         let reply = match &self.carrier {
             Carrier::BodyField(field) => {
                 fields.insert(field.clone(), Value::String(token.expose().to_string()));
-                client.send(&Outgoing::new(method, &url, fields), &[], None).await
+                client.send_checked(&Outgoing::new(method, &url, fields), &[], None, check).await
             }
             Carrier::Bearer { app_key, user_id } => {
                 let bearer = format!("Bearer {}", token.expose());
@@ -429,7 +443,8 @@ impl TokenAuth {
                 if let Some(user) = user_id {
                     headers.push(("X-UserId", user));
                 }
-                client.send(&Outgoing::new(method, &url, fields), &headers, None).await
+                let request = Outgoing::new(method, &url, fields);
+                client.send_checked(&request, &headers, None, check).await
             }
         };
         reply.map(|reply| reply.body)
@@ -443,11 +458,12 @@ impl TokenAuth {
         method: RequestMethod,
         path: &str,
         mut fields: Map<String, Value>,
+        check: BodyCheck<'_>,
     ) -> Result<Bytes, SourceError> {
         let mut refreshed = false;
         loop {
             let token = self.token(client).await?;
-            let sent = self.send_once(client, method, path, &mut fields, &token).await;
+            let sent = self.send_once(client, method, path, &mut fields, &token, check).await;
             match (sent, &*self.tokens) {
                 (Err(SourceError::Unauthorized { status: 401, .. }), TokenSource::Login(cache))
                     if !refreshed =>

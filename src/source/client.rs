@@ -83,6 +83,15 @@ pub struct Reply {
 /// Why a 2xx answer whose body does not parse is retried.
 const INCOMPLETE_BODY: &str = "body is not complete JSON";
 
+/// A check of the body of a 2xx answer: `Err` with what is wrong when the body is not
+/// complete JSON (the answer is then retried). A check may keep what it made of the body.
+pub type BodyCheck<'c> = &'c mut (dyn FnMut(&Bytes) -> Result<(), String> + Send);
+
+/// The check of every answer unless the caller gives its own: the body is one JSON value.
+pub fn complete_json(body: &Bytes) -> Result<(), String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map(drop).map_err(|e| e.to_string())
+}
+
 /// One failed attempt: the error and whether to try again.
 struct Failure {
     action: RetryAction,
@@ -195,6 +204,19 @@ impl SourceClient {
         extra_headers: &[(&str, &str)],
         signer: Option<&Signer>,
     ) -> Result<Reply, SourceError> {
+        self.send_checked(request, extra_headers, signer, &mut complete_json).await
+    }
+
+    /// [`Self::send`] with the body of each 2xx answer passed to `check` instead of the
+    /// complete-JSON check: a body it refuses is retried as an incomplete one. A caller that
+    /// parses the body anyway reads it once this way, keeping what it made of it.
+    pub async fn send_checked(
+        &self,
+        request: &Outgoing,
+        extra_headers: &[(&str, &str)],
+        signer: Option<&Signer>,
+        check: BodyCheck<'_>,
+    ) -> Result<Reply, SourceError> {
         // The query of a GET may hold a token field: logs show the URL without it.
         let url = request.url.split_once('?').map_or(request.url.as_str(), |(url, _)| url);
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
@@ -202,7 +224,18 @@ impl SourceClient {
         loop {
             attempts += 1;
             let failure = match self.attempt(request, extra_headers, signer).await {
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => match check(&reply.body) {
+                    Ok(()) => return Ok(reply),
+                    Err(problem) => Failure {
+                        action: RetryAction::Retry { reason: INCOMPLETE_BODY.into(), after: None },
+                        error: SourceError::Transport {
+                            url: url.to_string(),
+                            reason: INCOMPLETE_BODY.into(),
+                            detail: format!("{problem}: {}", excerpt(&reply.body)),
+                            attempts: 0,
+                        },
+                    },
+                },
                 Err(failure) => failure,
             };
             let RetryAction::Retry { reason, after } = failure.action else {
@@ -350,17 +383,6 @@ impl SourceClient {
                     url: url.to_string(),
                     status: status.as_u16(),
                     body: excerpt(&bytes),
-                    attempts: 0,
-                },
-            });
-        }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            return Err(Failure {
-                action: RetryAction::Retry { reason: INCOMPLETE_BODY.into(), after: None },
-                error: SourceError::Transport {
-                    url: url.to_string(),
-                    reason: INCOMPLETE_BODY.into(),
-                    detail: format!("HTTP {status}, {e}: {}", excerpt(&bytes)),
                     attempts: 0,
                 },
             });

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::{debug, info};
 
-use super::client::SourceClient;
+use super::client::{BodyCheck, SourceClient};
 use super::error::{excerpt, SourceError};
 use super::outgoing::Outgoing;
 use crate::catalog::pipeline::RequestMethod;
@@ -84,20 +84,23 @@ impl GatewayAuth {
         }
     }
 
-    /// Sends `fields` to `path` with the session's GUID; a refused GUID is renewed once.
+    /// Sends `fields` to `path` with the session's GUID, each answer's body passed to
+    /// `check` (see [`SourceClient::send_checked`]); a refused GUID is renewed once.
     pub async fn send(
         &self,
         client: &SourceClient,
         method: RequestMethod,
         path: &str,
         fields: Map<String, Value>,
+        check: BodyCheck<'_>,
     ) -> Result<Bytes, SourceError> {
         let request = Outgoing::new(method, &client.url(path), &fields);
         let mut renewed = false;
         loop {
             let guid = self.guid(client).await?;
             *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(guid.clone());
-            let refusal = match client.send(&request, &[("Guid", guid.expose())], None).await {
+            let headers = [("Guid", guid.expose())];
+            let refusal = match client.send_checked(&request, &headers, None, check).await {
                 Ok(reply) => {
                     self.rotate(client, &guid, &reply.headers).await;
                     match refused_guid(&reply.body) {

@@ -14,12 +14,13 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use tracing::info;
 
 use super::auth::Authenticator;
-use super::client::SourceClient;
+use super::client::{complete_json, SourceClient};
 use super::envelope::{parse_page, Page};
 use super::error::SourceError;
 use crate::catalog::pipeline::{PagingSpec, PipelineSpec, TotalCounts};
@@ -175,13 +176,31 @@ where
         let (client, auth, path) = (client.clone(), auth.clone(), path.to_string());
         let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
         PageTask(ScopedTask::spawn(async move {
-            let bytes = auth.send(&client, spec.request.method, &path, b).await?;
-            let page = match read_page(&bytes, &spec, &url) {
-                Ok(page) => page,
-                Err(e) => return Err(auth.redact(e).await),
+            // The page is read as the client's check of the body, so that its bytes are
+            // parsed once: a body that is not JSON at all is retried as incomplete.
+            let read = |body: &Bytes| match read_page(body, &spec, &url) {
+                Ok(page) => {
+                    let (length, total) = (page.length, page.total);
+                    let records = page.records.len() as u64;
+                    Ok(Ok(Decoded { length, records, total, value: decode(number, page) }))
+                }
+                Err(e) => complete_json(body).map(|()| Err(e)),
             };
-            let (length, records, total) = (page.length, page.records.len() as u64, page.total);
-            Ok(Decoded { length, records, total, value: decode(number, page) })
+            let mut decoded = None;
+            let mut check = |body: &Bytes| read(body).map(|page| decoded = Some(page));
+            let method = spec.request.method;
+            let bytes = auth.send_checked(&client, method, &path, b, &mut check).await?;
+            // The check has read the body returned; reading it here is only a fallback.
+            let decoded = match decoded {
+                Some(decoded) => decoded,
+                None => read(&bytes).unwrap_or_else(|problem| {
+                    Err(SourceError::Shape { url: url.clone(), path: "$".into(), problem })
+                }),
+            };
+            match decoded {
+                Ok(decoded) => Ok(decoded),
+                Err(e) => Err(auth.redact(e).await),
+            }
         }))
     };
 
@@ -429,6 +448,39 @@ mod tests {
             matches!(err, SourceError::Shape { ref path, .. } if path == "result.total"),
             "{err:?}"
         );
+    }
+
+    /// Pages are read once, as the client's check of the body: a page cut short is not
+    /// complete JSON and is fetched again, while a complete body of the wrong shape is a
+    /// final answer, not retried.
+    #[tokio::test]
+    async fn a_page_cut_short_is_fetched_again() {
+        let full = records_server(250, 1000);
+        let cut_once = std::sync::atomic::AtomicBool::new(false);
+        let script: Script = Arc::new(move |r: &Received| {
+            let answer = full(r);
+            match (&answer, r.body["offset"].as_str()) {
+                (Answer::Reply { body, .. }, Some("100"))
+                    if !cut_once.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    Answer::truncated(body)
+                }
+                _ => answer,
+            }
+        });
+        let (summary, keys, queries) = fetch(script).await;
+        assert_eq!(summary.unwrap().records, 250);
+        assert_eq!(keys, (0..250).map(|n| n.to_string()).collect::<Vec<_>>());
+        let second_page = queries.iter().filter(|r| r.body["offset"] == json!("100")).count();
+        assert_eq!((queries.len(), second_page), (4, 2), "the cut page alone was asked again");
+
+        let wrong_shape: Script = Arc::new(|r: &Received| match r.path.as_str() {
+            FABRIC_TOKEN_PATH => Answer::status(200, r#"{"AccessToken":"tok"}"#),
+            _ => Answer::status(200, "[1,2]"),
+        });
+        let (err, _, queries) = fetch(wrong_shape).await;
+        assert!(matches!(err, Err(SourceError::Shape { .. })), "{err:?}");
+        assert_eq!(queries.len(), 1, "a complete body is not asked again");
     }
 
     /// A pipeline of nested calls in groups, asking 3 groups a page.

@@ -1,0 +1,248 @@
+//! The members of one JSON object, read from its text in a single pass: each key with the
+//! raw text of its value.
+//!
+//! The text is that of a [`serde_json::value::RawValue`], so it is valid JSON: the walk only
+//! finds where each token ends, without checking what serde_json has checked already. It
+//! still never panics nor reads past the text: anything it did not expect is a
+//! [`Malformed`] error.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The walk met something a valid JSON object does not hold there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    /// Byte offset in the object's text.
+    pub(crate) at: usize,
+    /// What was expected.
+    pub(crate) expected: &'static str,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {} at byte {}", self.expected, self.at)
+    }
+}
+
+/// A key and the raw text of its value.
+pub(crate) type Member<'r> = (Cow<'r, str>, &'r str);
+
+/// The members of a JSON object, in text order. Keys are borrowed from the text unless they
+/// hold escapes; values are raw JSON slices of the text, without surrounding whitespace.
+#[derive(Debug)]
+pub(crate) struct Members<'r> {
+    text: &'r str,
+    pos: usize,
+    first: bool,
+    done: bool,
+}
+
+impl<'r> Members<'r> {
+    /// The members of `text`, or `None` when it is not an object.
+    pub(crate) fn of(text: &'r str) -> Option<Self> {
+        let mut members = Self { text, pos: 0, first: true, done: false };
+        members.skip_whitespace();
+        (members.peek() == Some(b'{')).then(|| {
+            members.pos += 1;
+            members
+        })
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn malformed(&self, expected: &'static str) -> Malformed {
+        Malformed { at: self.pos, expected }
+    }
+
+    fn skip_whitespace(&mut self) {
+        let rest = &self.text.as_bytes()[self.pos.min(self.text.len())..];
+        self.pos += rest.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
+    }
+
+    fn expect(&mut self, byte: u8, expected: &'static str) -> Result<(), Malformed> {
+        if self.peek() != Some(byte) {
+            return Err(self.malformed(expected));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// The text from `start` to the current position.
+    fn since(&self, start: usize) -> Result<&'r str, Malformed> {
+        self.text.get(start..self.pos).ok_or(Malformed { at: start, expected: "a token" })
+    }
+
+    /// Moves past the string that starts here; whether it holds escapes.
+    fn string(&mut self) -> Result<bool, Malformed> {
+        self.expect(b'"', "a string")?;
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
+        while let Some(&byte) = bytes.get(self.pos) {
+            match byte {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.pos += 2;
+                }
+                _ => self.pos += 1,
+            }
+        }
+        Err(self.malformed("the end of a string"))
+    }
+
+    /// Moves past the object or array that starts here.
+    fn composite(&mut self) -> Result<(), Malformed> {
+        let bytes = self.text.as_bytes();
+        let mut depth = 0usize;
+        while let Some(&byte) = bytes.get(self.pos) {
+            match byte {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1).ok_or(self.malformed("a value"))?;
+                    if depth == 0 {
+                        self.pos += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        Err(self.malformed("the end of an object or array"))
+    }
+
+    /// Moves past the value that starts here.
+    fn value(&mut self) -> Result<(), Malformed> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{' | b'[') => self.composite(),
+            Some(_) => {
+                // A number or a literal: up to the next delimiter.
+                let rest = &self.text.as_bytes()[self.pos..];
+                let len = rest
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(rest.len());
+                if len == 0 {
+                    return Err(self.malformed("a value"));
+                }
+                self.pos += len;
+                Ok(())
+            }
+            None => Err(self.malformed("a value")),
+        }
+    }
+
+    /// The next member, or `None` at the end of the object.
+    fn member(&mut self) -> Result<Option<Member<'r>>, Malformed> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(None);
+            }
+            Some(b',') if !self.first => {
+                self.pos += 1;
+                self.skip_whitespace();
+            }
+            _ if self.first => {}
+            _ => return Err(self.malformed("',' or '}'")),
+        }
+        self.first = false;
+        let start = self.pos;
+        let escaped = self.string()?;
+        let quoted = self.since(start)?;
+        let key = match escaped {
+            true => Cow::Owned(
+                serde_json::from_str(quoted)
+                    .map_err(|_| Malformed { at: start, expected: "a key of Unicode text" })?,
+            ),
+            false => Cow::Borrowed(&quoted[1..quoted.len() - 1]),
+        };
+        self.skip_whitespace();
+        self.expect(b':', "':'")?;
+        self.skip_whitespace();
+        let start = self.pos;
+        self.value()?;
+        Ok(Some((key, self.since(start)?)))
+    }
+}
+
+impl<'r> Iterator for Members<'r> {
+    type Item = Result<Member<'r>, Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.member().transpose();
+        self.done = !matches!(next, Some(Ok(_)));
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(text: &str) -> Vec<(String, String)> {
+        Members::of(text)
+            .expect("an object")
+            .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
+            .collect::<Result<_, _>>()
+            .expect("well formed")
+    }
+
+    /// Every kind of value is sliced exactly, whitespace and nesting included.
+    #[test]
+    fn values_are_raw_slices() {
+        let text = " {\"a\" : 1 ,\"b\":\"x,}\\\"y\",\n\"c\":{\"d\":[1,{\"e\":\"]\"}]},\"f\":null,\
+                    \"g\":-1.5e3,\"h\":true,\"i\":[],\"j\":\"\"} ";
+        let want = [
+            ("a", "1"),
+            ("b", "\"x,}\\\"y\""),
+            ("c", "{\"d\":[1,{\"e\":\"]\"}]}"),
+            ("f", "null"),
+            ("g", "-1.5e3"),
+            ("h", "true"),
+            ("i", "[]"),
+            ("j", "\"\""),
+        ];
+        let want: Vec<_> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(members(text), want);
+        assert!(members("{}").is_empty());
+        assert!(members(" { } ").is_empty());
+    }
+
+    /// Keys with escapes are decoded; plain keys are borrowed.
+    #[test]
+    fn keys_are_decoded_when_escaped() {
+        let text = r#"{"\u0061\n":1,"中文":2}"#;
+        let keys: Vec<_> = Members::of(text).unwrap().map(|m| m.unwrap().0).collect();
+        assert_eq!(keys, ["a\n", "中文"]);
+        assert!(matches!(keys[1], Cow::Borrowed(_)));
+    }
+
+    /// Non-objects are refused, and a text cut short is an error, never a panic.
+    #[test]
+    fn non_objects_and_cut_texts() {
+        for text in ["[1]", "\"a\"", "1", ""] {
+            assert!(Members::of(text).is_none(), "{text}");
+        }
+        let full = r#"{"a":"x\"y","b":[1,{"c":2}],"d":3}"#;
+        for end in 1..full.len() {
+            let Some(cut) = full.get(..end) else { continue };
+            let walked: Vec<_> = Members::of(cut).unwrap().collect();
+            assert!(walked.iter().any(|m| m.is_err()) || end == full.len(), "{cut}");
+        }
+    }
+}
