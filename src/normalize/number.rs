@@ -110,6 +110,11 @@ mod tests {
         assert_eq!(integer("-9223372036854775808"), Ok(i64::MIN));
         assert_eq!(integer("-0"), Ok(0));
         assert_eq!(integer("+007"), Ok(7));
+        // Plain digits are read at once up to 18 of them, and by the general path beyond.
+        assert_eq!(integer("007"), Ok(7));
+        assert_eq!(integer("999999999999999999"), Ok(999_999_999_999_999_999));
+        assert_eq!(integer("0000000000000000007"), Ok(7));
+        assert_eq!(integer("1000000000000000000"), Ok(1_000_000_000_000_000_000));
     }
 
     /// Beyond i64, in either direction, is out of range.

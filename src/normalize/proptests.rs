@@ -12,6 +12,7 @@ use proptest::strategy::Union;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::members::Members;
 use super::Normalizer;
 use crate::catalog::schema::{DatasetSchema, FieldKind, EXTRA_COLUMN, SYNCED_AT_COLUMN};
 
@@ -376,6 +377,34 @@ proptest! {
             let want_extra = extra_json.clone().map(Cell::Text).unwrap_or(Cell::Null);
             prop_assert_eq!(read_back(batch, extra, FieldKind::Utf8, row), want_extra);
             prop_assert_eq!(read_back(batch, synced, FieldKind::TimestampMs, row), Cell::Ms(SYNCED));
+        }
+    }
+
+    /// The walk of any JSON object, compact or pretty-printed, finds serde_json's members:
+    /// each key decoded, each value the exact text of that value.
+    #[test]
+    fn members_are_the_objects_entries(
+        entries in btree_map(texts(), json_value(), 0..6),
+        pretty in any::<bool>(),
+    ) {
+        let object: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap()))
+            .collect();
+        let text = match pretty {
+            true => serde_json::to_string_pretty(&object).unwrap(),
+            false => serde_json::to_string(&object).unwrap(),
+        };
+        let walked: Vec<(String, String)> = Members::of(&text)
+            .unwrap()
+            .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let oracle: std::collections::BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(walked.len(), oracle.len());
+        for (key, raw) in &walked {
+            prop_assert_eq!(Some(raw.as_str()), oracle.get(key).map(|r| r.get()));
         }
     }
 }

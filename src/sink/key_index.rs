@@ -7,7 +7,7 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 
-use ahash::AHashMap as HashMap;
+use ahash::AHashMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Int64Type, Schema};
@@ -20,9 +20,9 @@ use super::SinkError;
 #[derive(Debug)]
 pub(crate) enum KeyIndex<V> {
     /// A single Int64 key column.
-    Int64(HashMap<i64, V>),
+    Int64(AHashMap<i64, V>),
     /// Any other key, in arrow's row format.
-    Encoded(HashMap<Box<[u8]>, V>),
+    Encoded(AHashMap<Box<[u8]>, V>),
 }
 
 impl<V> KeyIndex<V> {
@@ -30,9 +30,9 @@ impl<V> KeyIndex<V> {
     pub(crate) fn new(keys: &KeyColumns, schema: &Schema) -> Self {
         match keys.indices() {
             [single] if schema.field(*single).data_type() == &DataType::Int64 => {
-                Self::Int64(HashMap::default())
+                Self::Int64(AHashMap::default())
             }
-            _ => Self::Encoded(HashMap::default()),
+            _ => Self::Encoded(AHashMap::default()),
         }
     }
 
@@ -80,7 +80,7 @@ impl<V> KeyIndex<V> {
 
 /// Visits each key of `keys` in `map`; a key is made owned (`own`) only when it is new.
 fn visit_rows<'k, K, Q, V>(
-    map: &mut HashMap<K, V>,
+    map: &mut AHashMap<K, V>,
     keys: impl Iterator<Item = &'k Q>,
     own: impl Fn(&Q) -> K,
     mut visit: impl FnMut(usize, Option<&mut V>) -> V,

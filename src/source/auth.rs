@@ -352,19 +352,20 @@ impl Authenticator {
         path: &str,
         fields: Map<String, Value>,
     ) -> Result<Bytes, SourceError> {
-        self.send_checked(client, method, path, fields, &mut complete_json).await
+        let checked = self.send_checked(client, method, path, fields, &mut complete_json).await;
+        checked.map(|(body, ())| body)
     }
 
-    /// [`Self::send`] with each answer's body passed to `check` (see
-    /// [`SourceClient::send_checked`]).
-    pub async fn send_checked(
+    /// [`Self::send`] with each answer's body passed to `check`, and what the check read
+    /// from the body returned (see [`SourceClient::send_checked`]).
+    pub async fn send_checked<T>(
         &self,
         client: &SourceClient,
         method: RequestMethod,
         path: &str,
         fields: Map<String, Value>,
-        check: BodyCheck<'_>,
-    ) -> Result<Bytes, SourceError> {
+        check: BodyCheck<'_, T>,
+    ) -> Result<(Bytes, T), SourceError> {
         match self {
             Self::Token(auth) => auth.send(client, method, path, fields, check).await,
             Self::Signature(signer) => {
@@ -372,7 +373,7 @@ impl Authenticator {
                 client
                     .send_checked(&request, &[], Some(signer), check)
                     .await
-                    .map(|reply| reply.body)
+                    .map(|(reply, read)| (reply.body, read))
                     .map_err(|e| e.redacted(signer.sk().expose()).signature_refused(signer.ak()))
             }
             Self::Gateway(auth) => auth.send(client, method, path, fields, check).await,
@@ -422,15 +423,15 @@ impl TokenAuth {
     }
 
     /// Sends one business request carrying `token`.
-    async fn send_once(
+    async fn send_once<T>(
         &self,
         client: &SourceClient,
         method: RequestMethod,
         path: &str,
         fields: &mut Map<String, Value>,
         token: &Secret,
-        check: BodyCheck<'_>,
-    ) -> Result<Bytes, SourceError> {
+        check: BodyCheck<'_, T>,
+    ) -> Result<(Bytes, T), SourceError> {
         let url = client.url(path);
         let reply = match &self.carrier {
             Carrier::BodyField(field) => {
@@ -447,19 +448,19 @@ impl TokenAuth {
                 client.send_checked(&request, &headers, None, check).await
             }
         };
-        reply.map(|reply| reply.body)
+        reply.map(|(reply, read)| (reply.body, read))
     }
 
     /// Sends `fields` with the token added; on 401 with a login token, logs in again once
     /// and retries. A fixed token that is refused, or a 403, fails at once.
-    async fn send(
+    async fn send<T>(
         &self,
         client: &SourceClient,
         method: RequestMethod,
         path: &str,
         mut fields: Map<String, Value>,
-        check: BodyCheck<'_>,
-    ) -> Result<Bytes, SourceError> {
+        check: BodyCheck<'_, T>,
+    ) -> Result<(Bytes, T), SourceError> {
         let mut refreshed = false;
         loop {
             let token = self.token(client).await?;

@@ -71,9 +71,11 @@ pub struct SourceClient {
     session: Arc<Mutex<Option<Secret>>>,
 }
 
-/// A 2xx answer whose body is complete JSON.
+/// A 2xx answer whose body passed the check of its request.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
     /// The body.
     pub body: Bytes,
     /// The response headers (a CC-Gateway may rotate its session GUID in `Set-GUID`).
@@ -83,9 +85,10 @@ pub struct Reply {
 /// Why a 2xx answer whose body does not parse is retried.
 const INCOMPLETE_BODY: &str = "body is not complete JSON";
 
-/// A check of the body of a 2xx answer: `Err` with what is wrong when the body is not
-/// complete JSON (the answer is then retried). A check may keep what it made of the body.
-pub type BodyCheck<'c> = &'c mut (dyn FnMut(&Bytes) -> Result<(), String> + Send);
+/// A check of the body of a 2xx answer, which may read the body into a `T`. `Err` (with
+/// what is wrong) means only that the body is not complete JSON: the answer is then asked
+/// again. Whatever else the check finds wrong with a complete body belongs in its `T`.
+pub type BodyCheck<'c, T> = &'c mut (dyn FnMut(&Bytes) -> Result<T, String> + Send);
 
 /// The check of every answer unless the caller gives its own: the body is one JSON value.
 pub fn complete_json(body: &Bytes) -> Result<(), String> {
@@ -204,19 +207,21 @@ impl SourceClient {
         extra_headers: &[(&str, &str)],
         signer: Option<&Signer>,
     ) -> Result<Reply, SourceError> {
-        self.send_checked(request, extra_headers, signer, &mut complete_json).await
+        let checked = self.send_checked(request, extra_headers, signer, &mut complete_json).await;
+        checked.map(|(reply, ())| reply)
     }
 
     /// [`Self::send`] with the body of each 2xx answer passed to `check` instead of the
-    /// complete-JSON check: a body it refuses is retried as an incomplete one. A caller that
-    /// parses the body anyway reads it once this way, keeping what it made of it.
-    pub async fn send_checked(
+    /// complete-JSON check: a body it refuses is retried as an incomplete one, and what it
+    /// reads from the body it accepts comes back with the answer. A caller that parses the
+    /// body anyway so reads it once.
+    pub async fn send_checked<T>(
         &self,
         request: &Outgoing,
         extra_headers: &[(&str, &str)],
         signer: Option<&Signer>,
-        check: BodyCheck<'_>,
-    ) -> Result<Reply, SourceError> {
+        check: BodyCheck<'_, T>,
+    ) -> Result<(Reply, T), SourceError> {
         // The query of a GET may hold a token field: logs show the URL without it.
         let url = request.url.split_once('?').map_or(request.url.as_str(), |(url, _)| url);
         let mut backoff = Backoff::new(&self.retry, self.jitter.clone());
@@ -225,13 +230,17 @@ impl SourceClient {
             attempts += 1;
             let failure = match self.attempt(request, extra_headers, signer).await {
                 Ok(reply) => match check(&reply.body) {
-                    Ok(()) => return Ok(reply),
+                    Ok(read) => return Ok((reply, read)),
                     Err(problem) => Failure {
                         action: RetryAction::Retry { reason: INCOMPLETE_BODY.into(), after: None },
                         error: SourceError::Transport {
                             url: url.to_string(),
                             reason: INCOMPLETE_BODY.into(),
-                            detail: format!("{problem}: {}", excerpt(&reply.body)),
+                            detail: format!(
+                                "HTTP {}, {problem}: {}",
+                                reply.status,
+                                excerpt(&reply.body)
+                            ),
                             attempts: 0,
                         },
                     },
@@ -387,7 +396,7 @@ impl SourceClient {
                 },
             });
         }
-        Ok(Reply { body: bytes, headers })
+        Ok(Reply { status, body: bytes, headers })
     }
 }
 

@@ -86,14 +86,14 @@ impl GatewayAuth {
 
     /// Sends `fields` to `path` with the session's GUID, each answer's body passed to
     /// `check` (see [`SourceClient::send_checked`]); a refused GUID is renewed once.
-    pub async fn send(
+    pub async fn send<T>(
         &self,
         client: &SourceClient,
         method: RequestMethod,
         path: &str,
         fields: Map<String, Value>,
-        check: BodyCheck<'_>,
-    ) -> Result<Bytes, SourceError> {
+        check: BodyCheck<'_, T>,
+    ) -> Result<(Bytes, T), SourceError> {
         let request = Outgoing::new(method, &client.url(path), &fields);
         let mut renewed = false;
         loop {
@@ -101,10 +101,10 @@ impl GatewayAuth {
             *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(guid.clone());
             let headers = [("Guid", guid.expose())];
             let refusal = match client.send_checked(&request, &headers, None, check).await {
-                Ok(reply) => {
+                Ok((reply, read)) => {
                     self.rotate(client, &guid, &reply.headers).await;
                     match refused_guid(&reply.body) {
-                        None => return Ok(reply.body),
+                        None => return Ok((reply.body, read)),
                         Some(refusal) => refusal,
                     }
                 }

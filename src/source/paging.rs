@@ -177,8 +177,9 @@ where
         let (spec, url, decode) = (Arc::clone(spec), url.clone(), Arc::clone(&decode));
         PageTask(ScopedTask::spawn(async move {
             // The page is read as the client's check of the body, so that its bytes are
-            // parsed once: a body that is not JSON at all is retried as incomplete.
-            let read = |body: &Bytes| match read_page(body, &spec, &url) {
+            // parsed once: a body that is not JSON at all is retried as incomplete, one of
+            // the wrong shape is a final answer.
+            let mut read = |body: &Bytes| match read_page(body, &spec, &url) {
                 Ok(page) => {
                     let (length, total) = (page.length, page.total);
                     let records = page.records.len() as u64;
@@ -186,20 +187,10 @@ where
                 }
                 Err(e) => complete_json(body).map(|()| Err(e)),
             };
-            let mut decoded = None;
-            let mut check = |body: &Bytes| read(body).map(|page| decoded = Some(page));
             let method = spec.request.method;
-            let bytes = auth.send_checked(&client, method, &path, b, &mut check).await?;
-            // The check has read the body returned; reading it here is only a fallback.
-            let decoded = match decoded {
-                Some(decoded) => decoded,
-                None => read(&bytes).unwrap_or_else(|problem| {
-                    Err(SourceError::Shape { url: url.clone(), path: "$".into(), problem })
-                }),
-            };
-            match decoded {
-                Ok(decoded) => Ok(decoded),
-                Err(e) => Err(auth.redact(e).await),
+            match auth.send_checked(&client, method, &path, b, &mut read).await? {
+                (_, Ok(decoded)) => Ok(decoded),
+                (_, Err(e)) => Err(auth.redact(e).await),
             }
         }))
     };
