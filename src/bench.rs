@@ -107,16 +107,19 @@ fn cpu_seconds() -> Option<f64> {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?).map(|(_, cpu)| cpu)
 }
 
-/// CPU time of the simulator's threads so far, in seconds (Linux).
+/// CPU time of the simulator's running threads so far, in seconds (Linux). A thread that
+/// ends while the list is read is passed over (the simulator's workers run throughout).
 fn simulator_cpu_seconds() -> Option<f64> {
-    let mut total = 0.0;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
-        if let Some((SIM_THREAD, cpu)) = stat_cpu(&stat) {
-            total += cpu;
-        }
-    }
-    Some(total)
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let stats = tasks.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok());
+    Some(
+        stats
+            .filter_map(|stat| match stat_cpu(&stat) {
+                Some((SIM_THREAD, cpu)) => Some(cpu),
+                _ => None,
+            })
+            .sum(),
+    )
 }
 
 /// Resets the peak RSS counter (Linux 4.0+), so that each phase is measured on its own.
