@@ -63,14 +63,56 @@ impl<'r> Json<'r> {
 
 /// The text of a raw JSON string: borrowed when it has no escapes, decoded otherwise.
 fn decode_string(raw: &str) -> Result<Cow<'_, str>, Mismatch> {
-    if raw.contains('\\') {
-        serde_json::from_str(raw).map(Cow::Owned).map_err(|_| Mismatch::Text)
+    let inner = raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')).ok_or(Mismatch::Type)?;
+    if inner.contains('\\') {
+        unescape(inner).map(Cow::Owned).ok_or(Mismatch::Text)
     } else {
-        raw.strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .map(Cow::Borrowed)
-            .ok_or(Mismatch::Type)
+        Ok(Cow::Borrowed(inner))
     }
+}
+
+/// Decodes the escapes of the inside of a JSON string (Windows paths in file names are
+/// full of them); `None` when an escape is not valid (a lone surrogate, a bad hex digit).
+fn unescape(inner: &str) -> Option<String> {
+    let mut text = String::with_capacity(inner.len());
+    let mut rest = inner;
+    while let Some(at) = rest.find('\\') {
+        text.push_str(&rest[..at]);
+        let (decoded, length) = match rest.as_bytes().get(at + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let high = hex4(rest.get(at + 2..at + 6)?)?;
+                if (0xD800..0xDC00).contains(&high) {
+                    // A surrogate pair: the low half must follow as another escape.
+                    let low = rest.get(at + 6..at + 12)?.strip_prefix("\\u").and_then(hex4)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    (char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))?, 12)
+                } else {
+                    (char::from_u32(high)?, 6)
+                }
+            }
+            _ => return None,
+        };
+        text.push(decoded);
+        rest = &rest[at + length..];
+    }
+    text.push_str(rest);
+    Some(text)
+}
+
+/// Four hex digits.
+fn hex4(digits: &str) -> Option<u32> {
+    let valid = digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then(|| u32::from_str_radix(digits, 16).ok()).flatten()
 }
 
 /// An `int64` or `timestamp_ms`: a JSON integer or a string holding one. `None` is null.
@@ -180,6 +222,22 @@ pub(crate) fn read_text(raw: &str) -> Result<Option<Cow<'_, str>>, Mismatch> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any text written as a JSON string, plainly or with every character as a `\u`
+        /// escape (surrogate pairs beyond the BMP), reads back as the same text.
+        #[test]
+        fn escaped_strings_decode_to_their_text(text in "\\PC*") {
+            let plain = serde_json::to_string(&text).unwrap();
+            proptest::prop_assert_eq!(read_text(&plain).unwrap().unwrap(), text.as_str());
+            let mut escaped = String::from('"');
+            for unit in text.encode_utf16() {
+                escaped.push_str(&format!("\\u{unit:04x}"));
+            }
+            escaped.push('"');
+            proptest::prop_assert_eq!(read_text(&escaped).unwrap().unwrap(), text.as_str());
+        }
+    }
+
     /// Dates are `yyyy-MM-dd` strings; datetimes are strings of the zone given or epoch ms.
     #[test]
     fn dates_and_datetimes() {
@@ -266,5 +324,12 @@ mod tests {
         assert!(matches!(read_text("\"plain\""), Ok(Some(Cow::Borrowed("plain")))));
         assert_eq!(read_text("{\"a\":1}"), Err(Mismatch::Type));
         assert_eq!(read_text("\"\\ud800\""), Err(Mismatch::Text));
+        assert_eq!(read_text("\"\\udc00\""), Err(Mismatch::Text));
+        assert_eq!(read_text("\"\\ud800\\u0041\""), Err(Mismatch::Text));
+        assert_eq!(read_text("\"\\x\""), Err(Mismatch::Text));
+        assert_eq!(
+            read_text(r#""\ud83d\ude00 \" \/ \t\b\f\r""#).unwrap().unwrap(),
+            "😀 \" / \t\u{8}\u{c}\r"
+        );
     }
 }
