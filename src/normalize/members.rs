@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::value::unescape;
+
 /// The walk met something a valid JSON object does not hold there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Malformed {
@@ -161,12 +163,13 @@ impl<'r> Members<'r> {
         let start = self.pos;
         let escaped = self.string()?;
         let quoted = self.since(start)?;
+        let inner = &quoted[1..quoted.len() - 1];
         let key = match escaped {
-            true => Cow::Owned(serde_json::from_str(quoted).map_err(|_| Malformed {
+            true => Cow::Owned(unescape(inner).ok_or(Malformed {
                 at: start,
                 expected: "a key whose escapes decode to Unicode text",
             })?),
-            false => Cow::Borrowed(&quoted[1..quoted.len() - 1]),
+            false => Cow::Borrowed(inner),
         };
         self.skip_whitespace();
         self.expect(b':', "':'")?;

@@ -73,7 +73,7 @@ fn decode_string(raw: &str) -> Result<Cow<'_, str>, Mismatch> {
 
 /// Decodes the escapes of the inside of a JSON string (Windows paths in file names are
 /// full of them); `None` when an escape is not valid (a lone surrogate, a bad hex digit).
-fn unescape(inner: &str) -> Option<String> {
+pub(crate) fn unescape(inner: &str) -> Option<String> {
     let mut text = String::with_capacity(inner.len());
     let mut rest = inner;
     while let Some(at) = rest.find('\\') {
