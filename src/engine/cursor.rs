@@ -37,6 +37,7 @@ use super::slice::{
 use crate::calendar::Month;
 use crate::catalog::pipeline::{CursorSpec, TimeFormat};
 use crate::sink::layout::PartitionId;
+use crate::sink::stage::SpoolFormat;
 use crate::sink::writer::stage_existing;
 use crate::sink::SinkError;
 
@@ -108,7 +109,7 @@ async fn attempt_window(
     let mut distinct = 0;
     for (month, batches) in routed {
         let id = PartitionId::new(dataset, run.tenant_id.clone(), month);
-        let mut stage = new_stage(run).map_err(|e| sink_err(month, e))?;
+        let mut stage = new_stage(run, SpoolFormat::ArrowIpc).map_err(|e| sink_err(month, e))?;
         stage_existing(&run.store, &id, &mut stage).await.map_err(|e| sink_err(month, e))?;
         stage.mark_fetch_start();
         let mut oldest_open_ms = None;

@@ -46,7 +46,7 @@ use crate::normalize::Normalizer;
 use crate::sink::crash;
 use crate::sink::key::KeyColumns;
 use crate::sink::layout::{PartitionId, PartitionKey};
-use crate::sink::stage::PartitionStage;
+use crate::sink::stage::{PartitionStage, SpoolFormat};
 use crate::sink::writer::read_existing;
 use crate::sink::SinkError;
 use crate::source::envelope::object_records;
@@ -264,7 +264,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
             partition: key,
             source,
         };
-        let mut stage = new_stage(run).map_err(sink_err)?;
+        let mut stage = new_stage(run, SpoolFormat::ArrowIpc).map_err(sink_err)?;
         let schema: SchemaRef = run.dataset.schema.arrow_schema();
         let keys = KeyColumns::new(&schema, parent_key).map_err(sink_err)?;
         read_existing(&run.store, &id, &schema, |batch| {

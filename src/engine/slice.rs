@@ -42,11 +42,11 @@ use crate::normalize::rejects::RejectedRecord;
 use crate::normalize::Normalizer;
 use crate::sink::crash;
 use crate::sink::layout::{PartitionId, PartitionKey};
-use crate::sink::stage::PartitionStage;
+use crate::sink::stage::{PartitionStage, SpoolFormat};
 use crate::sink::writer::{
     read_rejects, reject_record_text, stage_existing, write_partition, write_rejects,
 };
-use crate::sink::SinkError;
+use crate::sink::{SinkError, WriteLimits};
 use crate::source::envelope::Page;
 use crate::source::paging::{fetch_pages, PagedRequest, PagingSummary};
 use crate::source::SourceError;
@@ -528,11 +528,17 @@ pub(crate) async fn commit_partition(
     })
 }
 
-/// A new stage for a partition of this pipeline's dataset.
-pub(super) fn new_stage(run: &PipelineRun<'_>) -> Result<PartitionStage, SinkError> {
+/// A new stage for a partition of this pipeline's dataset, spooled in `format`: Parquet
+/// when the stage starts empty, so that its spool can become the data object; Arrow IPC
+/// when it first takes the partition's existing rows for a merge.
+pub(super) fn new_stage(
+    run: &PipelineRun<'_>,
+    format: SpoolFormat,
+) -> Result<PartitionStage, SinkError> {
     let spec = &run.dataset.spec;
-    PartitionStage::create(
+    PartitionStage::create_as(
         &run.spool_dir,
+        format,
         run.dataset.schema.arrow_schema(),
         &spec.records.primary_key,
         spec.records.update_time.as_deref(),
@@ -595,7 +601,12 @@ async fn attempt_slice(
             return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
         }
     };
-    let mut stage = new_stage(run).map_err(sink_err)?;
+    let format = if mode.keeps_existing_rows() {
+        SpoolFormat::ArrowIpc
+    } else {
+        SpoolFormat::Parquet(WriteLimits::default())
+    };
+    let mut stage = new_stage(run, format).map_err(sink_err)?;
     if mode.keeps_existing_rows() {
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }

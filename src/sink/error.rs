@@ -119,6 +119,14 @@ pub enum SinkError {
         /// The underlying error.
         source: ArrowError,
     },
+    /// The Parquet spool could not be written or read back.
+    #[error("spool file in {dir}: {source}")]
+    ParquetSpool {
+        /// The spool folder.
+        dir: String,
+        /// The underlying error.
+        source: ParquetError,
+    },
     /// An earlier spool write failed, so the stage no longer matches its index.
     #[error("spool file in {dir}: an earlier write failed; stage the partition again")]
     SpoolBroken {

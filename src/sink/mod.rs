@@ -26,6 +26,7 @@
 //! replaced, so there are neither duplicates nor gaps.
 
 pub mod crash;
+mod encoding;
 mod error;
 mod kept;
 pub(crate) mod key;
@@ -35,11 +36,12 @@ pub mod stage;
 pub mod store;
 pub mod writer;
 
+pub use encoding::WriteLimits;
 pub use error::SinkError;
 pub use layout::PartitionId;
-pub use stage::PartitionStage;
+pub use stage::{PartitionStage, SpoolFormat};
 pub use store::{describe, open_store, probe};
 pub use writer::{
     inspect_partition, stage_existing, write_partition, write_partition_with, write_rejects,
-    PartitionFacts, WriteLimits, WrittenPartition,
+    PartitionFacts, WrittenPartition,
 };

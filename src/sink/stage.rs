@@ -1,10 +1,13 @@
-//! Staging one partition before it is written: rows are spooled to a local Arrow IPC file
-//! (memory stays flat however large the month), and an index of primary keys remembers,
-//! per key, only the row number and update time of its newest version — never the row.
+//! Staging one partition before it is written: rows are spooled to a local file (memory
+//! stays flat however large the month), and an index of primary keys remembers, per key,
+//! only the row number and update time of its newest version — never the row.
 //!
-//! When the partition is written, the spool is read back batch by batch and the rows that
-//! lost to a newer version of their key are filtered out, so the output keeps the staging
-//! order.
+//! The spool is Arrow IPC for a merge, whose staged existing rows are mostly replaced by the
+//! fetched ones, and the data object's own Parquet encoding for a stage that starts empty:
+//! when no row lost to a newer version of its key (the usual case), that file is the data
+//! object as it is, and the rows are encoded once, while they arrive. Otherwise the spool is
+//! read back batch by batch and the rows that lost are filtered out, so the output keeps the
+//! staging order.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
@@ -17,20 +20,150 @@ use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit, TimestampMillis
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ArrowWriter;
 
+use super::encoding::WriteLimits;
 use super::kept::KeptColumns;
 use super::key::KeyColumns;
 use super::key_index::KeyIndex;
 use super::SinkError;
 
-/// Rows of one partition being assembled: spooled to a local Arrow IPC file (memory stays
-/// flat however large the month), with an index of primary keys so that each key keeps
-/// only its newest version.
+/// Rows per batch when a Parquet spool is read back.
+const SPOOL_READ_ROWS: usize = 8192;
+
+/// How a stage keeps its rows until the partition is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFormat {
+    /// Arrow IPC, cheap to write and to read back: for a stage whose rows will mostly be
+    /// filtered (a merge stages the partition's existing rows before the fetched ones).
+    ArrowIpc,
+    /// The data object's Parquet encoding with these limits, written as rows arrive: when
+    /// every staged row wins, the spool is the data object byte for byte.
+    Parquet(WriteLimits),
+}
+
+/// The spool file being written.
+enum Spool {
+    Ipc(StreamWriter<BufWriter<File>>),
+    Parquet { writer: ArrowWriter<File>, limits: WriteLimits },
+}
+
+impl Spool {
+    fn create(dir: &Path, schema: &SchemaRef, format: SpoolFormat) -> Result<Self, SinkError> {
+        let dir_name = || dir.display().to_string();
+        // The configured folder is created on first use.
+        let file = std::fs::create_dir_all(dir)
+            .and_then(|()| tempfile::tempfile_in(dir))
+            .map_err(|source| SinkError::SpoolFile { dir: dir_name(), source })?;
+        Ok(match format {
+            SpoolFormat::ArrowIpc => Spool::Ipc(
+                StreamWriter::try_new_buffered(file, schema)
+                    .map_err(|source| SinkError::Spool { dir: dir_name(), source })?,
+            ),
+            SpoolFormat::Parquet(limits) => {
+                let parquet_err = |source| SinkError::ParquetSpool { dir: dir_name(), source };
+                let properties = limits.properties().map_err(parquet_err)?;
+                let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
+                    .map_err(parquet_err)?;
+                Spool::Parquet { writer, limits }
+            }
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch, dir: &str) -> Result<(), SinkError> {
+        match self {
+            Spool::Ipc(writer) => writer
+                .write(batch)
+                .map_err(|source| SinkError::Spool { dir: dir.to_string(), source }),
+            Spool::Parquet { writer, limits } => {
+                let parquet_err = |source| SinkError::ParquetSpool { dir: dir.to_string(), source };
+                writer.write(batch).map_err(parquet_err)?;
+                if writer.in_progress_size() > limits.max_row_group_bytes {
+                    writer.flush().map_err(parquet_err)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Completes the file and returns it rewound, with whether it is Parquet.
+    fn finish(self, dir: &str) -> Result<(File, bool), SinkError> {
+        let file_err = |source| SinkError::SpoolFile { dir: dir.to_string(), source };
+        let (mut file, parquet) = match self {
+            Spool::Ipc(mut writer) => {
+                let spool_err = |source| SinkError::Spool { dir: dir.to_string(), source };
+                writer.finish().map_err(spool_err)?;
+                let buffered = writer.into_inner().map_err(spool_err)?;
+                (buffered.into_inner().map_err(|e| file_err(e.into_error()))?, false)
+            }
+            Spool::Parquet { writer, .. } => {
+                let file = writer
+                    .into_inner()
+                    .map_err(|source| SinkError::ParquetSpool { dir: dir.to_string(), source })?;
+                (file, true)
+            }
+        };
+        file.seek(SeekFrom::Start(0)).map_err(file_err)?;
+        Ok((file, parquet))
+    }
+}
+
+/// A finished spool read back batch by batch.
+enum SpoolReader {
+    Ipc(StreamReader<BufReader<File>>),
+    Parquet { reader: ParquetRecordBatchReader, schema: SchemaRef },
+}
+
+impl SpoolReader {
+    fn open(file: File, parquet: bool, schema: &SchemaRef, dir: &str) -> Result<Self, SinkError> {
+        if !parquet {
+            let reader = StreamReader::try_new_buffered(file, None)
+                .map_err(|source| SinkError::Spool { dir: dir.to_string(), source })?;
+            return Ok(SpoolReader::Ipc(reader));
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|builder| builder.with_batch_size(SPOOL_READ_ROWS).build())
+            .map_err(|source| SinkError::ParquetSpool { dir: dir.to_string(), source })?;
+        Ok(SpoolReader::Parquet { reader, schema: schema.clone() })
+    }
+
+    fn next_batch(&mut self) -> Option<Result<RecordBatch, arrow::error::ArrowError>> {
+        match self {
+            SpoolReader::Ipc(reader) => reader.next(),
+            // The batches take the stage's own schema (field metadata included).
+            SpoolReader::Parquet { reader, schema } => reader.next().map(|batch| {
+                batch.and_then(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            }),
+        }
+    }
+}
+
+/// What a closed stage hands to the writer.
+pub(crate) enum StagedRows {
+    /// Every staged row won and the spool is their Parquet encoding: the data object as it is.
+    Encoded {
+        /// The Parquet file, rewound.
+        file: File,
+        /// Its rows.
+        rows: u64,
+        /// The newest update time among them.
+        max_update_ms: Option<i64>,
+        /// The spool folder, for errors.
+        spool_dir: String,
+    },
+    /// The winning rows, to be encoded.
+    Winners(Box<Winners>),
+}
+
+/// Rows of one partition being assembled: spooled to a local file (memory stays flat however
+/// large the month), with an index of primary keys so that each key keeps only its newest
+/// version.
 pub struct PartitionStage {
     schema: SchemaRef,
     keys: KeyColumns,
     update_column: Option<usize>,
-    spool: StreamWriter<BufWriter<File>>,
+    spool: Spool,
     spool_dir: String,
     index: KeyIndex<Version>,
     rows_appended: u64,
@@ -52,8 +185,8 @@ struct Version {
 }
 
 impl PartitionStage {
-    /// Starts an empty stage whose spool file lives in `spool_dir` (it is removed when the
-    /// stage is dropped, and never visible under a name).
+    /// Starts an empty stage whose Arrow IPC spool file lives in `spool_dir` (it is removed
+    /// when the stage is dropped, and never visible under a name).
     ///
     /// `key_columns` must be Int64, Int32 or Utf8 columns of `schema`; `update_column`, when
     /// given, a `Timestamp(ms)` or Int64 column.
@@ -63,16 +196,22 @@ impl PartitionStage {
         key_columns: &[String],
         update_column: Option<&str>,
     ) -> Result<Self, SinkError> {
+        Self::create_as(spool_dir, SpoolFormat::ArrowIpc, schema, key_columns, update_column)
+    }
+
+    /// [`create`](Self::create) with a spool of `format`.
+    pub fn create_as(
+        spool_dir: &Path,
+        format: SpoolFormat,
+        schema: SchemaRef,
+        key_columns: &[String],
+        update_column: Option<&str>,
+    ) -> Result<Self, SinkError> {
         let keys = KeyColumns::new(&schema, key_columns)?;
         let index = KeyIndex::new(&keys, &schema);
         let update_column = update_column.map(|name| update_index(&schema, name)).transpose()?;
         let dir = spool_dir.display().to_string();
-        // The configured folder is created on first use.
-        let file = std::fs::create_dir_all(spool_dir)
-            .and_then(|()| tempfile::tempfile_in(spool_dir))
-            .map_err(|source| SinkError::SpoolFile { dir: dir.clone(), source })?;
-        let spool = StreamWriter::try_new_buffered(file, &schema)
-            .map_err(|source| SinkError::Spool { dir: dir.clone(), source })?;
+        let spool = Spool::create(spool_dir, &schema, format)?;
         Ok(Self {
             schema,
             keys,
@@ -118,9 +257,7 @@ impl PartitionStage {
         self.keys.check_nulls(&columns)?;
         let updates = self.update_column.map(|i| update_values(batch.column(i).as_ref()));
         self.broken = true;
-        self.spool
-            .write(batch)
-            .map_err(|source| SinkError::Spool { dir: self.spool_dir.clone(), source })?;
+        self.spool.write(batch, &self.spool_dir)?;
         self.broken = false;
         let (first_row, fetch_start, current) =
             (self.rows_appended, self.fetch_start, self.fetch_mark);
@@ -185,11 +322,22 @@ impl PartitionStage {
         self.index.values().filter_map(|v| v.update_ms).max()
     }
 
-    /// Closes the spool and returns the winning rows, in staging order.
-    pub(crate) fn into_winners(mut self) -> Result<Winners, SinkError> {
+    /// Closes the spool: the data object itself when it is Parquet and every staged row
+    /// won, else the winning rows to encode.
+    pub(crate) fn into_output(self) -> Result<StagedRows, SinkError> {
         self.check_usable()?;
-        let spool_err = |source| SinkError::Spool { dir: self.spool_dir.clone(), source };
-        self.spool.finish().map_err(spool_err)?;
+        let all_won = self.index.len() as u64 == self.rows_appended;
+        if !(all_won && matches!(self.spool, Spool::Parquet { .. })) {
+            return self.into_winners().map(|winners| StagedRows::Winners(Box::new(winners)));
+        }
+        let (rows, max_update_ms) = (self.rows_appended, self.max_update_ms());
+        let (file, _) = self.spool.finish(&self.spool_dir)?;
+        Ok(StagedRows::Encoded { file, rows, max_update_ms, spool_dir: self.spool_dir })
+    }
+
+    /// Closes the spool and returns the winning rows, in staging order.
+    pub(crate) fn into_winners(self) -> Result<Winners, SinkError> {
+        self.check_usable()?;
         let rows = usize::try_from(self.rows_appended)
             .map_err(|_| SinkError::TooManyRows { rows: self.rows_appended })?;
         let mut keep = BooleanBufferBuilder::new(rows);
@@ -200,15 +348,8 @@ impl PartitionStage {
         }
         let distinct = self.index.len() as u64;
         let max_update_ms = self.max_update_ms();
-        let file_err = |source| SinkError::SpoolFile { dir: self.spool_dir.clone(), source };
-        let mut file = self
-            .spool
-            .into_inner()
-            .map_err(spool_err)?
-            .into_inner()
-            .map_err(|e| file_err(e.into_error()))?;
-        file.seek(SeekFrom::Start(0)).map_err(file_err)?;
-        let reader = StreamReader::try_new_buffered(file, None).map_err(spool_err)?;
+        let (file, parquet) = self.spool.finish(&self.spool_dir)?;
+        let reader = SpoolReader::open(file, parquet, &self.schema, &self.spool_dir)?;
         Ok(Winners {
             reader,
             keep: keep.finish(),
@@ -231,7 +372,7 @@ impl PartitionStage {
 
 /// The winning rows of a closed stage, read back from the spool batch by batch.
 pub(crate) struct Winners {
-    reader: StreamReader<BufReader<File>>,
+    reader: SpoolReader,
     keep: BooleanBuffer,
     offset: usize,
     rows: u64,
@@ -263,7 +404,7 @@ impl Iterator for Winners {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let batch = match self.reader.next()? {
+            let batch = match self.reader.next_batch()? {
                 Ok(batch) => batch,
                 Err(source) => {
                     return Some(Err(SinkError::Spool { dir: self.spool_dir.clone(), source }))

@@ -7,6 +7,8 @@
 //! exactly what was stored. On any error the upload is aborted and the old object stays.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -23,31 +25,24 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
 use parquet::arrow::ProjectionMask;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::crash;
+use super::encoding::WriteLimits;
 use super::key::KeyColumns;
 use super::layout::PartitionId;
-use super::stage::{PartitionStage, Winners};
+use super::stage::{PartitionStage, StagedRows, Winners};
 use super::SinkError;
 use crate::task::ScopedTask;
 
+/// Bytes of an encoded spool per upload write.
+const COPY_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Rows per batch when reading a partition back.
 const READ_BATCH_ROWS: usize = 8192;
-/// Zstandard level of the data objects. Level 1 compresses a month of `rbt_recognition`
-/// as small as level 3 did (with [`DICTIONARY_LIMIT_BYTES`], smaller), in less time.
-const ZSTD_LEVEL: i32 = 1;
-/// A column chunk's dictionary grows to this size at most; past it the column falls back to
-/// plain encoding. Columns of few distinct values (codes, types, tenant) stay dictionary
-/// encoded, while ids, times and phone numbers, nearly all distinct, stop paying for a
-/// dictionary that saves nothing after the first few thousand rows.
-const DICTIONARY_LIMIT_BYTES: usize = 64 * 1024;
-
 /// A partition object that was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenPartition {
@@ -85,22 +80,6 @@ impl PartitionFacts {
     }
 }
 
-/// Row-group limits of the Parquet writer; the defaults keep memory flat however large the
-/// partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteLimits {
-    /// Most rows in a row group.
-    pub max_row_group_rows: usize,
-    /// A row group is flushed once its encoded size in progress passes this many bytes.
-    pub max_row_group_bytes: usize,
-}
-
-impl Default for WriteLimits {
-    fn default() -> Self {
-        Self { max_row_group_rows: 128 * 1024, max_row_group_bytes: 64 * 1024 * 1024 }
-    }
-}
-
 /// Streams the winning rows of `stage` (in staging order, losers filtered out with
 /// arrow's filter kernel) into `id.data_path()` as zstd Parquet with statistics, replacing
 /// the object atomically, with the default [`WriteLimits`]. On error the upload is aborted
@@ -132,7 +111,8 @@ pub async fn write_partition_with(
     })
 }
 
-/// Writes the winning rows of `stage` to `path` (see [`write_partition`]).
+/// Writes the rows of `stage` to `path` (see [`write_partition`]): its spool as it is when
+/// that is already the object's encoding, else its winning rows encoded now.
 async fn encode_partition(
     store: &Arc<dyn ObjectStore>,
     path: Path,
@@ -140,31 +120,59 @@ async fn encode_partition(
     limits: WriteLimits,
 ) -> Result<WrittenPartition, SinkError> {
     let parquet_err = |source| SinkError::Parquet { path: path.to_string(), source };
-    let winners = stage.into_winners()?;
-    let (rows, max_update_ms) = (winners.rows(), winners.max_update_ms());
-    let upload = HashingUpload::new(BufWriter::new(Arc::clone(store), path.clone()));
-    let mut writer = AsyncArrowWriter::try_new(
-        upload,
-        winners.schema().clone(),
-        Some(properties(limits, &path)?),
-    )
-    .map_err(parquet_err)?;
-    match write_rows(&mut writer, winners, limits, &path).await {
-        Ok(()) => {
-            let upload = writer.into_inner();
-            Ok(WrittenPartition {
-                rows,
-                bytes: upload.bytes,
-                sha256: hex::encode(upload.hasher.finalize()),
-                path,
-                max_update_ms,
-            })
+    let mut upload = HashingUpload::new(BufWriter::new(Arc::clone(store), path.clone()));
+    let (upload, written) = match stage.into_output()? {
+        StagedRows::Encoded { file, rows, max_update_ms, spool_dir } => {
+            let copied = copy_encoded(&mut upload, file, &spool_dir, &path).await;
+            (upload, copied.map(|()| (rows, max_update_ms)))
         }
+        StagedRows::Winners(winners) => {
+            let winners = *winners;
+            let (rows, max_update_ms) = (winners.rows(), winners.max_update_ms());
+            let properties = limits.properties().map_err(parquet_err)?;
+            let mut writer =
+                AsyncArrowWriter::try_new(upload, winners.schema().clone(), Some(properties))
+                    .map_err(parquet_err)?;
+            let result = write_rows(&mut writer, winners, limits, &path).await;
+            (writer.into_inner(), result.map(|()| (rows, max_update_ms)))
+        }
+    };
+    match written {
+        Ok((rows, max_update_ms)) => Ok(WrittenPartition {
+            rows,
+            bytes: upload.bytes,
+            sha256: hex::encode(upload.hasher.finalize()),
+            path,
+            max_update_ms,
+        }),
         Err(e) => {
-            writer.into_inner().abort(&path).await;
+            upload.abort(&path).await;
             Err(e)
         }
     }
+}
+
+/// Uploads a spool that is already the object's Parquet encoding.
+async fn copy_encoded(
+    upload: &mut HashingUpload,
+    mut file: File,
+    spool_dir: &str,
+    path: &Path,
+) -> Result<(), SinkError> {
+    let parquet_err = |source| SinkError::Parquet { path: path.to_string(), source };
+    loop {
+        let mut chunk = Vec::with_capacity(COPY_CHUNK_BYTES);
+        (&mut file)
+            .take(COPY_CHUNK_BYTES as u64)
+            .read_to_end(&mut chunk)
+            .map_err(|source| SinkError::SpoolFile { dir: spool_dir.to_string(), source })?;
+        if chunk.is_empty() {
+            break;
+        }
+        upload.write(Bytes::from(chunk)).await.map_err(parquet_err)?;
+        crash::point(crash::BATCH_WRITTEN);
+    }
+    upload.complete().await.map_err(parquet_err)
 }
 
 async fn write_rows(
@@ -183,19 +191,6 @@ async fn write_rows(
     }
     writer.finish().await.map_err(parquet_err)?;
     Ok(())
-}
-
-fn properties(limits: WriteLimits, path: &Path) -> Result<WriterProperties, SinkError> {
-    let level = ZstdLevel::try_new(ZSTD_LEVEL)
-        .map_err(|source| SinkError::Parquet { path: path.to_string(), source })?;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_dictionary_enabled(true)
-        .set_dictionary_page_size_limit(DICTIONARY_LIMIT_BYTES)
-        .set_max_row_group_row_count(Some(limits.max_row_group_rows.max(1)))
-        .set_created_by(format!("cecsync {}", env!("CARGO_PKG_VERSION")))
-        .build())
 }
 
 /// The upload of a data object: a `BufWriter` that also hashes and counts the bytes.
@@ -526,6 +521,7 @@ mod tests {
 
     use super::*;
     use crate::calendar::Month;
+    use crate::sink::SpoolFormat;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -551,6 +547,16 @@ mod tests {
         PartitionStage::create(dir.path(), schema(), &["id".into()], Some("upd")).unwrap()
     }
 
+    fn stage_as(dir: &tempfile::TempDir, format: SpoolFormat) -> PartitionStage {
+        PartitionStage::create_as(dir.path(), format, schema(), &["id".into()], Some("upd"))
+            .unwrap()
+    }
+
+    /// Both spool formats, the Parquet one with `limits`.
+    fn formats(limits: WriteLimits) -> [SpoolFormat; 2] {
+        [SpoolFormat::ArrowIpc, SpoolFormat::Parquet(limits)]
+    }
+
     fn id() -> PartitionId {
         PartitionId::new("d", "t", Month::new(2025, 1).unwrap())
     }
@@ -573,11 +579,16 @@ mod tests {
 
     /// Duplicates keep their newest version (ties go to the later row, a null update time is
     /// oldest), the losers are absent, the order is the staging order, and the reported
-    /// size and hash are those of the stored object.
+    /// size and hash are those of the stored object; whichever the spool format (a Parquet
+    /// spool with losers is read back and filtered like an IPC one).
     #[tokio::test]
     async fn newest_version_of_each_key_is_written() {
-        for (store, dir) in stores() {
-            let mut s = stage(&dir);
+        let (stores, dir) = (stores(), tempfile::tempdir().unwrap());
+        let cases = stores
+            .iter()
+            .flat_map(|(store, _)| formats(WriteLimits::default()).map(|f| (Arc::clone(store), f)));
+        for (store, format) in cases {
+            let mut s = stage_as(&dir, format);
             s.append(&batch(&[1, 2, 3], &["a", "b", "c"], &[Some(10), Some(10), Some(10)]))
                 .unwrap();
             s.append(&batch(
@@ -608,8 +619,11 @@ mod tests {
     #[tokio::test]
     async fn large_partitions_stream_and_rewrites_replace() {
         let limits = WriteLimits { max_row_group_rows: 1000, ..WriteLimits::default() };
-        for (store, dir) in stores() {
-            let mut s = stage(&dir);
+        let (stores, dir) = (stores(), tempfile::tempdir().unwrap());
+        let cases =
+            stores.iter().flat_map(|(store, _)| formats(limits).map(|f| (Arc::clone(store), f)));
+        for (store, format) in cases {
+            let mut s = stage_as(&dir, format);
             let mut parts = Vec::new();
             for chunk in 0..5 {
                 let ids: Vec<i64> = (chunk * 1000..(chunk + 1) * 1000).collect();
@@ -622,7 +636,7 @@ mod tests {
             assert_eq!(got, concat_batches(&schema(), &parts).unwrap());
             assert!(groups > 1, "{groups} row groups");
 
-            let mut s = stage(&dir);
+            let mut s = stage_as(&dir, format);
             s.append(&batch(&[7], &["only"], &[Some(2)])).unwrap();
             write_partition_with(&store, &id(), s, limits).await.unwrap();
             let (got, _, _) = read_back(&store, &id().data_path()).await;
@@ -630,6 +644,41 @@ mod tests {
             let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
             assert_eq!(listed.len(), 1, "{listed:?}");
         }
+    }
+
+    /// When every row wins, a Parquet spool is uploaded as it is, and it is the very object an
+    /// IPC spool of the same rows is encoded into: the same bytes, whichever the spool, so a
+    /// rewrite of unchanged rows leaves the lake byte for byte as it was.
+    #[tokio::test]
+    async fn a_parquet_spool_is_the_object_an_ipc_spool_encodes() {
+        let limits = WriteLimits { max_row_group_rows: 2500, ..WriteLimits::default() };
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        // 4000 distinct rows in four batches, some without an update time.
+        let filled = |format| {
+            let mut s = stage_as(&dir, format);
+            for chunk in 0..4 {
+                let ids: Vec<i64> = (chunk * 1000..(chunk + 1) * 1000).collect();
+                let names: Vec<String> = ids.iter().map(|i| format!("name {i:05}")).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let upd: Vec<Option<i64>> = ids.iter().map(|&i| (i % 7 > 0).then_some(i)).collect();
+                s.append(&batch(&ids, &names, &upd)).unwrap();
+            }
+            s
+        };
+        let mut objects = Vec::new();
+        for format in formats(limits) {
+            let encoded = matches!(filled(format).into_output(), Ok(StagedRows::Encoded { .. }));
+            assert_eq!(encoded, format != SpoolFormat::ArrowIpc, "{format:?}");
+            let s = filled(format);
+            let written = write_partition_with(&store, &id(), s, limits).await.unwrap();
+            let (got, groups, bytes) = read_back(&store, &id().data_path()).await;
+            assert_eq!((got.num_rows(), groups, written.rows), (4000, 2, 4000));
+            assert_eq!(written.max_update_ms, Some(3999));
+            assert_eq!(written.sha256, hex::encode(Sha256::digest(&bytes)));
+            objects.push(bytes);
+        }
+        assert!(objects[0] == objects[1], "the two spools wrote different objects");
     }
 
     /// A merge keeps old rows whose keys the new fetch lacks, and new versions win.
