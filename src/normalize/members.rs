@@ -144,8 +144,38 @@ impl<'r> Members<'r> {
         }
     }
 
+    /// The next member, like [`Iterator::next`], and whether its key is `guess`: a key
+    /// written exactly as `guess` (between quotes, without escapes) is known from one
+    /// comparison with the text instead of being read on its own. A `guess` must not hold
+    /// `"`, `\` or a control character, which a JSON text spells with escapes.
+    pub(crate) fn next_guessing(
+        &mut self,
+        guess: Option<&str>,
+    ) -> Option<Result<(bool, Member<'r>), Malformed>> {
+        if self.done {
+            return None;
+        }
+        let next = self.member(guess).transpose();
+        self.done = !matches!(next, Some(Ok(_)));
+        next
+    }
+
+    /// The key at the current position if it is written as `"guess"`, moving past it.
+    fn guessed_key(&mut self, guess: &str) -> Option<&'r str> {
+        let len = guess.len();
+        let quoted = self.text.as_bytes().get(self.pos..self.pos + len + 2)?;
+        let found =
+            quoted[0] == b'"' && quoted[len + 1] == b'"' && &quoted[1..=len] == guess.as_bytes();
+        if !found {
+            return None;
+        }
+        let key = self.text.get(self.pos + 1..self.pos + 1 + len)?;
+        self.pos += len + 2;
+        Some(key)
+    }
+
     /// The next member, or `None` at the end of the object.
-    fn member(&mut self) -> Result<Option<Member<'r>>, Malformed> {
+    fn member(&mut self, guess: Option<&str>) -> Result<Option<(bool, Member<'r>)>, Malformed> {
         self.skip_whitespace();
         match self.peek() {
             Some(b'}') => {
@@ -160,23 +190,31 @@ impl<'r> Members<'r> {
             _ => return Err(self.malformed("',' or '}'")),
         }
         self.first = false;
-        let start = self.pos;
-        let escaped = self.string()?;
-        let quoted = self.since(start)?;
-        let inner = &quoted[1..quoted.len() - 1];
-        let key = match escaped {
-            true => Cow::Owned(unescape(inner).ok_or(Malformed {
-                at: start,
-                expected: "a key whose escapes decode to Unicode text",
-            })?),
-            false => Cow::Borrowed(inner),
+        let (guessed, key) = match guess.and_then(|guess| self.guessed_key(guess)) {
+            Some(key) => (true, Cow::Borrowed(key)),
+            None => (false, self.key()?),
         };
         self.skip_whitespace();
         self.expect(b':', "':'")?;
         self.skip_whitespace();
         let start = self.pos;
         self.value()?;
-        Ok(Some((key, self.since(start)?)))
+        Ok(Some((guessed, (key, self.since(start)?))))
+    }
+
+    /// Reads the key string that starts here.
+    fn key(&mut self) -> Result<Cow<'r, str>, Malformed> {
+        let start = self.pos;
+        let escaped = self.string()?;
+        let quoted = self.since(start)?;
+        let inner = &quoted[1..quoted.len() - 1];
+        Ok(match escaped {
+            true => Cow::Owned(unescape(inner).ok_or(Malformed {
+                at: start,
+                expected: "a key whose escapes decode to Unicode text",
+            })?),
+            false => Cow::Borrowed(inner),
+        })
     }
 }
 
@@ -184,12 +222,7 @@ impl<'r> Iterator for Members<'r> {
     type Item = Result<Member<'r>, Malformed>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.member().transpose();
-        self.done = !matches!(next, Some(Ok(_)));
-        next
+        self.next_guessing(None).map(|member| member.map(|(_, member)| member))
     }
 }
 
@@ -235,6 +268,23 @@ mod tests {
         let keys: Vec<_> = Members::of(text).unwrap().map(|m| m.unwrap().0).collect();
         assert_eq!(keys, ["a\n", "中文"]);
         assert!(matches!(keys[1], Cow::Borrowed(_)));
+    }
+
+    /// A key written as the guess is known without being read; a guess that is a prefix of
+    /// the key, or longer than what is left of the text, is not the key; after a wrong
+    /// guess the key is still read, and an escaped key is never the guess.
+    #[test]
+    fn guesses_are_checked_against_the_text() {
+        let text = r#"{"callId":1, "call":2,"\u0061":3,"b":"x"}"#;
+        let mut m = Members::of(text).unwrap();
+        let mut next = |guess| m.next_guessing(guess).map(Result::unwrap);
+        assert_eq!(next(Some("callId")), Some((true, (Cow::Borrowed("callId"), "1"))));
+        assert_eq!(next(Some("callIdAndMore")), Some((false, (Cow::Borrowed("call"), "2"))));
+        assert_eq!(next(Some("a")), Some((false, (Cow::Owned("a".into()), "3"))));
+        assert_eq!(next(Some("b")), Some((true, (Cow::Borrowed("b"), "\"x\""))));
+        assert_eq!(next(Some("b")), None);
+        let mut cut = Members::of(r#"{"callI"#).unwrap();
+        assert!(matches!(cut.next_guessing(Some("callId")), Some(Err(_))));
     }
 
     /// Non-objects are refused, and a text cut short is an error, never a panic.

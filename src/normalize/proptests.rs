@@ -407,4 +407,43 @@ proptest! {
             prop_assert_eq!(Some(raw.as_str()), oracle.get(key).map(|r| r.get()));
         }
     }
+
+    /// Walking with guesses finds the same members, and says a key is the guess exactly
+    /// when it is: each member is guessed as its own key, the next one's or a prefix of its
+    /// own (keys that JSON writes with escapes are never guessed).
+    #[test]
+    fn guessed_keys_are_the_keys(
+        entries in btree_map(texts(), json_value(), 0..6),
+        pretty in any::<bool>(),
+        picks in proptest::collection::vec(0..3usize, 6),
+    ) {
+        let object: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap()))
+            .collect();
+        let text = match pretty {
+            true => serde_json::to_string_pretty(&object).unwrap(),
+            false => serde_json::to_string(&object).unwrap(),
+        };
+        let plain = |key: &str| !key.chars().any(|c| c == '"' || c == '\\' || c < ' ');
+        let keys: Vec<&String> = object.keys().collect();
+        let unguessed: Vec<(String, String)> = Members::of(&text)
+            .unwrap()
+            .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut members = Members::of(&text).unwrap();
+        for (i, (key, raw)) in unguessed.iter().enumerate() {
+            let guess: Option<&str> = match picks[i] {
+                0 => Some(key.as_str()),
+                1 => keys.get(i + 1).map(|k| k.as_str()),
+                _ => key.char_indices().last().map(|(end, _)| &key[..end]),
+            };
+            let guess = guess.filter(|g| plain(g));
+            let (guessed, (walked_key, walked_raw)) = members.next_guessing(guess).unwrap().unwrap();
+            prop_assert_eq!((walked_key.as_ref(), walked_raw), (key.as_str(), raw.as_str()));
+            prop_assert_eq!(guessed, guess == Some(key.as_str()));
+        }
+        prop_assert!(members.next_guessing(None).is_none());
+    }
 }

@@ -13,18 +13,35 @@ use super::reason::{seen, Reject};
 use crate::catalog::schema::DatasetSchema;
 
 /// Finds the field of each key, first by guessing from the key order of earlier records
-/// (one string comparison when records share a layout), then through the schema's index.
+/// (one comparison with the record's text when records share a layout), then through the
+/// schema's index.
 #[derive(Debug)]
 pub(crate) struct KeyOrder {
     /// `follows[p]`: the field that followed field `p` last time; `follows[n]` is the first.
     follows: Vec<usize>,
+    /// Whether field `p`'s name is written in JSON without escapes, so that it can be found
+    /// by comparing the text.
+    plain: Vec<bool>,
 }
 
 impl KeyOrder {
     /// A guess of schema order to start with.
     pub(crate) fn new(schema: &DatasetSchema) -> Self {
         let n = schema.fields().len();
-        Self { follows: (1..=n).chain(std::iter::once(0)).collect() }
+        let plain = schema
+            .fields()
+            .iter()
+            .map(|f| !f.name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20))
+            .collect();
+        Self { follows: (1..=n).chain(std::iter::once(0)).collect(), plain }
+    }
+
+    /// The field guessed to follow the field at `previous` (`n` at the start), with its
+    /// name, when that name can be compared with the text.
+    fn guess<'s>(&self, schema: &'s DatasetSchema, previous: usize) -> Option<(usize, &'s str)> {
+        let guess = self.follows[previous];
+        let field = schema.fields().get(guess).filter(|_| self.plain[guess])?;
+        Some((guess, field.name.as_str()))
     }
 
     /// The position of field `key`, which follows the field at `previous` (`n` at the start);
@@ -54,12 +71,22 @@ pub(crate) fn stage_record(
     fixed: &[(usize, Box<RawValue>)],
 ) -> Result<(), Reject> {
     let text = record.get();
-    let members =
+    let mut members =
         Members::of(text).ok_or_else(|| Reject::NotAnObject { seen: seen(text.trim()) })?;
     let mut previous = schema.fields().len();
-    for member in members {
-        let (key, raw) = member.map_err(|e| Reject::Undecodable { detail: e.to_string() })?;
-        match keys.find(schema, &key, &mut previous) {
+    loop {
+        let guess = keys.guess(schema, previous);
+        let Some(member) = members.next_guessing(guess.map(|(_, name)| name)) else { break };
+        let (guessed, (key, raw)) =
+            member.map_err(|e| Reject::Undecodable { detail: e.to_string() })?;
+        let index = match guess {
+            Some((index, _)) if guessed => {
+                previous = index;
+                Some(index)
+            }
+            _ => keys.find(schema, &key, &mut previous),
+        };
+        match index {
             Some(index) if fixed.iter().any(|(i, _)| *i == index) => {}
             Some(index) => columns.stage(index, raw)?,
             None => columns.stage_extra(&key, raw),
