@@ -1,6 +1,7 @@
 //! Property test of the normalizer over generated records: random mixtures of valid
 //! values, wrong types, nulls, missing fields, unknown fields, huge and non-ASCII strings.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
@@ -196,6 +197,25 @@ fn field(kind: FieldKind) -> BoxedStrategy<Gen> {
 }
 
 /// Any JSON value, written compactly or pretty-printed.
+/// The JSON object of `entries` (keys and value texts), compact or pretty-printed.
+fn object_text(entries: &BTreeMap<String, String>, pretty: bool) -> String {
+    let object: serde_json::Map<String, Value> =
+        entries.iter().map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap())).collect();
+    match pretty {
+        true => serde_json::to_string_pretty(&object).unwrap(),
+        false => serde_json::to_string(&object).unwrap(),
+    }
+}
+
+/// The members of an object's text, each key and value as text.
+fn walk(text: &str) -> Vec<(String, String)> {
+    Members::of(text)
+        .unwrap()
+        .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 fn json_value() -> BoxedStrategy<String> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -387,20 +407,9 @@ proptest! {
         entries in btree_map(texts(), json_value(), 0..6),
         pretty in any::<bool>(),
     ) {
-        let object: serde_json::Map<String, Value> = entries
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap()))
-            .collect();
-        let text = match pretty {
-            true => serde_json::to_string_pretty(&object).unwrap(),
-            false => serde_json::to_string(&object).unwrap(),
-        };
-        let walked: Vec<(String, String)> = Members::of(&text)
-            .unwrap()
-            .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let oracle: std::collections::BTreeMap<String, Box<RawValue>> =
+        let text = object_text(&entries, pretty);
+        let walked = walk(&text);
+        let oracle: BTreeMap<String, Box<RawValue>> =
             serde_json::from_str(&text).unwrap();
         prop_assert_eq!(walked.len(), oracle.len());
         for (key, raw) in &walked {
@@ -415,23 +424,12 @@ proptest! {
     fn guessed_keys_are_the_keys(
         entries in btree_map(texts(), json_value(), 0..6),
         pretty in any::<bool>(),
-        picks in proptest::collection::vec(0..3usize, 6),
+        picks in vec(0..3usize, 6),
     ) {
-        let object: serde_json::Map<String, Value> = entries
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap()))
-            .collect();
-        let text = match pretty {
-            true => serde_json::to_string_pretty(&object).unwrap(),
-            false => serde_json::to_string(&object).unwrap(),
-        };
+        let text = object_text(&entries, pretty);
         let plain = |key: &str| !key.chars().any(|c| c == '"' || c == '\\' || c < ' ');
-        let keys: Vec<&String> = object.keys().collect();
-        let unguessed: Vec<(String, String)> = Members::of(&text)
-            .unwrap()
-            .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let keys: Vec<&String> = entries.keys().collect();
+        let unguessed = walk(&text);
         let mut members = Members::of(&text).unwrap();
         for (i, (key, raw)) in unguessed.iter().enumerate() {
             let guess: Option<&str> = match picks[i] {
