@@ -196,7 +196,6 @@ fn field(kind: FieldKind) -> BoxedStrategy<Gen> {
     .boxed()
 }
 
-/// Any JSON value, written compactly or pretty-printed.
 /// The JSON object of `entries` (keys and value texts), compact or pretty-printed.
 fn object_text(entries: &BTreeMap<String, String>, pretty: bool) -> String {
     let object: serde_json::Map<String, Value> =
@@ -216,6 +215,7 @@ fn walk(text: &str) -> Vec<(String, String)> {
         .unwrap()
 }
 
+/// Any JSON value, written compactly or pretty-printed.
 fn json_value() -> BoxedStrategy<String> {
     let leaf = prop_oneof![
         Just(Value::Null),

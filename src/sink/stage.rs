@@ -256,9 +256,9 @@ impl PartitionStage {
             self.keys.indices().iter().map(|&i| batch.column(i).clone()).collect();
         self.keys.check_nulls(&columns)?;
         let updates = self.update_column.map(|i| update_values(batch.column(i).as_ref()));
+        // Until the spool and the index both hold the batch, the stage is unusable.
         self.broken = true;
         self.spool.write(batch, &self.spool_dir)?;
-        self.broken = false;
         let (first_row, fetch_start, current) =
             (self.rows_appended, self.fetch_start, self.fetch_mark);
         let fetched_keys = &mut self.fetched_keys;
@@ -289,6 +289,7 @@ impl PartitionStage {
             }
         })?;
         self.rows_appended += batch.num_rows() as u64;
+        self.broken = false;
         Ok(())
     }
 
@@ -322,12 +323,14 @@ impl PartitionStage {
         self.index.values().filter_map(|v| v.update_ms).max()
     }
 
-    /// Closes the spool: the data object itself when it is Parquet and every staged row
-    /// won, else the winning rows to encode.
-    pub(crate) fn into_output(self) -> Result<StagedRows, SinkError> {
+    /// Closes the spool: the data object itself when it is Parquet encoded with `limits` and
+    /// every staged row won, else the winning rows to encode.
+    pub(crate) fn into_output(self, limits: WriteLimits) -> Result<StagedRows, SinkError> {
         self.check_usable()?;
         let all_won = self.index.len() as u64 == self.rows_appended;
-        if !(all_won && matches!(self.spool, Spool::Parquet { .. })) {
+        let encoded =
+            matches!(self.spool, Spool::Parquet { limits: spooled, .. } if spooled == limits);
+        if !(all_won && encoded) {
             return self.into_winners().map(|winners| StagedRows::Winners(Box::new(winners)));
         }
         let (rows, max_update_ms) = (self.rows_appended, self.max_update_ms());
@@ -604,7 +607,7 @@ mod tests {
         let mut replaced = stage();
         replaced.append(&rows(&[1, 2, 3], 10)).unwrap();
         replaced.append(&rows(&[2, 4], 20)).unwrap();
-        let Ok(StagedRows::Winners(winners)) = replaced.into_output() else {
+        let Ok(StagedRows::Winners(winners)) = replaced.into_output(WriteLimits::default()) else {
             panic!("a row lost, so the winners must be encoded again")
         };
         let got: Vec<RecordBatch> = winners.map(Result::unwrap).collect();
@@ -617,9 +620,16 @@ mod tests {
         .unwrap();
         assert_eq!(got, want);
 
-        let mut all_won = stage();
-        all_won.append(&rows(&[1, 2, 3], 10)).unwrap();
-        assert!(matches!(all_won.into_output(), Ok(StagedRows::Encoded { rows: 3, .. })));
+        let all_won = || {
+            let mut all_won = stage();
+            all_won.append(&rows(&[1, 2, 3], 10)).unwrap();
+            all_won
+        };
+        let output = all_won().into_output(WriteLimits::default());
+        assert!(matches!(output, Ok(StagedRows::Encoded { rows: 3, .. })));
+        // Asked for other row-group limits than it was encoded with, it is encoded again.
+        let other = WriteLimits { max_row_group_rows: 2, ..WriteLimits::default() };
+        assert!(matches!(all_won().into_output(other), Ok(StagedRows::Winners(_))));
     }
 
     /// Without an update column the later row of a key wins.

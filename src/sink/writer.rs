@@ -121,7 +121,7 @@ async fn encode_partition(
 ) -> Result<WrittenPartition, SinkError> {
     let parquet_err = |source| SinkError::Parquet { path: path.to_string(), source };
     let mut upload = HashingUpload::new(BufWriter::new(Arc::clone(store), path.clone()));
-    let (upload, written) = match stage.into_output()? {
+    let (upload, written) = match stage.into_output(limits)? {
         StagedRows::Encoded { file, rows, max_update_ms, spool_dir } => {
             let copied = copy_encoded(&mut upload, file, &spool_dir, &path).await;
             (upload, copied.map(|()| (rows, max_update_ms)))
@@ -668,7 +668,8 @@ mod tests {
         };
         let mut objects = Vec::new();
         for format in formats(limits) {
-            let encoded = matches!(filled(format).into_output(), Ok(StagedRows::Encoded { .. }));
+            let encoded =
+                matches!(filled(format).into_output(limits), Ok(StagedRows::Encoded { .. }));
             assert_eq!(encoded, format != SpoolFormat::ArrowIpc, "{format:?}");
             let s = filled(format);
             let written = write_partition_with(&store, &id(), s, limits).await.unwrap();
@@ -679,6 +680,37 @@ mod tests {
             objects.push(bytes);
         }
         assert!(objects[0] == objects[1], "the two spools wrote different objects");
+    }
+
+    /// Losers spread over several row groups and read batches of a Parquet spool are
+    /// filtered out exactly: the object holds what an IPC spool of the same rows gives.
+    #[tokio::test]
+    async fn losers_across_row_groups_are_filtered_from_a_parquet_spool() {
+        let limits = WriteLimits { max_row_group_rows: 2500, ..WriteLimits::default() };
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let rows = |ids: &[i64], name: &str, upd: i64| {
+            batch(ids, &vec![name; ids.len()], &vec![Some(upd); ids.len()])
+        };
+        let resent: Vec<i64> = (0..15_000).filter(|i| i % 7 == 0).collect();
+        let mut objects = Vec::new();
+        for format in formats(limits) {
+            let mut s = stage_as(&dir, format);
+            for chunk in 0..3 {
+                let ids: Vec<i64> = (chunk * 5000..(chunk + 1) * 5000).collect();
+                s.append(&rows(&ids, "old", 1)).unwrap();
+            }
+            s.append(&rows(&resent, "new", 2)).unwrap();
+            let written = write_partition_with(&store, &id(), s, limits).await.unwrap();
+            assert_eq!(written.rows, 15_000);
+            objects.push(read_back(&store, &id().data_path()).await.0);
+        }
+        assert_eq!(objects[0], objects[1]);
+        let got = &objects[1];
+        let kept: Vec<i64> = (0..15_000).filter(|i| i % 7 != 0).collect();
+        let want =
+            concat_batches(&schema(), &[rows(&kept, "old", 1), rows(&resent, "new", 2)]).unwrap();
+        assert_eq!(got, &want);
     }
 
     /// A merge keeps old rows whose keys the new fetch lacks, and new versions win.
