@@ -80,6 +80,17 @@ impl WriteMode {
     pub fn keeps_existing_rows(self) -> bool {
         self != WriteMode::Replace
     }
+
+    /// How a slice in this mode stages its rows: a replacement starts empty and spools
+    /// Parquet, which becomes the data object; a merge first stages the existing rows,
+    /// mostly replaced later, in Arrow IPC.
+    fn spool_format(self) -> SpoolFormat {
+        if self.keeps_existing_rows() {
+            SpoolFormat::ArrowIpc
+        } else {
+            SpoolFormat::Parquet(WriteLimits::default())
+        }
+    }
 }
 
 /// What one slice covers.
@@ -528,9 +539,8 @@ pub(crate) async fn commit_partition(
     })
 }
 
-/// A new stage for a partition of this pipeline's dataset, spooled in `format`: Parquet
-/// when the stage starts empty, so that its spool can become the data object; Arrow IPC
-/// when it first takes the partition's existing rows for a merge.
+/// A new stage for a partition of this pipeline's dataset, spooled in `format` (see
+/// [`WriteMode::spool_format`]).
 pub(super) fn new_stage(
     run: &PipelineRun<'_>,
     format: SpoolFormat,
@@ -601,12 +611,7 @@ async fn attempt_slice(
             return Err(EngineError::FanOutDataset { name: dataset.to_string(), parent }.into());
         }
     };
-    let format = if mode.keeps_existing_rows() {
-        SpoolFormat::ArrowIpc
-    } else {
-        SpoolFormat::Parquet(WriteLimits::default())
-    };
-    let mut stage = new_stage(run, format).map_err(sink_err)?;
+    let mut stage = new_stage(run, mode.spool_format()).map_err(sink_err)?;
     if mode.keeps_existing_rows() {
         stage_existing(&run.store, &id, &mut stage).await.map_err(sink_err)?;
     }

@@ -162,15 +162,13 @@ impl<'r> Members<'r> {
 
     /// The key at the current position if it is written as `"guess"`, moving past it.
     fn guessed_key(&mut self, guess: &str) -> Option<&'r str> {
-        let len = guess.len();
-        let quoted = self.text.as_bytes().get(self.pos..self.pos + len + 2)?;
-        let found =
-            quoted[0] == b'"' && quoted[len + 1] == b'"' && &quoted[1..=len] == guess.as_bytes();
-        if !found {
+        let close = self.pos + 1 + guess.len();
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.pos) != Some(&b'"') || bytes.get(close) != Some(&b'"') {
             return None;
         }
-        let key = self.text.get(self.pos + 1..self.pos + 1 + len)?;
-        self.pos += len + 2;
+        let key = self.text.get(self.pos + 1..close).filter(|key| *key == guess)?;
+        self.pos = close + 1;
         Some(key)
     }
 

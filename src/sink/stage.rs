@@ -87,25 +87,37 @@ impl Spool {
         }
     }
 
-    /// Completes the file and returns it rewound, with whether it is Parquet.
-    fn finish(self, dir: &str) -> Result<(File, bool), SinkError> {
+    /// Completes the file and returns it rewound.
+    fn finish(self, dir: &str) -> Result<File, SinkError> {
         let file_err = |source| SinkError::SpoolFile { dir: dir.to_string(), source };
-        let (mut file, parquet) = match self {
+        let mut file = match self {
             Spool::Ipc(mut writer) => {
                 let spool_err = |source| SinkError::Spool { dir: dir.to_string(), source };
                 writer.finish().map_err(spool_err)?;
                 let buffered = writer.into_inner().map_err(spool_err)?;
-                (buffered.into_inner().map_err(|e| file_err(e.into_error()))?, false)
+                buffered.into_inner().map_err(|e| file_err(e.into_error()))?
             }
-            Spool::Parquet { writer, .. } => {
-                let file = writer
-                    .into_inner()
-                    .map_err(|source| SinkError::ParquetSpool { dir: dir.to_string(), source })?;
-                (file, true)
-            }
+            Spool::Parquet { writer, .. } => writer
+                .into_inner()
+                .map_err(|source| SinkError::ParquetSpool { dir: dir.to_string(), source })?,
         };
         file.seek(SeekFrom::Start(0)).map_err(file_err)?;
-        Ok((file, parquet))
+        Ok(file)
+    }
+
+    /// Completes the file and opens it to be read back; batches take `schema`.
+    fn into_reader(self, schema: &SchemaRef, dir: &str) -> Result<SpoolReader, SinkError> {
+        let ipc = matches!(self, Spool::Ipc(_));
+        let file = self.finish(dir)?;
+        if ipc {
+            let reader = StreamReader::try_new_buffered(file, None)
+                .map_err(|source| SinkError::Spool { dir: dir.to_string(), source })?;
+            return Ok(SpoolReader::Ipc(reader));
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|builder| builder.with_batch_size(SPOOL_READ_ROWS).build())
+            .map_err(|source| SinkError::ParquetSpool { dir: dir.to_string(), source })?;
+        Ok(SpoolReader::Parquet { reader, schema: schema.clone() })
     }
 }
 
@@ -116,18 +128,6 @@ enum SpoolReader {
 }
 
 impl SpoolReader {
-    fn open(file: File, parquet: bool, schema: &SchemaRef, dir: &str) -> Result<Self, SinkError> {
-        if !parquet {
-            let reader = StreamReader::try_new_buffered(file, None)
-                .map_err(|source| SinkError::Spool { dir: dir.to_string(), source })?;
-            return Ok(SpoolReader::Ipc(reader));
-        }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|builder| builder.with_batch_size(SPOOL_READ_ROWS).build())
-            .map_err(|source| SinkError::ParquetSpool { dir: dir.to_string(), source })?;
-        Ok(SpoolReader::Parquet { reader, schema: schema.clone() })
-    }
-
     fn next_batch(&mut self) -> Option<Result<RecordBatch, arrow::error::ArrowError>> {
         match self {
             SpoolReader::Ipc(reader) => reader.next(),
@@ -334,7 +334,7 @@ impl PartitionStage {
             return self.into_winners().map(|winners| StagedRows::Winners(Box::new(winners)));
         }
         let (rows, max_update_ms) = (self.rows_appended, self.max_update_ms());
-        let (file, _) = self.spool.finish(&self.spool_dir)?;
+        let file = self.spool.finish(&self.spool_dir)?;
         Ok(StagedRows::Encoded { file, rows, max_update_ms, spool_dir: self.spool_dir })
     }
 
@@ -351,8 +351,7 @@ impl PartitionStage {
         }
         let distinct = self.index.len() as u64;
         let max_update_ms = self.max_update_ms();
-        let (file, parquet) = self.spool.finish(&self.spool_dir)?;
-        let reader = SpoolReader::open(file, parquet, &self.schema, &self.spool_dir)?;
+        let reader = self.spool.into_reader(&self.schema, &self.spool_dir)?;
         Ok(Winners {
             reader,
             keep: keep.finish(),
