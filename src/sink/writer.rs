@@ -129,7 +129,7 @@ async fn encode_partition(
         StagedRows::Winners(winners) => {
             let winners = *winners;
             let (rows, max_update_ms) = (winners.rows(), winners.max_update_ms());
-            let properties = limits.properties().map_err(parquet_err)?;
+            let properties = limits.properties(winners.schema()).map_err(parquet_err)?;
             let mut writer =
                 AsyncArrowWriter::try_new(upload, winners.schema().clone(), Some(properties))
                     .map_err(parquet_err)?;
