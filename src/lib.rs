@@ -10,6 +10,7 @@
 //! - [`calendar`]: month slices in the server's zone.
 //! - [`source`]: HTTP client with retries, auth strategies, paging strategies.
 //! - [`normalize`]: JSON records to Arrow record batches by the schema; rejects.
+//! - `json_scan`: JSON tokens measured and checked, for the walks of pages and records.
 //! - [`sink`]: the object store, the lake layout, staging, Parquet writing and the atomic
 //!   partition commit.
 //! - [`state`]: checkpoints kept in the lake (`_state/`).
@@ -27,6 +28,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub(crate) mod json_scan;
 pub mod normalize;
 pub mod push;
 pub mod secret;

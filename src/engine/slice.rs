@@ -47,8 +47,8 @@ use crate::sink::writer::{
     read_rejects, reject_record_text, stage_existing, write_partition, write_rejects,
 };
 use crate::sink::{SinkError, WriteLimits};
-use crate::source::envelope::Page;
-use crate::source::paging::{fetch_pages, PagedRequest, PagingSummary};
+use crate::source::envelope::{Page, RecordsWalk};
+use crate::source::paging::{fetch_pages, DecodePage, PagedRequest, PagingSummary};
 use crate::source::SourceError;
 use crate::state::{PartitionCheckpoint, SliceState, StateStore};
 
@@ -292,17 +292,55 @@ struct NormalizedPage {
     records: u64,
 }
 
-/// Normalizes the records of a page with a fresh copy of `normalizer`.
-fn normalize_page(normalizer: &Normalizer, page_no: u64, page: Page<'_>) -> NormalizedPage {
-    let mut rows = normalizer.fresh();
-    let mut rejects = Vec::new();
-    for record in &page.records {
-        if let Err(reason) = rows.push(record) {
-            rejects.push(RejectedRecord::new(reason, record, page_no));
-        }
+/// Normalizes each page with a fresh copy of a normalizer: flat records as the walk of the
+/// page meets them, the others (nested records, flattened) after.
+struct NormalizePages(Normalizer);
+
+/// The rows and rejects of one page's records, walked as the page is read.
+struct PageWalk {
+    rows: Normalizer,
+    rejects: Vec<RejectedRecord>,
+    page_no: u64,
+}
+
+impl RecordsWalk for PageWalk {
+    fn walk(&mut self, body: &str, at: usize) -> Option<(usize, usize)> {
+        let (rejects, page_no) = (&mut self.rejects, self.page_no);
+        let mut kept = true;
+        let walked = self.rows.push_array(body, at, |reason, text| {
+            match RawValue::from_string(text.to_string()) {
+                Ok(record) => rejects.push(RejectedRecord::new(reason, &record, page_no)),
+                Err(_) => kept = false,
+            }
+        });
+        walked.filter(|_| kept)
     }
-    let records = page.records.len() as u64;
-    NormalizedPage { batch: rows.finish(), rejects, groups: page.groups, records }
+
+    fn abandon(&mut self) {
+        self.rows = self.rows.fresh();
+        self.rejects.clear();
+    }
+}
+
+impl DecodePage for NormalizePages {
+    type Output = NormalizedPage;
+    type Walk = PageWalk;
+
+    fn walk(&self, page_no: u64) -> Option<PageWalk> {
+        Some(PageWalk { rows: self.0.fresh(), rejects: Vec::new(), page_no })
+    }
+
+    fn decode(&self, page_no: u64, walk: Option<PageWalk>, page: Page<'_>) -> NormalizedPage {
+        let PageWalk { mut rows, mut rejects, .. } =
+            walk.unwrap_or_else(|| PageWalk { rows: self.0.fresh(), rejects: Vec::new(), page_no });
+        for record in &page.records {
+            if let Err(reason) = rows.push(record) {
+                rejects.push(RejectedRecord::new(reason, record, page_no));
+            }
+        }
+        let records = page.record_count() as u64;
+        NormalizedPage { batch: rows.finish(), rejects, groups: page.groups, records }
+    }
 }
 
 /// A normalizer of `run`'s rows written at `synced_at`, which refuses a row whose event
@@ -375,8 +413,8 @@ pub(super) async fn fetch_normalized(
     let template = values
         .and_then(|values| normalizer.fresh().with_request_values(values))
         .map_err(|problem| EngineError::RequestBody { pipeline: dataset.to_string(), problem })?;
-    let decode = move |page_no, page: Page<'_>| normalize_page(&template, page_no, page);
-    let summary = fetch_pages::<PageError, _, _, _>(request, decode, |page| {
+    let decode = NormalizePages(template);
+    let summary = fetch_pages::<PageError, _, _>(request, decode, |page| {
         groups.extend(page.groups);
         for reject in page.rejects {
             if rejected_texts.insert(reject.record.get().to_string()) {

@@ -1,242 +1,148 @@
 //! The members of one JSON object, read from its text in a single pass: each key with the
-//! raw text of its value.
+//! raw text of its value, handed to a [`Visit`] as the walk meets them.
 //!
-//! The text is that of a [`serde_json::value::RawValue`], so it is valid JSON: the walk only
-//! finds where each token ends, without checking what serde_json has checked already. It
-//! still never panics nor reads past the text: anything it did not expect is a
-//! [`Malformed`] error.
+//! The walk checks the text as a JSON parser does ([`json_scan`](crate::json_scan)), so a
+//! value it hands out is valid JSON whatever the text was; it never panics nor reads past
+//! the text: anything that is not JSON is a [`Malformed`] error.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use super::value::unescape;
+use crate::json_scan::{self as scan, Malformed};
 
-/// The walk met something a valid JSON object does not hold there.
+/// A member's key, as the walk found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Malformed {
-    /// Byte offset in the object's text.
-    pub(crate) at: usize,
-    /// What was expected.
-    pub(crate) expected: &'static str,
+pub(crate) enum Key<'r> {
+    /// The key is the visitor's guess: written exactly as it, without escapes.
+    Guessed,
+    /// Any other key, decoded; borrowed from the text unless it holds escapes.
+    Read(Cow<'r, str>),
 }
 
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "expected {} at byte {}", self.expected, self.at)
-    }
+/// What a walk does with the members of an object.
+pub(crate) trait Visit<'r> {
+    /// Why a walk stops early: the text is not JSON, or the visitor refuses a member.
+    type Error: From<Malformed>;
+
+    /// The key the next member is guessed to have: a key written exactly as the guess
+    /// (between quotes) is known from one comparison with the text, instead of being read.
+    /// A guess must not hold `"`, `\` or a control character, which JSON writes escaped.
+    fn guess(&self) -> Option<&str>;
+
+    /// One member: its key and the raw text of its value (valid JSON, without the
+    /// whitespace around it).
+    fn member(&mut self, key: Key<'r>, raw: &'r str) -> Result<(), Self::Error>;
 }
 
-/// A key and the raw text of its value.
-pub(crate) type Member<'r> = (Cow<'r, str>, &'r str);
-
-/// The members of a JSON object, in text order. Keys are borrowed from the text unless they
-/// hold escapes; values are raw JSON slices of the text, without surrounding whitespace.
-#[derive(Debug)]
-pub(crate) struct Members<'r> {
+/// Walks the object whose `{` is at byte `at` of `text`, handing each member to `visitor`
+/// in text order; returns the position just past the object's `}`.
+pub(crate) fn walk_object<'r, V: Visit<'r>>(
     text: &'r str,
-    pos: usize,
-    first: bool,
-    done: bool,
-}
-
-impl<'r> Members<'r> {
-    /// The members of `text`, or `None` when it is not an object.
-    pub(crate) fn of(text: &'r str) -> Option<Self> {
-        let mut members = Self { text, pos: 0, first: true, done: false };
-        members.skip_whitespace();
-        (members.peek() == Some(b'{')).then(|| {
-            members.pos += 1;
-            members
-        })
+    at: usize,
+    visitor: &mut V,
+) -> Result<usize, V::Error> {
+    let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'{') {
+        return Err(Malformed { at, expected: "an object" }.into());
     }
-
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
+    let mut pos = scan::whitespace(bytes, at + 1);
+    if bytes.get(pos) == Some(&b'}') {
+        return Ok(pos + 1);
     }
-
-    fn malformed(&self, expected: &'static str) -> Malformed {
-        Malformed { at: self.pos, expected }
-    }
-
-    fn skip_whitespace(&mut self) {
-        let rest = &self.text.as_bytes()[self.pos.min(self.text.len())..];
-        self.pos += rest.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
-    }
-
-    fn expect(&mut self, byte: u8, expected: &'static str) -> Result<(), Malformed> {
-        if self.peek() != Some(byte) {
-            return Err(self.malformed(expected));
-        }
-        self.pos += 1;
-        Ok(())
-    }
-
-    /// The text from `start` to the current position.
-    fn since(&self, start: usize) -> Result<&'r str, Malformed> {
-        self.text.get(start..self.pos).ok_or(Malformed { at: start, expected: "a token" })
-    }
-
-    /// Moves past the string that starts here; whether it holds escapes.
-    fn string(&mut self) -> Result<bool, Malformed> {
-        self.expect(b'"', "a string")?;
-        let bytes = self.text.as_bytes();
-        let mut escaped = false;
-        while let Some(&byte) = bytes.get(self.pos) {
-            match byte {
-                b'"' => {
-                    self.pos += 1;
-                    return Ok(escaped);
-                }
-                b'\\' => {
-                    escaped = true;
-                    self.pos += 2;
-                }
-                _ => self.pos += 1,
+    loop {
+        let key = match visitor.guess().and_then(|guess| guessed_key_end(bytes, pos, guess)) {
+            Some(end) => {
+                pos = end;
+                Key::Guessed
             }
-        }
-        Err(self.malformed("the end of a string"))
-    }
-
-    /// Moves past the object or array that starts here.
-    fn composite(&mut self) -> Result<(), Malformed> {
-        let bytes = self.text.as_bytes();
-        let mut depth = 0usize;
-        while let Some(&byte) = bytes.get(self.pos) {
-            match byte {
-                b'"' => {
-                    self.string()?;
-                    continue;
-                }
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1).ok_or_else(|| self.malformed("a value"))?;
-                    if depth == 0 {
-                        self.pos += 1;
-                        return Ok(());
-                    }
-                }
-                _ => {}
+            None => {
+                let (end, key) = read_key(text, pos)?;
+                pos = end;
+                Key::Read(key)
             }
-            self.pos += 1;
-        }
-        Err(self.malformed("the end of an object or array"))
-    }
-
-    /// Moves past the value that starts here.
-    fn value(&mut self) -> Result<(), Malformed> {
-        match self.peek() {
-            Some(b'"') => self.string().map(drop),
-            Some(b'{' | b'[') => self.composite(),
-            Some(_) => {
-                // A number or a literal: up to the next delimiter.
-                let rest = &self.text.as_bytes()[self.pos..];
-                let len = rest
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                    .unwrap_or(rest.len());
-                if len == 0 {
-                    return Err(self.malformed("a value"));
-                }
-                self.pos += len;
-                Ok(())
-            }
-            None => Err(self.malformed("a value")),
-        }
-    }
-
-    /// The next member, like [`Iterator::next`], and whether its key is `guess`: a key
-    /// written exactly as `guess` (between quotes, without escapes) is known from one
-    /// comparison with the text instead of being read on its own. A `guess` must not hold
-    /// `"`, `\` or a control character, which a JSON text spells with escapes.
-    pub(crate) fn next_guessing(
-        &mut self,
-        guess: Option<&str>,
-    ) -> Option<Result<(bool, Member<'r>), Malformed>> {
-        if self.done {
-            return None;
-        }
-        let next = self.member(guess).transpose();
-        self.done = !matches!(next, Some(Ok(_)));
-        next
-    }
-
-    /// The key at the current position if it is written as `"guess"`, moving past it.
-    fn guessed_key(&mut self, guess: &str) -> Option<&'r str> {
-        let close = self.pos + 1 + guess.len();
-        let bytes = self.text.as_bytes();
-        if bytes.get(self.pos) != Some(&b'"') || bytes.get(close) != Some(&b'"') {
-            return None;
-        }
-        let key = self.text.get(self.pos + 1..close).filter(|key| *key == guess)?;
-        self.pos = close + 1;
-        Some(key)
-    }
-
-    /// The next member, or `None` at the end of the object.
-    fn member(&mut self, guess: Option<&str>) -> Result<Option<(bool, Member<'r>)>, Malformed> {
-        self.skip_whitespace();
-        match self.peek() {
-            Some(b'}') => {
-                self.pos += 1;
-                return Ok(None);
-            }
-            Some(b',') if !self.first => {
-                self.pos += 1;
-                self.skip_whitespace();
-            }
-            _ if self.first => {}
-            _ => return Err(self.malformed("',' or '}'")),
-        }
-        self.first = false;
-        let (guessed, key) = match guess.and_then(|guess| self.guessed_key(guess)) {
-            Some(key) => (true, Cow::Borrowed(key)),
-            None => (false, self.key()?),
         };
-        self.skip_whitespace();
-        self.expect(b':', "':'")?;
-        self.skip_whitespace();
-        let start = self.pos;
-        self.value()?;
-        Ok(Some((guessed, (key, self.since(start)?))))
-    }
-
-    /// Reads the key string that starts here.
-    fn key(&mut self) -> Result<Cow<'r, str>, Malformed> {
-        let start = self.pos;
-        let escaped = self.string()?;
-        let quoted = self.since(start)?;
-        let inner = &quoted[1..quoted.len() - 1];
-        Ok(match escaped {
-            true => Cow::Owned(unescape(inner).ok_or(Malformed {
-                at: start,
-                expected: "a key whose escapes decode to Unicode text",
-            })?),
-            false => Cow::Borrowed(inner),
-        })
+        pos = scan::whitespace(bytes, pos);
+        if bytes.get(pos) != Some(&b':') {
+            return Err(Malformed { at: pos, expected: "':'" }.into());
+        }
+        let start = scan::whitespace(bytes, pos + 1);
+        let end = scan::value(bytes, start, 1)?;
+        let raw = text.get(start..end).ok_or(Malformed { at: start, expected: "a value" })?;
+        visitor.member(key, raw)?;
+        pos = scan::whitespace(bytes, end);
+        match bytes.get(pos) {
+            Some(b',') => pos = scan::whitespace(bytes, pos + 1),
+            Some(b'}') => return Ok(pos + 1),
+            _ => return Err(Malformed { at: pos, expected: "',' or '}'" }.into()),
+        }
     }
 }
 
-impl<'r> Iterator for Members<'r> {
-    type Item = Result<Member<'r>, Malformed>;
+/// The end of the key at `at` if it is written as `"guess"`.
+fn guessed_key_end(bytes: &[u8], at: usize, guess: &str) -> Option<usize> {
+    let close = at + 1 + guess.len();
+    let quoted = bytes.get(at) == Some(&b'"') && bytes.get(close) == Some(&b'"');
+    (quoted && bytes.get(at + 1..close) == Some(guess.as_bytes())).then_some(close + 1)
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_guessing(None).map(|member| member.map(|(_, member)| member))
-    }
+/// The end of the key string at `at`, and the key decoded.
+fn read_key(text: &str, at: usize) -> Result<(usize, Cow<'_, str>), Malformed> {
+    let (end, escaped) = scan::string(text.as_bytes(), at)?;
+    let inner = text.get(at + 1..end - 1).ok_or(Malformed { at, expected: "a key" })?;
+    let key = match escaped {
+        true => Cow::Owned(
+            unescape(inner)
+                .ok_or(Malformed { at, expected: "a key whose escapes decode to Unicode text" })?,
+        ),
+        false => Cow::Borrowed(inner),
+    };
+    Ok((end, key))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn members(text: &str) -> Vec<(String, String)> {
-        Members::of(text)
-            .expect("an object")
-            .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
-            .collect::<Result<_, _>>()
-            .expect("well formed")
+    /// A visitor that keeps every member, guessing keys from a script.
+    #[derive(Default)]
+    pub(crate) struct Collect {
+        /// The guess for each member in turn; no guess past its end.
+        pub(crate) guesses: Vec<Option<String>>,
+        /// Each member: whether its key was the guess, the key, the raw value.
+        pub(crate) members: Vec<(bool, String, String)>,
     }
 
-    /// Every kind of value is sliced exactly, whitespace and nesting included.
+    impl<'r> Visit<'r> for Collect {
+        type Error = Malformed;
+
+        fn guess(&self) -> Option<&str> {
+            self.guesses.get(self.members.len()).and_then(|g| g.as_deref())
+        }
+
+        fn member(&mut self, key: Key<'r>, raw: &'r str) -> Result<(), Malformed> {
+            let (guessed, key) = match key {
+                Key::Guessed => (true, self.guess().unwrap_or_default().to_string()),
+                Key::Read(key) => (false, key.into_owned()),
+            };
+            self.members.push((guessed, key, raw.to_string()));
+            Ok(())
+        }
+    }
+
+    /// The members of the object that starts `text` (after whitespace), each key and
+    /// value as text, and where the object ends.
+    pub(crate) fn walk(text: &str) -> Result<(Vec<(String, String)>, usize), Malformed> {
+        let mut collect = Collect::default();
+        let end = walk_object(text, scan::whitespace(text.as_bytes(), 0), &mut collect)?;
+        Ok((collect.members.into_iter().map(|(_, k, v)| (k, v)).collect(), end))
+    }
+
+    fn members(text: &str) -> Vec<(String, String)> {
+        walk(text).expect("well formed").0
+    }
+
+    /// Every kind of value is sliced exactly, whitespace and nesting included, and the
+    /// walk ends just past the object.
     #[test]
     fn values_are_raw_slices() {
         let text = " {\"a\" : 1 ,\"b\":\"x,}\\\"y\",\n\"c\":{\"d\":[1,{\"e\":\"]\"}]},\"f\":null,\
@@ -252,20 +158,21 @@ mod tests {
             ("j", "\"\""),
         ];
         let want: Vec<_> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        assert_eq!(members(text), want);
+        assert_eq!(walk(text), Ok((want, text.len() - 1)));
         assert_eq!(members("{\"a\":1}"), [("a".to_string(), "1".to_string())]);
         assert_eq!(members("{\"a\":[1] }"), [("a".to_string(), "[1]".to_string())]);
         assert!(members("{}").is_empty());
-        assert!(members(" { } ").is_empty());
+        assert_eq!(walk(" { } ,1"), Ok((vec![], 4)));
     }
 
     /// Keys with escapes are decoded; plain keys are borrowed.
     #[test]
     fn keys_are_decoded_when_escaped() {
         let text = r#"{"\u0061\n":1,"中文":2}"#;
-        let keys: Vec<_> = Members::of(text).unwrap().map(|m| m.unwrap().0).collect();
-        assert_eq!(keys, ["a\n", "中文"]);
-        assert!(matches!(keys[1], Cow::Borrowed(_)));
+        let (decoded, plain) = (read_key(text, 1).unwrap().1, read_key(text, 14).unwrap().1);
+        assert_eq!((decoded.as_ref(), plain.as_ref()), ("a\n", "中文"));
+        assert!(matches!(decoded, Cow::Owned(_)));
+        assert!(matches!(plain, Cow::Borrowed(_)));
     }
 
     /// A key written as the guess is known without being read; a guess that is a prefix of
@@ -274,29 +181,38 @@ mod tests {
     #[test]
     fn guesses_are_checked_against_the_text() {
         let text = r#"{"callId":1, "call":2,"\u0061":3,"b":"x"}"#;
-        let mut m = Members::of(text).unwrap();
-        let mut next = |guess| m.next_guessing(guess).map(Result::unwrap);
-        assert_eq!(next(Some("callId")), Some((true, (Cow::Borrowed("callId"), "1"))));
-        assert_eq!(next(Some("callIdAndMore")), Some((false, (Cow::Borrowed("call"), "2"))));
-        assert_eq!(next(Some("a")), Some((false, (Cow::Owned("a".into()), "3"))));
-        assert_eq!(next(Some("b")), Some((true, (Cow::Borrowed("b"), "\"x\""))));
-        assert_eq!(next(Some("b")), None);
-        let mut cut = Members::of(r#"{"callI"#).unwrap();
-        assert!(matches!(cut.next_guessing(Some("callId")), Some(Err(_))));
+        let guesses = ["callId", "callIdAndMore", "a", "b"];
+        let mut collect = Collect {
+            guesses: guesses.iter().map(|g| Some(g.to_string())).collect(),
+            ..Collect::default()
+        };
+        assert_eq!(walk_object(text, 0, &mut collect), Ok(text.len()));
+        let want =
+            [(true, "callId", "1"), (false, "call", "2"), (false, "a", "3"), (true, "b", "\"x\"")];
+        let want: Vec<_> =
+            want.iter().map(|(g, k, v)| (*g, k.to_string(), v.to_string())).collect();
+        assert_eq!(collect.members, want);
+        let mut cut = Collect { guesses: vec![Some("callId".into())], ..Collect::default() };
+        assert!(walk_object(r#"{"callI"#, 0, &mut cut).is_err());
     }
 
-    /// Non-objects are refused, and a text cut short is an error, never a panic.
+    /// Non-objects are refused, and a text cut short or not JSON is an error, never a
+    /// panic.
     #[test]
-    fn non_objects_and_cut_texts() {
+    fn non_objects_cut_texts_and_bad_json() {
         for text in ["[1]", "\"a\"", "1", ""] {
-            assert!(Members::of(text).is_none(), "{text}");
+            assert!(walk(text).is_err(), "{text}");
         }
         let full = r#"{"a\\":"x\"y" , "b" :[1,{"c":2}],"d":3}"#;
         assert_eq!(members(full).len(), 3);
         for end in 1..full.len() {
             let Some(cut) = full.get(..end) else { continue };
-            let walked: Vec<_> = Members::of(cut).unwrap().collect();
-            assert!(walked.iter().any(|m| m.is_err()), "{cut}");
+            assert!(walk(cut).is_err(), "{cut}");
+        }
+        for bad in
+            [r#"{"a":01}"#, r#"{"a":tru}"#, "{\"a\":\"x\ty\"}", r#"{"a":"\q"}"#, r#"{"a":1,}"#]
+        {
+            assert!(walk(bad).is_err(), "{bad}");
         }
     }
 }

@@ -10,6 +10,7 @@ use super::columns::Columns;
 use super::reason::{instant, Reject, RejectReason};
 use super::record::{stage_record, KeyOrder};
 use crate::catalog::schema::DatasetSchema;
+use crate::json_scan as scan;
 
 /// Rows the builders make room for at first: one page of the largest page size (1000).
 const INITIAL_ROWS: usize = 1024;
@@ -103,13 +104,60 @@ impl Normalizer {
     /// Decodes one record and appends it as a row, or says why it cannot be one
     /// (then nothing is appended).
     pub fn push(&mut self, record: &RawValue) -> Result<(), RejectReason> {
-        let staged =
-            stage_record(record, &self.schema, &mut self.keys, &mut self.columns, &self.fixed)
-                .and_then(|()| self.check_window());
+        self.push_at(record.get(), 0).map(drop)
+    }
+
+    /// Appends each record of the JSON array whose `[` is at byte `at` of `text`, as
+    /// [`push`](Self::push) appends one, in the same pass that finds where each record
+    /// ends: a record that cannot be a row is handed to `rejected` with its reason and its
+    /// text. Returns the position just past the array and the number of records it held,
+    /// or `None` when the text is not JSON there: rows of the array may have been appended
+    /// then, so the caller starts over with a [`fresh`](Self::fresh) normalizer.
+    pub fn push_array<'t>(
+        &mut self,
+        text: &'t str,
+        at: usize,
+        mut rejected: impl FnMut(RejectReason, &'t str),
+    ) -> Option<(usize, usize)> {
+        let bytes = text.as_bytes();
+        if bytes.get(at) != Some(&b'[') {
+            return None;
+        }
+        let mut pos = scan::whitespace(bytes, at + 1);
+        if bytes.get(pos) == Some(&b']') {
+            return Some((pos + 1, 0));
+        }
+        let mut records = 0;
+        loop {
+            let end = match self.push_at(text, pos) {
+                Ok(end) => end,
+                Err(reason) => {
+                    // A record that is JSON but not a row: find its end to keep its text.
+                    let end = scan::value(bytes, pos, 0).ok()?;
+                    rejected(reason, text.get(pos..end)?);
+                    end
+                }
+            };
+            records += 1;
+            pos = scan::whitespace(bytes, end);
+            match bytes.get(pos) {
+                Some(b',') => pos = scan::whitespace(bytes, pos + 1),
+                Some(b']') => return Some((pos + 1, records)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Appends the record at byte `at` of `text` as a row, or says why it cannot be one
+    /// (then nothing is appended); returns the position just past the record.
+    fn push_at(&mut self, text: &str, at: usize) -> Result<usize, RejectReason> {
+        let (schema, fixed) = (&self.schema, &self.fixed);
+        let staged = stage_record(text, at, schema, &mut self.keys, &mut self.columns, fixed)
+            .and_then(|end| self.check_window().map(|()| end));
         match staged {
-            Ok(()) => {
+            Ok(end) => {
                 self.columns.commit();
-                Ok(())
+                Ok(end)
             }
             Err(reject) => {
                 self.columns.discard();

@@ -13,7 +13,8 @@ use proptest::strategy::Union;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::members::Members;
+use super::members::tests::{walk as walk_members, Collect};
+use super::members::walk_object;
 use super::Normalizer;
 use crate::catalog::schema::{DatasetSchema, FieldKind, EXTRA_COLUMN, SYNCED_AT_COLUMN};
 
@@ -208,11 +209,7 @@ fn object_text(entries: &BTreeMap<String, String>, pretty: bool) -> String {
 
 /// The members of an object's text, each key and value as text.
 fn walk(text: &str) -> Vec<(String, String)> {
-    Members::of(text)
-        .unwrap()
-        .map(|m| m.map(|(k, v)| (k.into_owned(), v.to_string())))
-        .collect::<Result<_, _>>()
-        .unwrap()
+    walk_members(text).unwrap().0
 }
 
 /// Any JSON value, written compactly or pretty-printed.
@@ -400,6 +397,39 @@ proptest! {
         }
     }
 
+    /// A records array pushed in one walk gives the rows and rejects of its records pushed
+    /// one by one (each reject with its record's exact text) and ends where the array
+    /// ends; the array cut anywhere before its `]` is not JSON: `None`, never a panic.
+    #[test]
+    fn an_array_is_pushed_as_its_records(
+        cases in vec(case(), 0..8),
+        pretty in any::<bool>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let texts: Vec<&str> = cases.iter().map(|c| c.json.as_str()).collect();
+        let array = match pretty {
+            true => format!("[\n  {}\n] ", texts.join(" ,\n  ")),
+            false => format!("[{}] ", texts.join(",")),
+        };
+        let mut one_by_one = Normalizer::new(schema(), SYNCED);
+        let mut want_rejects = Vec::new();
+        for text in &texts {
+            if let Err(reason) = one_by_one.push(&RawValue::from_string(text.to_string()).unwrap()) {
+                want_rejects.push((reason.0, text.to_string()));
+            }
+        }
+        let mut walked = Normalizer::new(schema(), SYNCED);
+        let mut rejects = Vec::new();
+        let end = walked.push_array(&array, 0, |reason, text| rejects.push((reason.0, text.to_string())));
+        prop_assert_eq!(end, Some((array.len() - 1, cases.len())));
+        prop_assert_eq!(rejects, want_rejects);
+        prop_assert_eq!(walked.finish(), one_by_one.finish());
+        if let Some(prefix) = array.get(..cut.index(array.len() - 1)) {
+            let mut cut_short = Normalizer::new(schema(), SYNCED);
+            prop_assert_eq!(cut_short.push_array(prefix, 0, |_, _| {}), None);
+        }
+    }
+
     /// The walk of any JSON object, compact or pretty-printed, finds serde_json's members:
     /// each key decoded, each value the exact text of that value.
     #[test]
@@ -430,18 +460,26 @@ proptest! {
         let plain = |key: &str| !key.chars().any(|c| c == '"' || c == '\\' || c < ' ');
         let keys: Vec<&String> = entries.keys().collect();
         let unguessed = walk(&text);
-        let mut members = Members::of(&text).unwrap();
-        for (i, (key, raw)) in unguessed.iter().enumerate() {
-            let guess: Option<&str> = match picks[i] {
-                0 => Some(key.as_str()),
-                1 => keys.get(i + 1).map(|k| k.as_str()),
-                _ => key.char_indices().last().map(|(end, _)| &key[..end]),
-            };
-            let guess = guess.filter(|g| plain(g));
-            let (guessed, (walked_key, walked_raw)) = members.next_guessing(guess).unwrap().unwrap();
-            prop_assert_eq!((walked_key.as_ref(), walked_raw), (key.as_str(), raw.as_str()));
-            prop_assert_eq!(guessed, guess == Some(key.as_str()));
+        let guesses: Vec<Option<String>> = unguessed
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| {
+                let guess: Option<&str> = match picks[i] {
+                    0 => Some(key.as_str()),
+                    1 => keys.get(i + 1).map(|k| k.as_str()),
+                    _ => key.char_indices().last().map(|(end, _)| &key[..end]),
+                };
+                guess.filter(|g| plain(g)).map(str::to_string)
+            })
+            .collect();
+        let mut collect = Collect { guesses: guesses.clone(), ..Collect::default() };
+        prop_assert_eq!(walk_object(&text, 0, &mut collect), Ok(text.len()));
+        prop_assert_eq!(collect.members.len(), unguessed.len());
+        for (((guessed, walked_key, walked_raw), (key, raw)), guess) in
+            collect.members.iter().zip(&unguessed).zip(&guesses)
+        {
+            prop_assert_eq!((walked_key, walked_raw), (key, raw));
+            prop_assert_eq!(*guessed, guess.as_deref() == Some(key.as_str()));
         }
-        prop_assert!(members.next_guessing(None).is_none());
     }
 }

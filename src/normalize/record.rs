@@ -1,5 +1,5 @@
-//! Decoding one record: a single pass over the record's JSON object ([`Members`]) looks each
-//! key up in the schema and stages the value in the matching column, or in `_extra`.
+//! Decoding one record: a single pass over the record's JSON object ([`walk_object`]) looks
+//! each key up in the schema and stages the value in the matching column, or in `_extra`.
 //!
 //! Keys are borrowed from the record unless they contain escapes. Values are taken as raw
 //! JSON slices of the record, so undeclared ones are kept byte for byte and declared ones are
@@ -8,9 +8,10 @@
 use serde_json::value::RawValue;
 
 use super::columns::Columns;
-use super::members::Members;
+use super::members::{walk_object, Key, Visit};
 use super::reason::{seen, Reject};
 use crate::catalog::schema::DatasetSchema;
+use crate::json_scan::{self as scan, Malformed};
 
 /// Finds the field of each key, first by guessing from the key order of earlier records
 /// (one comparison with the record's text when records share a layout), then through the
@@ -44,6 +45,13 @@ impl KeyOrder {
         Some((guess, field.name.as_str()))
     }
 
+    /// The guessed field that follows the field at `previous`, which the record's key turned
+    /// out to be; moves `previous` on to it.
+    fn take_guess(&self, previous: &mut usize) -> usize {
+        *previous = self.follows[*previous];
+        *previous
+    }
+
     /// The position of field `key`, which follows the field at `previous` (`n` at the start);
     /// moves `previous` on when the key is declared.
     fn find(&mut self, schema: &DatasetSchema, key: &str, previous: &mut usize) -> Option<usize> {
@@ -60,42 +68,72 @@ impl KeyOrder {
     }
 }
 
-/// Stages `record` in `columns`, with the `fixed` values (column index, raw JSON) over
-/// what the record sends for those columns, or says why it cannot be a row. On a reject,
-/// part of the record may be staged: the caller discards it.
+/// Stages the record whose text starts at byte `at` of `text` (after any whitespace) in
+/// `columns`, with the `fixed` values (column index, raw JSON) over what the record sends
+/// for those columns; returns the position just past the record, or says why it cannot be
+/// a row. On a reject, part of the record may be staged: the caller discards it.
 pub(crate) fn stage_record(
-    record: &RawValue,
+    text: &str,
+    at: usize,
     schema: &DatasetSchema,
     keys: &mut KeyOrder,
     columns: &mut Columns,
     fixed: &[(usize, Box<RawValue>)],
-) -> Result<(), Reject> {
-    let text = record.get();
-    let mut members =
-        Members::of(text).ok_or_else(|| Reject::NotAnObject { seen: seen(text.trim()) })?;
-    let mut previous = schema.fields().len();
-    loop {
-        let guess = keys.guess(schema, previous);
-        let Some(member) = members.next_guessing(guess.map(|(_, name)| name)) else { break };
-        let (guessed, (key, raw)) =
-            member.map_err(|e| Reject::Undecodable { detail: e.to_string() })?;
-        let index = match guess {
-            Some((index, _)) if guessed => {
-                previous = index;
-                Some(index)
-            }
-            _ => keys.find(schema, &key, &mut previous),
-        };
-        match index {
-            Some(index) if fixed.iter().any(|(i, _)| *i == index) => {}
-            Some(index) => columns.stage(index, raw)?,
-            None => columns.stage_extra(&key, raw),
-        }
+) -> Result<usize, Reject> {
+    let start = scan::whitespace(text.as_bytes(), at);
+    if text.as_bytes().get(start) != Some(&b'{') {
+        let end = scan::value(text.as_bytes(), start, 0).unwrap_or(text.len());
+        let value = text.get(start..end).unwrap_or_default();
+        return Err(Reject::NotAnObject { seen: seen(value.trim()) });
     }
+    let mut record = RecordWalk { schema, keys, columns, fixed, previous: schema.fields().len() };
+    let end = walk_object(text, start, &mut record)?;
     for (index, raw) in fixed {
         columns.stage(*index, raw.get())?;
     }
-    columns.check()
+    columns.check()?;
+    Ok(end)
+}
+
+/// The walk of one record: each member staged in its column.
+struct RecordWalk<'w> {
+    schema: &'w DatasetSchema,
+    keys: &'w mut KeyOrder,
+    columns: &'w mut Columns,
+    fixed: &'w [(usize, Box<RawValue>)],
+    /// The field of the previous member (`n` at the start), from which the next is guessed.
+    previous: usize,
+}
+
+impl<'r> Visit<'r> for RecordWalk<'_> {
+    type Error = Reject;
+
+    fn guess(&self) -> Option<&str> {
+        self.keys.guess(self.schema, self.previous).map(|(_, name)| name)
+    }
+
+    fn member(&mut self, key: Key<'r>, raw: &'r str) -> Result<(), Reject> {
+        let index = match key {
+            Key::Guessed => self.keys.take_guess(&mut self.previous),
+            Key::Read(key) => match self.keys.find(self.schema, &key, &mut self.previous) {
+                Some(index) => index,
+                None => {
+                    self.columns.stage_extra(&key, raw);
+                    return Ok(());
+                }
+            },
+        };
+        if self.fixed.iter().any(|(i, _)| *i == index) {
+            return Ok(());
+        }
+        self.columns.stage(index, raw)
+    }
+}
+
+impl From<Malformed> for Reject {
+    fn from(malformed: Malformed) -> Self {
+        Reject::Undecodable { detail: malformed.to_string() }
+    }
 }
 
 #[cfg(test)]
@@ -132,13 +170,13 @@ mod tests {
         let s = schema();
         let mut keys = KeyOrder::new(&s);
         let mut columns = Columns::new(&s, 4, chrono::FixedOffset::east_opt(0).unwrap());
-        let record = RawValue::from_string(r#"{"\u0061": 5, "b": "x"}"#.into()).unwrap();
-        assert_eq!(stage_record(&record, &s, &mut keys, &mut columns, &[]), Ok(()));
+        let record = r#"{"\u0061": 5, "b": "x"} "#;
+        assert_eq!(stage_record(record, 0, &s, &mut keys, &mut columns, &[]), Ok(record.len() - 1));
         assert_eq!(columns.staged_timestamp(0), None, "a is an int64, not a timestamp");
-        let again = RawValue::from_string(r#"{"a": 5, "\u0061": 6}"#.into()).unwrap();
+        let again = r#"{"a": 5, "\u0061": 6}"#;
         columns.discard();
         assert_eq!(
-            stage_record(&again, &s, &mut keys, &mut columns, &[]),
+            stage_record(again, 0, &s, &mut keys, &mut columns, &[]),
             Err(Reject::Duplicate { field: "a".into() })
         );
     }

@@ -364,7 +364,7 @@ mod tests {
                 let decode = |_, page: crate::source::envelope::Page<'_>| -> Vec<Value> {
                     page.records.iter().map(|r| serde_json::from_str(r.get()).unwrap()).collect()
                 };
-                fetch_pages::<SourceError, _, _, _>(request, decode, |page| {
+                fetch_pages::<SourceError, _, _>(request, decode, |page| {
                     ids.extend(page.into_iter().map(|r| r["id"].as_i64().unwrap()));
                     Ok(())
                 })

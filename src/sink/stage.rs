@@ -63,7 +63,7 @@ impl Spool {
             ),
             SpoolFormat::Parquet(limits) => {
                 let parquet_err = |source| SinkError::ParquetSpool { dir: dir_name(), source };
-                let properties = limits.properties(&schema).map_err(parquet_err)?;
+                let properties = limits.properties(schema).map_err(parquet_err)?;
                 let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
                     .map_err(parquet_err)?;
                 Spool::Parquet { writer, limits }

@@ -5,6 +5,11 @@
 //! Nested records (`data[].calls[]`) are flattened: one record per innermost element, with
 //! the chosen fields of its enclosing objects copied in (the only records that are
 //! rewritten; flat records stay borrowed from the body).
+//!
+//! Flat records in a top-level array can instead be taken in the pass that reads the page
+//! ([`parse_page_walking`]): the body is walked once, and the caller's [`RecordsWalk`]
+//! walks the records array where the walk of the page meets it, so that no record is
+//! scanned twice.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,6 +23,7 @@ use serde_json::{Map, Value};
 use super::error::SourceError;
 
 use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath, RecordsPaths};
+use crate::json_scan as scan;
 
 /// One page of a response, its records still raw JSON (borrowed from the body unless they
 /// were flattened from nested arrays).
@@ -33,6 +39,28 @@ pub struct Page<'a> {
     pub length: usize,
     /// The total row count the API reported, when the pipeline reads one.
     pub total: Option<u64>,
+    /// Records taken by the page's [`RecordsWalk`] (they are not in `records`).
+    pub walked: usize,
+}
+
+impl Page<'_> {
+    /// Every record of the page: those walked and those in `records`.
+    pub fn record_count(&self) -> usize {
+        self.walked + self.records.len()
+    }
+}
+
+/// Takes the records of a page in the pass that reads the page, instead of as raw values
+/// read again afterwards.
+pub trait RecordsWalk {
+    /// Takes the records of the array whose `[` is at byte `at` of `body`; returns the
+    /// position just past the array and its number of records, or `None` when the text is
+    /// not JSON there (the page is then read as raw values, after
+    /// [`abandon`](Self::abandon)).
+    fn walk(&mut self, body: &str, at: usize) -> Option<(usize, usize)>;
+
+    /// Forgets every record taken so far.
+    fn abandon(&mut self);
 }
 
 type Object<'a> = BTreeMap<String, &'a RawValue>;
@@ -57,6 +85,8 @@ struct TopLevel<'a> {
 /// The value of the records field.
 enum RecordsField<'a> {
     Array(Vec<&'a RawValue>),
+    /// Taken by a [`RecordsWalk`]: this many records.
+    Walked(usize),
     Null,
     /// Not an array: what it is, for the error.
     Other(&'static str),
@@ -77,6 +107,61 @@ fn top_level<'a>(
             path: "$".into(),
             problem: format!("expected a JSON object, found {}", kind(body)),
         })
+}
+
+/// Reads `body` as a [`TopLevel`] in one walk, `walk` taking the records array at field
+/// `records_key`; `None` when the body is not an object of JSON, or its records field is
+/// not one array (the page is then read by [`top_level`]).
+fn walked_top_level<'a>(
+    body: &'a str,
+    records_key: &str,
+    walk: &mut dyn RecordsWalk,
+) -> Option<TopLevel<'a>> {
+    let bytes = body.as_bytes();
+    let (mut fields, mut records) = (Object::new(), None);
+    let mut pos = scan::whitespace(bytes, 0);
+    if bytes.get(pos) != Some(&b'{') {
+        return None;
+    }
+    pos = scan::whitespace(bytes, pos + 1);
+    if bytes.get(pos) == Some(&b'}') {
+        pos += 1;
+    } else {
+        loop {
+            let (end, escaped) = scan::string(bytes, pos).ok()?;
+            let key: String = match escaped {
+                true => serde_json::from_str(body.get(pos..end)?).ok()?,
+                false => body.get(pos + 1..end - 1)?.to_string(),
+            };
+            pos = scan::whitespace(bytes, end);
+            if bytes.get(pos) != Some(&b':') {
+                return None;
+            }
+            pos = scan::whitespace(bytes, pos + 1);
+            let end = if key == records_key {
+                if records.is_some() || bytes.get(pos) != Some(&b'[') {
+                    return None;
+                }
+                let (end, count) = walk.walk(body, pos)?;
+                records = Some(RecordsField::Walked(count));
+                end
+            } else {
+                let end = scan::value(bytes, pos, 1).ok()?;
+                fields.insert(key, serde_json::from_str(body.get(pos..end)?).ok()?);
+                end
+            };
+            pos = scan::whitespace(bytes, end);
+            match bytes.get(pos) {
+                Some(b',') => pos = scan::whitespace(bytes, pos + 1),
+                Some(b'}') => {
+                    pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (scan::whitespace(bytes, pos) == bytes.len()).then_some(TopLevel { fields, records })
 }
 
 struct TopLevelSeed<'k> {
@@ -386,15 +471,57 @@ pub fn parse_page<'a>(
     total_path: Option<&str>,
     url: &str,
 ) -> Result<Page<'a>, SourceError> {
-    let levels = records.levels();
-    // The outer records array is read in the same pass as the top level when it is a
-    // top-level field (not a dotted path, without alternatives).
+    let top = top_level(body, top_level_records_key(records), url)?;
+    page_of(top, envelope, records, parent_fields, total_path, url)
+}
+
+/// As [`parse_page`], with the records taken by `walk` in the pass that reads the page when
+/// they are flat records in a top-level array; otherwise (or when the body is not JSON
+/// there) the page is read as [`parse_page`] reads it, and its records are in
+/// [`Page::records`].
+pub fn parse_page_walking<'a>(
+    body: &'a str,
+    envelope: &EnvelopeSpec,
+    records: &RecordsPath,
+    parent_fields: &[String],
+    total_path: Option<&str>,
+    url: &str,
+    walk: &mut dyn RecordsWalk,
+) -> Result<Page<'a>, SourceError> {
+    let walkable = top_level_records_key(records).filter(|_| !records.is_nested());
+    if let Some(top) = walkable.and_then(|key| walked_top_level(body, key, walk)) {
+        let page = page_of(top, envelope, records, parent_fields, total_path, url);
+        if !matches!(page, Ok(Page { walked: 1.., .. })) {
+            // An error of the API, "no data", or an empty array: nothing walked is kept.
+            walk.abandon();
+        }
+        return page;
+    }
+    walk.abandon();
+    parse_page(body, envelope, records, parent_fields, total_path, url)
+}
+
+/// The field of the outer records array when it is a top-level field (not a dotted path,
+/// without alternatives): it is then read in the same pass as the top level.
+fn top_level_records_key(records: &RecordsPath) -> Option<&str> {
     let single = records.outer_names().nth(1).is_none();
-    let records_key = Some(levels[0].as_str()).filter(|key| single && !key.contains('.'));
-    let top = top_level(body, records_key, url)?;
+    Some(records.levels()[0].as_str()).filter(|key| single && !key.contains('.'))
+}
+
+/// The page of a read top-level object: its envelope checked, its total and its records.
+fn page_of<'a>(
+    top: TopLevel<'a>,
+    envelope: &EnvelopeSpec,
+    records: &RecordsPath,
+    parent_fields: &[String],
+    total_path: Option<&str>,
+    url: &str,
+) -> Result<Page<'a>, SourceError> {
+    let levels = records.levels();
+    let records_key = top_level_records_key(records);
     if check_envelope(&top.fields, envelope, url)? == Verdict::Empty {
         let total = total_path.map(|_| 0);
-        return Ok(Page { records: Vec::new(), groups: Vec::new(), length: 0, total });
+        return Ok(Page { records: Vec::new(), groups: Vec::new(), length: 0, total, walked: 0 });
     }
     let total = match total_path {
         Some(path) => match lookup(&top.fields, path, url)? {
@@ -410,6 +537,10 @@ pub fn parse_page<'a>(
         None => None,
     };
     let found = match (records_key, top.records) {
+        (Some(_), Some(RecordsField::Walked(walked))) => {
+            let (records, groups) = (Vec::new(), Vec::new());
+            return Ok(Page { records, groups, length: walked, total, walked });
+        }
         (Some(_), Some(RecordsField::Array(outer))) => Some(outer),
         (Some(_), Some(RecordsField::Other(what))) => {
             return Err(not_an_array(url, &levels[0], what));
@@ -456,10 +587,10 @@ pub fn parse_page<'a>(
     if !records.is_nested() {
         let length = outer.len();
         let records = outer.into_iter().map(Cow::Borrowed).collect();
-        return Ok(Page { records, groups: Vec::new(), length, total });
+        return Ok(Page { records, groups: Vec::new(), length, total, walked: 0 });
     }
     let (records, groups) = flatten(outer, levels, parent_fields, &[], MissingArray::Error, url)?;
-    Ok(Page { length: groups.len(), records, groups, total })
+    Ok(Page { length: groups.len(), records, groups, total, walked: 0 })
 }
 
 /// Reads the records of a response object (the detail of a fan-out request): checks the
@@ -795,5 +926,111 @@ mod tests {
         assert_eq!(read(message).unwrap(), [r#"{"a":3}"#], "a message is passed over");
         let err = read(r#"{"resultDesc":"failed"}"#).unwrap_err().to_string();
         assert!(err.contains("resultDesc") && err.contains("string"), "{err}");
+    }
+
+    /// A walk that keeps the text of each record, as a normalizer would walk them.
+    #[derive(Default)]
+    struct Texts {
+        records: Vec<String>,
+        abandoned: usize,
+    }
+
+    impl RecordsWalk for Texts {
+        fn walk(&mut self, body: &str, at: usize) -> Option<(usize, usize)> {
+            let bytes = body.as_bytes();
+            let end = scan::value(bytes, at, 0).ok()?;
+            let array: Vec<&RawValue> = serde_json::from_str(&body[at..end]).ok()?;
+            self.records.extend(array.iter().map(|r| r.get().to_string()));
+            Some((end, array.len()))
+        }
+
+        fn abandon(&mut self) {
+            self.records.clear();
+            self.abandoned += 1;
+        }
+    }
+
+    /// The page read with a walk and read as raw values: the same records, total and
+    /// length, or the same error; and whether the walk took the records.
+    fn both_ways(body: &str, records: &str, envelope: &EnvelopeSpec) -> (Texts, bool) {
+        let (path, total) = (path(records), Some("total"));
+        let mut walk = Texts::default();
+        let walked = parse_page_walking(body, envelope, &path, &[], total, "u", &mut walk);
+        let raw = parse_page(body, envelope, &path, &[], total, "u");
+        match (walked, raw) {
+            (Ok(walked), Ok(raw)) => {
+                let raw_texts: Vec<String> =
+                    raw.records.iter().map(|r| r.get().to_string()).collect();
+                let walked_texts: Vec<String> = walk
+                    .records
+                    .iter()
+                    .cloned()
+                    .chain(walked.records.iter().map(|r| r.get().to_string()))
+                    .collect();
+                assert_eq!(walked_texts, raw_texts, "{body}");
+                assert_eq!((walked.total, walked.length), (raw.total, raw.length), "{body}");
+                assert_eq!(walked.record_count(), raw.records.len(), "{body}");
+                assert_eq!(walked.walked, walk.records.len(), "{body}");
+                let took = walked.walked > 0;
+                (walk, took)
+            }
+            (Err(walked), Err(raw)) => {
+                assert_eq!(walked.to_string(), raw.to_string(), "{body}");
+                assert!(walk.records.is_empty(), "nothing walked is kept: {body}");
+                (walk, false)
+            }
+            (walked, raw) => panic!("{body}: walked {walked:?}, raw {raw:?}"),
+        }
+    }
+
+    /// Flat records in a top-level array are taken by the walk, whatever surrounds them:
+    /// fields before and after, escaped keys, whitespace.
+    #[test]
+    fn flat_records_are_walked() {
+        let bodies = [
+            r#"{"rbtRecognitions":[{"a":1},{"b":"x]"}],"total":2,"errorCode":"0"}"#,
+            " {\n \"total\" : \"2\" ,\"errorMsg\":\"\\u006f\\\"k\", \"rbtRecognitions\" : [ {\"a\":[1,{}]} ,\n{} ] } \n",
+            r#"{"\u0074otal":1,"rbtRecognitions":[{"\u0061":null}],"extra":{"x":[true,false]}}"#,
+        ];
+        for body in bodies {
+            let (walk, took) = both_ways(body, "rbtRecognitions", &oifde());
+            assert!(took && walk.abandoned == 0, "{body}");
+        }
+    }
+
+    /// Pages the walk does not take are read as raw values, with the same outcome: nested
+    /// records, no data, a null or missing array, a records field that is not an array or
+    /// comes twice, a body cut short or not JSON, an API error.
+    #[test]
+    fn other_pages_are_read_as_raw_values() {
+        let cases = [
+            (r#"{"rbtRecognitions":[],"total":0}"#, "rbtRecognitions"),
+            (r#"{"rbtRecognitions":null,"total":0}"#, "rbtRecognitions"),
+            (r#"{"total":0}"#, "rbtRecognitions"),
+            (r#"{"rbtRecognitions":{"a":1},"total":1}"#, "rbtRecognitions"),
+            (
+                r#"{"rbtRecognitions":[{"a":1}],"rbtRecognitions":[{"b":2}],"total":1}"#,
+                "rbtRecognitions",
+            ),
+            (r#"{"rbtRecognitions":[{"a":1}],"total":1"#, "rbtRecognitions"),
+            (r#"{"rbtRecognitions":[{"a":01}],"total":1}"#, "rbtRecognitions"),
+            (r#"{"rbtRecognitions":[{"a":1}],"total":1} x"#, "rbtRecognitions"),
+            (
+                r#"{"errorCode":"9","errorMsg":"no","rbtRecognitions":[{"a":1}],"total":1}"#,
+                "rbtRecognitions",
+            ),
+            (r#"{"data":[{"id":1,"calls":[{"c":1},{"c":2}]}],"total":1}"#, "data[].calls"),
+            (r#"{"result":{"rbtRecognitions":[{"a":1}]},"total":1}"#, "result.rbtRecognitions"),
+        ];
+        for (body, records) in cases {
+            let (walk, took) = both_ways(body, records, &oifde());
+            assert!(!took && walk.records.is_empty(), "{body}");
+        }
+        let (walk, took) = both_ways(
+            r#"{"errorCode":"1","rbtRecognitions":[{"a":1}]}"#,
+            "rbtRecognitions",
+            &EnvelopeSpec { empty_codes: vec!["1".into()], ..oifde() },
+        );
+        assert!(!took && walk.abandoned == 1, "a \"no data\" code drops what was walked");
     }
 }

@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::auth::Authenticator;
 use super::client::{complete_json, SourceClient};
-use super::envelope::{parse_page, Page};
+use super::envelope::{parse_page, parse_page_walking, Page, RecordsWalk};
 use super::error::SourceError;
 use crate::catalog::pipeline::{PagingSpec, PipelineSpec, TotalCounts};
 use crate::task::ScopedTask;
@@ -92,8 +92,13 @@ pub fn pages_needed(total: u64, per_page: u64) -> u64 {
 }
 
 /// Reads a response body as a page of `spec`'s records (the envelope, the records at
-/// their path and the total at `total_path`).
-fn read_page<'b>(bytes: &'b [u8], spec: &PipelineSpec, url: &str) -> Result<Page<'b>, SourceError> {
+/// their path and the total at `total_path`), the records taken by `walk` when given.
+fn read_page<'b>(
+    bytes: &'b [u8],
+    spec: &PipelineSpec,
+    url: &str,
+    walk: Option<&mut dyn RecordsWalk>,
+) -> Result<Page<'b>, SourceError> {
     let body = std::str::from_utf8(bytes).map_err(|_| SourceError::Shape {
         url: url.to_string(),
         path: "$".into(),
@@ -106,8 +111,61 @@ fn read_page<'b>(bytes: &'b [u8], spec: &PipelineSpec, url: &str) -> Result<Page
         path: records.path.to_string(),
         problem: "labelled records paths cannot be paged".into(),
     })?;
-    let total_path = spec.paging.total_path();
-    parse_page(body, &spec.envelope, path, &records.parent_fields, total_path, url)
+    let (envelope, parents, total_path) =
+        (&spec.envelope, &records.parent_fields, spec.paging.total_path());
+    match walk {
+        Some(walk) => parse_page_walking(body, envelope, path, parents, total_path, url, walk),
+        None => parse_page(body, envelope, path, parents, total_path, url),
+    }
+}
+
+/// What a paged fetch makes of each page, in the page's own task (so that pages are
+/// decoded in parallel). Any `Fn(page number, Page) -> T` is one, reading the records as
+/// raw values; a decoder with a [`RecordsWalk`] takes flat records in the pass that reads
+/// the page.
+pub trait DecodePage: Send + Sync + 'static {
+    /// What a page is made into.
+    type Output: Send + 'static;
+    /// What takes a page's records as the page is read.
+    type Walk: RecordsWalk;
+
+    /// The walk of page `number`'s records, if this decoder walks them.
+    fn walk(&self, number: u64) -> Option<Self::Walk>;
+
+    /// What page `number` is made into, from the records `walk` took and those left in
+    /// `page.records` (nested records, or every record when the walk gave up).
+    fn decode(&self, number: u64, walk: Option<Self::Walk>, page: Page<'_>) -> Self::Output;
+}
+
+/// The walk of a decoder that reads records as raw values.
+#[derive(Debug)]
+pub enum NoWalk {}
+
+impl RecordsWalk for NoWalk {
+    fn walk(&mut self, _: &str, _: usize) -> Option<(usize, usize)> {
+        match *self {}
+    }
+
+    fn abandon(&mut self) {
+        match *self {}
+    }
+}
+
+impl<F, T> DecodePage for F
+where
+    F: Fn(u64, Page<'_>) -> T + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    type Output = T;
+    type Walk = NoWalk;
+
+    fn walk(&self, _: u64) -> Option<NoWalk> {
+        None
+    }
+
+    fn decode(&self, number: u64, _: Option<NoWalk>, page: Page<'_>) -> T {
+        self(number, page)
+    }
 }
 
 /// `body` as sent: inside an object named `wrap_in` when given (the CMS examples'
@@ -149,16 +207,15 @@ pub struct PagedRequest<'a> {
 /// (with its page number) by a task of its own, at most `request.concurrency` at once, so
 /// that pages are decoded in parallel while later ones arrive; `on_page` then receives
 /// what `decode` made of each page, in page order.
-pub async fn fetch_pages<E, T, D, F>(
+pub async fn fetch_pages<E, D, F>(
     request: PagedRequest<'_>,
     decode: D,
     mut on_page: F,
 ) -> Result<PagingSummary, E>
 where
     E: From<SourceError>,
-    T: Send + 'static,
-    D: Fn(u64, Page<'_>) -> T + Send + Sync + 'static,
-    F: FnMut(T) -> Result<(), E>,
+    D: DecodePage,
+    F: FnMut(D::Output) -> Result<(), E>,
 {
     let PagedRequest { client, auth, spec, path, body, concurrency, wrap_in } = request;
     let paging = &spec.paging;
@@ -179,13 +236,18 @@ where
             // The page is read as the client's check of the body, so that its bytes are
             // parsed once: a body that is not JSON at all is retried as incomplete, one of
             // the wrong shape is a final answer.
-            let mut read = |body: &Bytes| match read_page(body, &spec, &url) {
-                Ok(page) => {
-                    let (length, total) = (page.length, page.total);
-                    let records = page.records.len() as u64;
-                    Ok(Ok(Decoded { length, records, total, value: decode(number, page) }))
+            let mut read = |body: &Bytes| {
+                let mut walk = decode.walk(number);
+                let walking = walk.as_mut().map(|w| w as &mut dyn RecordsWalk);
+                match read_page(body, &spec, &url, walking) {
+                    Ok(page) => {
+                        let (length, total) = (page.length, page.total);
+                        let records = page.record_count() as u64;
+                        let value = decode.decode(number, walk, page);
+                        Ok(Ok(Decoded { length, records, total, value }))
+                    }
+                    Err(e) => complete_json(body).map(|()| Err(e)),
                 }
-                Err(e) => complete_json(body).map(|()| Err(e)),
             };
             let method = spec.request.method;
             match auth.send_checked(&client, method, &path, b, &mut read).await? {
@@ -277,7 +339,7 @@ mod tests {
         let decode = |_, page: Page<'_>| -> Vec<String> {
             page.records.iter().map(|r| r.get().to_string()).collect()
         };
-        let summary = fetch_pages::<SourceError, _, _, _>(request, decode, |page| {
+        let summary = fetch_pages::<SourceError, _, _>(request, decode, |page| {
             texts.extend(page);
             Ok(())
         })

@@ -1,0 +1,291 @@
+//! Finding where a JSON token ends, checking it on the way as strictly as a JSON parser:
+//! strings without raw control characters and with valid escapes, numbers of JSON's
+//! grammar, the three literals, and objects and arrays nested at most
+//! [`MAX_DEPTH`] deep. The text is `str`, so it is valid UTF-8 already.
+//!
+//! Strings are scanned eight bytes at a time: the bytes that end a run of plain text (`"`,
+//! `\` and control characters) are found with word arithmetic, without a branch per byte.
+
+use std::fmt;
+
+/// How deep objects and arrays may nest in a value; deeper ones are refused rather than
+/// walked by ever deeper recursion (the bound of serde_json's own `Value`).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// The text is not JSON at a byte offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed {
+    /// Byte offset in the text.
+    pub(crate) at: usize,
+    /// What was expected.
+    pub(crate) expected: &'static str,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {} at byte {}", self.expected, self.at)
+    }
+}
+
+fn malformed<T>(at: usize, expected: &'static str) -> Result<T, Malformed> {
+    Err(Malformed { at, expected })
+}
+
+/// Each byte of a word set to one value.
+const fn splat(byte: u8) -> u64 {
+    u64::from_le_bytes([byte; 8])
+}
+
+/// The high bit of each byte of `word` that is `"`, `\` or below 0x20, and possibly of
+/// bytes after such a byte: the lowest set bit is always the first such byte.
+fn stops(word: u64) -> u64 {
+    let zero_in = |w: u64| w.wrapping_sub(splat(1)) & !w;
+    let quote = zero_in(word ^ splat(b'"'));
+    let backslash = zero_in(word ^ splat(b'\\'));
+    let control = word.wrapping_sub(splat(0x20)) & !word;
+    (quote | backslash | control) & splat(0x80)
+}
+
+/// The first position from `at` whose byte may end a run of plain string text (it is `"`,
+/// `\` or a control character, or the position is within the last seven bytes).
+fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(word) = bytes.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let stops = stops(u64::from_le_bytes(word));
+        if stops != 0 {
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at
+}
+
+/// The end of the string whose opening quote is at `at` (just past its closing quote), and
+/// whether it holds escapes.
+pub(crate) fn string(bytes: &[u8], at: usize) -> Result<(usize, bool), Malformed> {
+    if bytes.get(at) != Some(&b'"') {
+        return malformed(at, "a string");
+    }
+    let mut pos = at + 1;
+    let mut escaped = false;
+    loop {
+        pos = plain_run_end(bytes, pos);
+        match bytes.get(pos) {
+            Some(b'"') => return Ok((pos + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                pos = escape(bytes, pos)?;
+            }
+            Some(0..=0x1f) => return malformed(pos, "an escape for a control character"),
+            Some(_) => pos += 1,
+            None => return malformed(pos, "the end of a string"),
+        }
+    }
+}
+
+/// The end of the escape whose backslash is at `at`.
+fn escape(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
+    match bytes.get(at + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
+        Some(b'u') => match bytes.get(at + 2..at + 6) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(at + 6),
+            _ => malformed(at, "four hex digits after \\u"),
+        },
+        _ => malformed(at, "a valid escape"),
+    }
+}
+
+/// The end of the digits from `at`.
+fn digits(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+        at += 1;
+    }
+    at
+}
+
+/// The end of at least one digit from `at`.
+fn some_digits(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
+    match digits(bytes, at) {
+        end if end > at => Ok(end),
+        _ => malformed(at, "a digit"),
+    }
+}
+
+/// The end of the number that starts at `at`: `-`, an integer part without leading zeros,
+/// then an optional fraction and exponent.
+pub(crate) fn number(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
+    let mut pos = at + usize::from(bytes.get(at) == Some(&b'-'));
+    pos = match bytes.get(pos) {
+        Some(b'0') => pos + 1,
+        Some(b'1'..=b'9') => digits(bytes, pos + 1),
+        _ => return malformed(pos, "a value"),
+    };
+    if bytes.get(pos) == Some(&b'.') {
+        pos = some_digits(bytes, pos + 1)?;
+    }
+    if matches!(bytes.get(pos), Some(b'e' | b'E')) {
+        pos += 1 + usize::from(matches!(bytes.get(pos + 1), Some(b'+' | b'-')));
+        pos = some_digits(bytes, pos)?;
+    }
+    Ok(pos)
+}
+
+/// The end of `literal`, which must be written at `at`.
+fn literal(bytes: &[u8], at: usize, literal: &'static str) -> Result<usize, Malformed> {
+    match bytes.get(at..at + literal.len()) {
+        Some(text) if text == literal.as_bytes() => Ok(at + literal.len()),
+        _ => malformed(at, literal),
+    }
+}
+
+/// The position of the first byte from `at` that is not whitespace.
+pub(crate) fn whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        at += 1;
+    }
+    at
+}
+
+/// The end of the value that starts at `at`, inside `depth` enclosing objects or arrays.
+pub(crate) fn value(bytes: &[u8], at: usize, depth: usize) -> Result<usize, Malformed> {
+    match bytes.get(at) {
+        Some(b'"') => string(bytes, at).map(|(end, _)| end),
+        Some(b'{' | b'[') => composite(bytes, at, depth + 1),
+        Some(b't') => literal(bytes, at, "true"),
+        Some(b'f') => literal(bytes, at, "false"),
+        Some(b'n') => literal(bytes, at, "null"),
+        _ => number(bytes, at),
+    }
+}
+
+/// The end of the object or array that opens at `at`, at nesting `depth` (1 for a
+/// top-level one).
+fn composite(bytes: &[u8], at: usize, depth: usize) -> Result<usize, Malformed> {
+    if depth > MAX_DEPTH {
+        return malformed(at, "objects and arrays nested less deeply");
+    }
+    let object = bytes.get(at) == Some(&b'{');
+    let close = if object { b'}' } else { b']' };
+    let mut pos = whitespace(bytes, at + 1);
+    if bytes.get(pos) == Some(&close) {
+        return Ok(pos + 1);
+    }
+    loop {
+        if object {
+            pos = string(bytes, pos)?.0;
+            pos = whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b':') {
+                return malformed(pos, "':'");
+            }
+            pos = whitespace(bytes, pos + 1);
+        }
+        pos = whitespace(bytes, value(bytes, pos, depth)?);
+        match bytes.get(pos) {
+            Some(b',') => pos = whitespace(bytes, pos + 1),
+            Some(&byte) if byte == close => return Ok(pos + 1),
+            _ if object => return malformed(pos, "',' or '}'"),
+            _ => return malformed(pos, "',' or ']'"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `text` is one JSON value, by this module, surrounded by whitespace only.
+    fn accepts(text: &str) -> bool {
+        let bytes = text.as_bytes();
+        let start = whitespace(bytes, 0);
+        value(bytes, start, 0).is_ok_and(|end| whitespace(bytes, end) == bytes.len())
+    }
+
+    /// Every kind of token, valid and not, is judged as serde_json judges it.
+    #[test]
+    fn tokens_are_checked_like_serde_json() {
+        let cases = [
+            "0",
+            "-0",
+            "12",
+            "-12.5e3",
+            "1E+2",
+            "1e-2",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "+1",
+            "1.e3",
+            "--1",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "nul",
+            "True",
+            r#""""#,
+            r#""a\"b""#,
+            r#""\u00e9\n""#,
+            r#""\u00g9""#,
+            r#""\x""#,
+            "\"a\u{1}b\"",
+            "\"tab\tin\"",
+            r#""a"#,
+            r#""\"#,
+            "\"中文 and more than eight bytes\"",
+            "[]",
+            "{}",
+            "[1,2]",
+            "[1,]",
+            "[,1]",
+            r#"{"a":1,"b":[{"c":null}]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a"1}"#,
+            r#"{a:1}"#,
+            r#"{"a":}"#,
+            "[1 2]",
+            " [ 1 , { } ] ",
+            "[",
+            "]",
+            "{\"a\":1",
+            r#"{"a":"\ud800"}"#,
+        ];
+        for case in cases {
+            let serde = serde_json::from_str::<serde::de::IgnoredAny>(case).is_ok();
+            assert_eq!(accepts(case), serde, "{case:?}");
+        }
+    }
+
+    /// Nesting is bounded: 128 levels are read, 129 are refused, and a very deep text is
+    /// refused without exhausting the stack.
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |depth: usize| "[".repeat(depth) + &"]".repeat(depth);
+        assert!(accepts(&nested(MAX_DEPTH)));
+        assert!(!accepts(&nested(MAX_DEPTH + 1)));
+        let deep = nested(100_000);
+        assert_eq!(
+            value(deep.as_bytes(), 0, 0).map_err(|e| e.at),
+            Err(MAX_DEPTH),
+            "refused where it gets too deep, without recursing further"
+        );
+    }
+
+    /// The word scan stops at the first quote, backslash or control character wherever it
+    /// lies in a word, and never past the text.
+    #[test]
+    fn plain_runs_end_at_the_first_stop() {
+        for len in 0..20 {
+            for stop in ["\"", "\\", "\u{1f}", "\n"] {
+                let text = "é".repeat(len) + stop + "\"";
+                let end = plain_run_end(text.as_bytes(), 0);
+                assert!(end <= 2 * len, "{len} {stop:?}");
+                let after = text.as_bytes()[end..]
+                    .iter()
+                    .position(|b| matches!(b, b'"' | b'\\') || *b < 0x20);
+                assert_eq!(after, Some(2 * len - end), "{len} {stop:?}");
+            }
+        }
+        assert_eq!(plain_run_end(b"abc", 0), 0, "fewer than eight bytes are left to the caller");
+    }
+}
