@@ -15,6 +15,7 @@ use arrow::array::{
 use chrono::FixedOffset;
 
 use super::json_text::push_json_string;
+use super::number;
 use super::reason::{seen, Reject};
 use super::value::{self, Mismatch};
 use crate::catalog::schema::{DatasetSchema, FieldKind, UTC};
@@ -123,7 +124,11 @@ impl Builder {
         match self {
             Builder::Int32 { value, .. } => stage(value, value::read_i32(raw)),
             Builder::Int64 { value, .. } | Builder::TimestampMs { value, .. } => {
-                stage(value, value::read_i64(raw))
+                // Ids and epoch times are mostly plain digits, read without classifying.
+                match number::plain_digits(raw.as_bytes()) {
+                    Some(n) => stage(value, Ok(Some(n))),
+                    None => stage(value, value::read_i64(raw)),
+                }
             }
             Builder::TimestampS { value, .. } => stage(value, value::read_seconds_as_ms(raw)),
             Builder::Date { value, .. } => stage(value, value::read_date(raw)),
