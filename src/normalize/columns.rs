@@ -122,9 +122,12 @@ impl Builder {
     /// Reads `raw` into the staged value; `false` when it is `null`.
     fn read(&mut self, raw: &str) -> Result<bool, Mismatch> {
         match self {
-            Builder::Int32 { value, .. } => stage(value, value::read_i32(raw)),
+            Builder::Int32 { value, .. } => match number::plain_digits(raw.as_bytes()) {
+                Some(n) => stage(value, i32::try_from(n).map(Some).map_err(|_| Mismatch::Range)),
+                None => stage(value, value::read_i32(raw)),
+            },
             Builder::Int64 { value, .. } | Builder::TimestampMs { value, .. } => {
-                // Ids and epoch times are mostly plain digits, read without classifying.
+                // Mostly plain digits, read without classifying the value first.
                 match number::plain_digits(raw.as_bytes()) {
                     Some(n) => stage(value, Ok(Some(n))),
                     None => stage(value, value::read_i64(raw)),
