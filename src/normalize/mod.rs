@@ -1,9 +1,12 @@
 //! JSON records to Arrow record batches, by a dataset's schema.
 //!
-//! A page's records arrive as raw JSON ([`serde_json::value::RawValue`]). The
-//! [`Normalizer`] walks each one in a single pass driven by the schema: every key is
-//! looked up in the schema's field index, a declared field's value is read as its column's
-//! type and staged, and an undeclared field's raw JSON is kept for the `_extra` column. A row
+//! Flat records are taken from the page's text where the page's walk meets their array
+//! ([`Normalizer::push_array`]); other records (nested ones flattened, fan-out details,
+//! pushes) arrive as raw JSON ([`serde_json::value::RawValue`], [`Normalizer::push`]).
+//! Either way the [`Normalizer`] walks each record once, driven by the schema and checking
+//! the JSON as it goes: every key is looked up in the schema's field index, a declared
+//! field's value is read as its column's type and staged, and an undeclared field's raw
+//! JSON is kept for the `_extra` column. A row
 //! reaches the Arrow builders only once the whole record is valid, so a rejected record
 //! leaves nothing behind; its [`RejectReason`] names the field and the value seen, and
 //! [`RejectedRecord`] is how it is kept in `_rejects/`.
