@@ -9,7 +9,8 @@
 use std::fmt;
 
 /// How deep objects and arrays may nest in a value; deeper ones are refused rather than
-/// walked by ever deeper recursion (the bound of serde_json's own `Value`).
+/// walked by ever deeper recursion. serde_json's `Value` refuses the same depths; its raw
+/// values do not, so a record nested this deep is a reject, kept in `_rejects/`.
 pub(crate) const MAX_DEPTH: usize = 128;
 
 /// The text is not JSON at a byte offset.

@@ -701,6 +701,53 @@ async fn attempt_slice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath};
+    use crate::catalog::schema::DatasetSchema;
+    use crate::source::envelope::{parse_page, parse_page_walking};
+
+    /// A page read in one walk gives the rows, record count and rejects (reasons and texts)
+    /// of the same page read as raw values: rejects of every kind, a key whose escape is
+    /// not Unicode, and a page the walk hands back after walking rows (its records key
+    /// given twice, of which the raw reading keeps the last).
+    #[test]
+    fn walked_pages_decode_as_raw_pages() {
+        let schema = DatasetSchema::parse(
+            "t.json",
+            r#"{"dataset":"t","fields":[{"name":"id","type":"int64","nullable":false},
+                {"name":"n","type":"utf8"}]}"#,
+        )
+        .unwrap();
+        let decoder = NormalizePages(Normalizer::new(Arc::new(schema), 0));
+        let (path, envelope) =
+            (RecordsPath::try_from("r".to_string()).unwrap(), EnvelopeSpec::default());
+        let cases = [
+            (
+                r#"{"r":[{"id":1,"n":"a"},{"id":"x"}, 5 ,{"\ud800":1,"id":2},{"id":3,"z":[]}],"total":5}"#,
+                5,
+                (2, 3),
+            ),
+            (r#"{"r":[{"id":1}],"r":[{"id":2},{"id":3}],"total":2}"#, 0, (2, 0)),
+        ];
+        for (body, walked_records, (rows, rejected)) in cases {
+            let mut walk = decoder.walk(1);
+            let walking = walk.as_mut().map(|w| w as &mut dyn RecordsWalk).unwrap();
+            let page = parse_page_walking(body, &envelope, &path, &[], Some("total"), "u", walking);
+            let page = page.unwrap();
+            assert_eq!(page.walked, walked_records, "{body}");
+            let walked = decoder.decode(1, walk, page);
+            let raw_page = parse_page(body, &envelope, &path, &[], Some("total"), "u").unwrap();
+            let raw = decoder.decode(1, None, raw_page);
+            assert_eq!((&walked.batch, walked.records), (&raw.batch, raw.records), "{body}");
+            let rejects = |page: &NormalizedPage| -> Vec<(String, String)> {
+                page.rejects
+                    .iter()
+                    .map(|r| (r.reason.clone(), r.record.get().to_string()))
+                    .collect()
+            };
+            assert_eq!(rejects(&walked), rejects(&raw), "{body}");
+            assert_eq!((walked.batch.num_rows(), walked.rejects.len()), (rows, rejected), "{body}");
+        }
+    }
 
     fn spec(total_counts: &str) -> PipelineSpec {
         let text = format!(

@@ -35,12 +35,40 @@ pub(crate) trait Visit<'r> {
 }
 
 /// Walks the object whose `{` is at byte `at` of `text`, handing each member to `visitor`
-/// in text order; returns the position just past the object's `}`.
+/// in text order; returns the position just past the object's `}`. A [`Malformed`] error
+/// counts its offset from the object's `{`, so that it reads the same wherever the object
+/// lies in a larger text (a record in a page).
 pub(crate) fn walk_object<'r, V: Visit<'r>>(
     text: &'r str,
     at: usize,
     visitor: &mut V,
 ) -> Result<usize, V::Error> {
+    members(text, at, visitor).map_err(|error| match error {
+        Walk::Malformed(Malformed { at: offset, expected }) => {
+            Malformed { at: offset.saturating_sub(at), expected }.into()
+        }
+        Walk::Visitor(error) => error,
+    })
+}
+
+/// Why a walk stopped: the text, or the visitor.
+enum Walk<E> {
+    Malformed(Malformed),
+    Visitor(E),
+}
+
+impl<E> From<Malformed> for Walk<E> {
+    fn from(malformed: Malformed) -> Self {
+        Walk::Malformed(malformed)
+    }
+}
+
+/// The walk of [`walk_object`], with offsets in `text`.
+fn members<'r, V: Visit<'r>>(
+    text: &'r str,
+    at: usize,
+    visitor: &mut V,
+) -> Result<usize, Walk<V::Error>> {
     let bytes = text.as_bytes();
     if bytes.get(at) != Some(&b'{') {
         return Err(Malformed { at, expected: "an object" }.into());
@@ -68,7 +96,7 @@ pub(crate) fn walk_object<'r, V: Visit<'r>>(
         let start = scan::whitespace(bytes, pos + 1);
         let end = scan::value(bytes, start, 1)?;
         let raw = text.get(start..end).ok_or(Malformed { at: start, expected: "a value" })?;
-        visitor.member(key, raw)?;
+        visitor.member(key, raw).map_err(Walk::Visitor)?;
         pos = scan::whitespace(bytes, end);
         match bytes.get(pos) {
             Some(b',') => pos = scan::whitespace(bytes, pos + 1),
@@ -194,6 +222,15 @@ pub(crate) mod tests {
         assert_eq!(collect.members, want);
         let mut cut = Collect { guesses: vec![Some("callId".into())], ..Collect::default() };
         assert!(walk_object(r#"{"callI"#, 0, &mut cut).is_err());
+    }
+
+    /// An error's offset counts from the object's `{`, wherever the object lies.
+    #[test]
+    fn errors_count_from_the_object() {
+        let alone = walk_object(r#"{"a":01}"#, 0, &mut Collect::default());
+        let in_page = walk_object(r#"[{"b":1}, {"a":01}]"#, 10, &mut Collect::default());
+        assert_eq!(alone, Err(Malformed { at: 6, expected: "',' or '}'" }));
+        assert_eq!(in_page, alone);
     }
 
     /// Non-objects are refused, and a text cut short or not JSON is an error, never a
