@@ -703,7 +703,7 @@ mod tests {
     use super::*;
     use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath};
     use crate::catalog::schema::DatasetSchema;
-    use crate::source::envelope::{parse_page, parse_page_walking};
+    use crate::source::envelope::parse_page;
 
     /// A page read in one walk gives the rows, record count and rejects (reasons and texts)
     /// of the same page read as raw values: rejects of every kind, a key whose escape is
@@ -731,11 +731,12 @@ mod tests {
         for (body, walked_records, (rows, rejected)) in cases {
             let mut walk = decoder.walk(1);
             let walking = walk.as_mut().map(|w| w as &mut dyn RecordsWalk).unwrap();
-            let page = parse_page_walking(body, &envelope, &path, &[], Some("total"), "u", walking);
+            let page = parse_page(body, &envelope, &path, &[], Some("total"), "u", Some(walking));
             let page = page.unwrap();
             assert_eq!(page.walked, walked_records, "{body}");
             let walked = decoder.decode(1, walk, page);
-            let raw_page = parse_page(body, &envelope, &path, &[], Some("total"), "u").unwrap();
+            let raw_page =
+                parse_page(body, &envelope, &path, &[], Some("total"), "u", None).unwrap();
             let raw = decoder.decode(1, None, raw_page);
             assert_eq!((&walked.batch, walked.records), (&raw.batch, raw.records), "{body}");
             let rejects = |page: &NormalizedPage| -> Vec<(String, String)> {

@@ -7,7 +7,7 @@
 //! rewritten; flat records stay borrowed from the body).
 //!
 //! Flat records in a top-level array can instead be taken in the pass that reads the page
-//! ([`parse_page_walking`]): the body is walked once, and the caller's [`RecordsWalk`]
+//! ([`parse_page`] with a walk): the body is walked once, and the caller's [`RecordsWalk`]
 //! walks the records array where the walk of the page meets it, so that no record is
 //! scanned twice.
 
@@ -51,7 +51,7 @@ impl Page<'_> {
 }
 
 /// Takes the records of a page in the pass that reads the page, instead of as raw values
-/// read again afterwards.
+/// read again afterwards (see [`parse_page`]).
 pub trait RecordsWalk {
     /// Takes the records of the array whose `[` is at byte `at` of `body`; returns the
     /// position just past the array and its number of records, or `None` when the text is
@@ -463,6 +463,11 @@ fn rewrite(
 /// given). A missing or `null` records array is an empty page only when the API also says
 /// the total is 0; otherwise it is a shape error. A "no data" code of the envelope is an
 /// empty page with a total of 0.
+///
+/// With a `walk`, flat records in a top-level array are taken by it in the pass that reads
+/// the page (counted in [`Page::walked`]); other records, or every record when the body is
+/// not JSON there, are read as raw values into [`Page::records`], after
+/// [`RecordsWalk::abandon`].
 pub fn parse_page<'a>(
     body: &'a str,
     envelope: &EnvelopeSpec,
@@ -470,35 +475,28 @@ pub fn parse_page<'a>(
     parent_fields: &[String],
     total_path: Option<&str>,
     url: &str,
+    walk: Option<&mut dyn RecordsWalk>,
 ) -> Result<Page<'a>, SourceError> {
-    let top = top_level(body, top_level_records_key(records), url)?;
-    page_of(top, envelope, records, parent_fields, total_path, url)
-}
-
-/// As [`parse_page`], with the records taken by `walk` in the pass that reads the page when
-/// they are flat records in a top-level array; otherwise (or when the body is not JSON
-/// there) the page is read as [`parse_page`] reads it, and its records are in
-/// [`Page::records`].
-pub fn parse_page_walking<'a>(
-    body: &'a str,
-    envelope: &EnvelopeSpec,
-    records: &RecordsPath,
-    parent_fields: &[String],
-    total_path: Option<&str>,
-    url: &str,
-    walk: &mut dyn RecordsWalk,
-) -> Result<Page<'a>, SourceError> {
-    let walkable = top_level_records_key(records).filter(|_| !records.is_nested());
-    if let Some(top) = walkable.and_then(|key| walked_top_level(body, key, walk)) {
-        let page = page_of(top, envelope, records, parent_fields, total_path, url);
-        if !matches!(page, Ok(Page { walked: 1.., .. })) {
-            // An error of the API, "no data", or an empty array: nothing walked is kept.
-            walk.abandon();
+    let key = top_level_records_key(records);
+    let top = match walk {
+        Some(walk) => {
+            let walkable = key.filter(|_| !records.is_nested());
+            let walked = walkable.and_then(|key| walked_top_level(body, key, walk));
+            let page =
+                walked.map(|top| page_of(top, envelope, records, parent_fields, total_path, url));
+            if !matches!(page, Some(Ok(Page { walked: 1.., .. }))) {
+                // Not walked, an error of the API, "no data", or an empty array: nothing
+                // walked is kept.
+                walk.abandon();
+            }
+            if let Some(page) = page {
+                return page;
+            }
+            top_level(body, key, url)?
         }
-        return page;
-    }
-    walk.abandon();
-    parse_page(body, envelope, records, parent_fields, total_path, url)
+        None => top_level(body, key, url)?,
+    };
+    page_of(top, envelope, records, parent_fields, total_path, url)
 }
 
 /// The field of the outer records array when it is a top-level field (not a dotted path,
@@ -651,6 +649,11 @@ mod tests {
         RecordsPath::try_from(p.to_string()).unwrap()
     }
 
+    /// A page of `rbtRecognitions` records with a `total`, read as raw values.
+    fn rbt_page(body: &str) -> Result<Page<'_>, SourceError> {
+        parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u", None)
+    }
+
     fn oifde() -> EnvelopeSpec {
         EnvelopeSpec {
             code_fields: vec!["errorCode".into()],
@@ -675,7 +678,7 @@ mod tests {
     fn no_data_codes_are_empty_pages_and_other_codes_errors() {
         let env = cc_management();
         fn page<'a>(body: &'a str, env: &EnvelopeSpec) -> Result<Page<'a>, SourceError> {
-            parse_page(body, env, &path("result.callInfo"), &[], Some("result.total"), "u")
+            parse_page(body, env, &path("result.callInfo"), &[], Some("result.total"), "u", None)
         }
         let empty = page(r#"{"retCode":"1","retMsg":"no data"}"#, &env).unwrap();
         assert_eq!((empty.records.len(), empty.total), (0, Some(0)));
@@ -709,13 +712,20 @@ mod tests {
     fn reads_records_and_total() {
         let body =
             r#"{"rbtRecognitions":[{"a":1},{"a":953730645354352640}],"total":"2","pageNum":1}"#;
-        let p =
-            parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u").unwrap();
+        let p = rbt_page(body).unwrap();
         assert_eq!(p.total, Some(2));
         assert_eq!(p.records[1].get(), r#"{"a":953730645354352640}"#);
         let nested = r#"{"result":{"data":[{"x":1}],"total":7}}"#;
-        let p = parse_page(nested, &oifde(), &path("result.data"), &[], Some("result.total"), "u")
-            .unwrap();
+        let p = parse_page(
+            nested,
+            &oifde(),
+            &path("result.data"),
+            &[],
+            Some("result.total"),
+            "u",
+            None,
+        )
+        .unwrap();
         assert_eq!((p.records.len(), p.total), (1, Some(7)));
     }
 
@@ -723,11 +733,10 @@ mod tests {
     #[test]
     fn error_codes_are_errors() {
         let body = r#"{"errorCode":"401","errorMsg":"authToken is invalid"}"#;
-        let err = parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u")
-            .unwrap_err();
+        let err = rbt_page(body).unwrap_err();
         assert!(err.to_string().contains("authToken is invalid"), "{err}");
         let ok = r#"{"errorCode":0,"rbtRecognitions":[],"total":0}"#;
-        assert!(parse_page(ok, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u").is_ok());
+        assert!(rbt_page(ok).is_ok());
     }
 
     /// Wrong shapes name the offending path.
@@ -741,16 +750,13 @@ mod tests {
             (r#"[1,2]"#, "$"),
         ];
         for (body, at) in cases {
-            match parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u") {
+            match rbt_page(body) {
                 Err(SourceError::Shape { path: p, .. }) => assert_eq!(p, at, "{body}"),
                 other => panic!("{body}: {other:?}"),
             }
         }
         let empty = r#"{"rbtRecognitions":null,"total":0}"#;
-        assert!(parse_page(empty, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u")
-            .unwrap()
-            .records
-            .is_empty());
+        assert!(rbt_page(empty).unwrap().records.is_empty());
     }
 
     /// The records field, read in the same pass as the top level, says what it is when it
@@ -767,7 +773,7 @@ mod tests {
             (r#"{"rbtRecognitions":[{"a":1}"#, "$", "found an object"),
         ];
         for (body, at, says) in cases {
-            match parse_page(body, &oifde(), &path("rbtRecognitions"), &[], Some("total"), "u") {
+            match rbt_page(body) {
                 Err(e @ SourceError::Shape { .. }) => {
                     let SourceError::Shape { path: p, .. } = &e else { unreachable!() };
                     assert_eq!(p, at, "{body}");
@@ -796,6 +802,7 @@ mod tests {
             &parents,
             Some("paging.total"),
             "u",
+            None,
         )
         .unwrap();
         let texts: Vec<&str> = p.records.iter().map(|r| r.get()).collect();
@@ -818,6 +825,7 @@ mod tests {
             &parents,
             Some("paging.total"),
             "u",
+            None,
         ) {
             Err(SourceError::Shape { path, .. }) => assert_eq!(path, "data[0].calls"),
             other => panic!("{other:?}"),
@@ -830,6 +838,7 @@ mod tests {
             &parents,
             Some("paging.total"),
             "u",
+            None,
         ) {
             Err(SourceError::Shape { path, .. }) => assert_eq!(path, "data[0].calls[0]"),
             other => panic!("{other:?}"),
@@ -842,6 +851,7 @@ mod tests {
             &parents,
             Some("paging.total"),
             "u",
+            None,
         )
         .unwrap();
         assert_eq!((p.records.len(), p.length), (0, 0));
@@ -913,7 +923,7 @@ mod tests {
     fn alternative_arrays_are_read_in_order() {
         let either = path("resultDesc | resultDatas");
         let read = |body: &str| {
-            parse_page(body, &EnvelopeSpec::default(), &either, &[], None, "u")
+            parse_page(body, &EnvelopeSpec::default(), &either, &[], None, "u", None)
                 .map(|p| p.records.iter().map(|r| r.get().to_string()).collect::<Vec<_>>())
         };
         let both = r#"{"resultDesc":[{"a":1}],"resultDatas":[{"a":2}]}"#;
@@ -955,8 +965,8 @@ mod tests {
     fn both_ways(body: &str, records: &str, envelope: &EnvelopeSpec) -> (Texts, bool) {
         let (path, total) = (path(records), Some("total"));
         let mut walk = Texts::default();
-        let walked = parse_page_walking(body, envelope, &path, &[], total, "u", &mut walk);
-        let raw = parse_page(body, envelope, &path, &[], total, "u");
+        let walked = parse_page(body, envelope, &path, &[], total, "u", Some(&mut walk));
+        let raw = parse_page(body, envelope, &path, &[], total, "u", None);
         match (walked, raw) {
             (Ok(walked), Ok(raw)) => {
                 let raw_texts: Vec<String> =

@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::auth::Authenticator;
 use super::client::{complete_json, SourceClient};
-use super::envelope::{parse_page, parse_page_walking, Page, RecordsWalk};
+use super::envelope::{parse_page, Page, RecordsWalk};
 use super::error::SourceError;
 use crate::catalog::pipeline::{PagingSpec, PipelineSpec, TotalCounts};
 use crate::task::ScopedTask;
@@ -113,10 +113,7 @@ fn read_page<'b>(
     })?;
     let (envelope, parents, total_path) =
         (&spec.envelope, &records.parent_fields, spec.paging.total_path());
-    match walk {
-        Some(walk) => parse_page_walking(body, envelope, path, parents, total_path, url, walk),
-        None => parse_page(body, envelope, path, parents, total_path, url),
-    }
+    parse_page(body, envelope, path, parents, total_path, url, walk)
 }
 
 /// What a paged fetch makes of each page, in the page's own task (so that pages are
