@@ -73,37 +73,18 @@ fn members<'r, V: Visit<'r>>(
     if bytes.get(at) != Some(&b'{') {
         return Err(Malformed { at, expected: "an object" }.into());
     }
-    let mut pos = scan::whitespace(bytes, at + 1);
-    if bytes.get(pos) == Some(&b'}') {
-        return Ok(pos + 1);
-    }
-    loop {
-        let key = match visitor.guess().and_then(|guess| guessed_key_end(bytes, pos, guess)) {
-            Some(end) => {
-                pos = end;
-                Key::Guessed
-            }
-            None => {
-                let (end, key) = read_key(text, pos)?;
-                pos = end;
-                Key::Read(key)
-            }
-        };
-        pos = scan::whitespace(bytes, pos);
-        if bytes.get(pos) != Some(&b':') {
-            return Err(Malformed { at: pos, expected: "':'" }.into());
-        }
-        let start = scan::whitespace(bytes, pos + 1);
+    scan::elements(bytes, at, |pos| {
+        let (key_end, key) =
+            match visitor.guess().and_then(|guess| guessed_key_end(bytes, pos, guess)) {
+                Some(end) => (end, Key::Guessed),
+                None => read_key(text, pos).map(|(end, key)| (end, Key::Read(key)))?,
+            };
+        let start = scan::after_colon(bytes, key_end)?;
         let end = scan::value(bytes, start, 1)?;
         let raw = text.get(start..end).ok_or(Malformed { at: start, expected: "a value" })?;
         visitor.member(key, raw).map_err(Walk::Visitor)?;
-        pos = scan::whitespace(bytes, end);
-        match bytes.get(pos) {
-            Some(b',') => pos = scan::whitespace(bytes, pos + 1),
-            Some(b'}') => return Ok(pos + 1),
-            _ => return Err(Malformed { at: pos, expected: "',' or '}'" }.into()),
-        }
-    }
+        Ok(end)
+    })
 }
 
 /// The end of the key at `at` if it is written as `"guess"`.

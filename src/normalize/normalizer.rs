@@ -10,7 +10,7 @@ use super::columns::Columns;
 use super::reason::{instant, Reject, RejectReason};
 use super::record::{stage_record, KeyOrder};
 use crate::catalog::schema::DatasetSchema;
-use crate::json_scan as scan;
+use crate::json_scan::{self as scan, Malformed};
 
 /// Rows the builders make room for at first: one page of the largest page size (1000).
 const INITIAL_ROWS: usize = 1024;
@@ -123,29 +123,22 @@ impl Normalizer {
         if bytes.get(at) != Some(&b'[') {
             return None;
         }
-        let mut pos = scan::whitespace(bytes, at + 1);
-        if bytes.get(pos) == Some(&b']') {
-            return Some((pos + 1, 0));
-        }
         let mut records = 0;
-        loop {
-            let end = match self.push_at(text, pos) {
-                Ok(end) => end,
+        let end = scan::elements(bytes, at, |pos| {
+            records += 1;
+            match self.push_at(text, pos) {
+                Ok(end) => Ok(end),
                 Err(reason) => {
                     // A record that is JSON but not a row: find its end to keep its text.
-                    let end = scan::value(bytes, pos, 0).ok()?;
-                    rejected(reason, text.get(pos..end)?);
-                    end
+                    let end = scan::value(bytes, pos, 0)?;
+                    let record =
+                        text.get(pos..end).ok_or(Malformed { at: pos, expected: "a record" })?;
+                    rejected(reason, record);
+                    Ok::<_, Malformed>(end)
                 }
-            };
-            records += 1;
-            pos = scan::whitespace(bytes, end);
-            match bytes.get(pos) {
-                Some(b',') => pos = scan::whitespace(bytes, pos + 1),
-                Some(b']') => return Some((pos + 1, records)),
-                _ => return None,
             }
-        }
+        });
+        end.ok().map(|end| (end, records))
     }
 
     /// Appends the record at byte `at` of `text` as a row, or says why it cannot be one

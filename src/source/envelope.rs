@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use super::error::SourceError;
 
 use crate::catalog::pipeline::{EnvelopeSpec, RecordsPath, RecordsPaths};
-use crate::json_scan as scan;
+use crate::json_scan::{self as scan, Malformed};
 
 /// One page of a response, its records still raw JSON (borrowed from the body unless they
 /// were flattened from nested arrays).
@@ -119,49 +119,35 @@ fn walked_top_level<'a>(
 ) -> Option<TopLevel<'a>> {
     let bytes = body.as_bytes();
     let (mut fields, mut records) = (Object::new(), None);
-    let mut pos = scan::whitespace(bytes, 0);
-    if bytes.get(pos) != Some(&b'{') {
+    let start = scan::whitespace(bytes, 0);
+    if bytes.get(start) != Some(&b'{') {
         return None;
     }
-    pos = scan::whitespace(bytes, pos + 1);
-    if bytes.get(pos) == Some(&b'}') {
-        pos += 1;
-    } else {
-        loop {
-            let (end, escaped) = scan::string(bytes, pos).ok()?;
-            let key: String = match escaped {
-                true => serde_json::from_str(body.get(pos..end)?).ok()?,
-                false => body.get(pos + 1..end - 1)?.to_string(),
-            };
-            pos = scan::whitespace(bytes, end);
-            if bytes.get(pos) != Some(&b':') {
-                return None;
-            }
-            pos = scan::whitespace(bytes, pos + 1);
-            let end = if key == records_key {
-                if records.is_some() || bytes.get(pos) != Some(&b'[') {
-                    return None;
-                }
-                let (end, count) = walk.walk(body, pos)?;
-                records = Some(RecordsField::Walked(count));
-                end
-            } else {
-                let end = scan::value(bytes, pos, 1).ok()?;
-                fields.insert(key, serde_json::from_str(body.get(pos..end)?).ok()?);
-                end
-            };
-            pos = scan::whitespace(bytes, end);
-            match bytes.get(pos) {
-                Some(b',') => pos = scan::whitespace(bytes, pos + 1),
-                Some(b'}') => {
-                    pos += 1;
-                    break;
-                }
-                _ => return None,
-            }
+    // Any way the walk goes wrong hands the page back, whatever went wrong.
+    let end = scan::elements(bytes, start, |pos| {
+        let handed_back = || Malformed { at: pos, expected: "a member this walk reads" };
+        let (key_end, escaped) = scan::string(bytes, pos)?;
+        let quoted = body.get(pos..key_end).ok_or_else(handed_back)?;
+        let key: String = match escaped {
+            true => serde_json::from_str(quoted).map_err(|_| handed_back())?,
+            false => quoted[1..quoted.len() - 1].to_string(),
+        };
+        let value_at = scan::after_colon(bytes, key_end)?;
+        if key != records_key {
+            let end = scan::value(bytes, value_at, 1)?;
+            let raw = body.get(value_at..end).ok_or_else(handed_back)?;
+            fields.insert(key, serde_json::from_str(raw).map_err(|_| handed_back())?);
+            return Ok(end);
         }
-    }
-    (scan::whitespace(bytes, pos) == bytes.len()).then_some(TopLevel { fields, records })
+        if records.is_some() || bytes.get(value_at) != Some(&b'[') {
+            return Err(handed_back());
+        }
+        let (end, count) = walk.walk(body, value_at).ok_or_else(handed_back)?;
+        records = Some(RecordsField::Walked(count));
+        Ok(end)
+    })
+    .ok()?;
+    (scan::whitespace(bytes, end) == bytes.len()).then_some(TopLevel { fields, records })
 }
 
 struct TopLevelSeed<'k> {
