@@ -331,8 +331,10 @@ impl DecodePage for NormalizePages {
     }
 
     fn decode(&self, page_no: u64, walk: Option<PageWalk>, page: Page<'_>) -> NormalizedPage {
-        let PageWalk { mut rows, mut rejects, .. } =
-            walk.unwrap_or_else(|| PageWalk { rows: self.0.fresh(), rejects: Vec::new(), page_no });
+        let (mut rows, mut rejects) = match walk {
+            Some(walk) => (walk.rows, walk.rejects),
+            None => (self.0.fresh(), Vec::new()),
+        };
         for record in &page.records {
             if let Err(reason) = rows.push(record) {
                 rejects.push(RejectedRecord::new(reason, record, page_no));
