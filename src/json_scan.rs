@@ -111,23 +111,42 @@ fn some_digits(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
     }
 }
 
-/// The end of the number that starts at `at`: `-`, an integer part without leading zeros,
-/// then an optional fraction and exponent.
-pub(crate) fn number(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
-    let mut pos = at + usize::from(bytes.get(at) == Some(&b'-'));
-    pos = match bytes.get(pos) {
-        Some(b'0') => pos + 1,
-        Some(b'1'..=b'9') => digits(bytes, pos + 1),
-        _ => return malformed(pos, "a value"),
+/// The end of the number that starts at `at` (`-`, an integer part without leading zeros,
+/// then an optional fraction and exponent), and its [`Token`].
+fn number(bytes: &[u8], at: usize) -> Result<(usize, Token), Malformed> {
+    let negative = bytes.get(at) == Some(&b'-');
+    let start = at + usize::from(negative);
+    let (mut pos, magnitude) = match bytes.get(start) {
+        Some(b'0') => (start + 1, 0),
+        Some(b'1'..=b'9') => integer_digits(bytes, start),
+        _ => return malformed(start, "a value"),
     };
+    let mut integer = pos - start <= MAX_INTEGER_DIGITS;
     if bytes.get(pos) == Some(&b'.') {
         pos = some_digits(bytes, pos + 1)?;
+        integer = false;
     }
     if matches!(bytes.get(pos), Some(b'e' | b'E')) {
         pos += 1 + usize::from(matches!(bytes.get(pos + 1), Some(b'+' | b'-')));
         pos = some_digits(bytes, pos)?;
+        integer = false;
     }
-    Ok(pos)
+    let token = match i64::try_from(magnitude) {
+        Ok(magnitude) if integer => Token::Integer(if negative { -magnitude } else { magnitude }),
+        _ => Token::Other,
+    };
+    Ok((pos, token))
+}
+
+/// The end of the digits from `at`, and their value (wrapped past `u64`: it is read only
+/// for at most [`MAX_INTEGER_DIGITS`] digits).
+fn integer_digits(bytes: &[u8], mut at: usize) -> (usize, u64) {
+    let mut value = 0u64;
+    while let Some(digit) = bytes.get(at).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        at += 1;
+    }
+    (at, value)
 }
 
 /// The end of `literal`, which must be written at `at`.
@@ -146,14 +165,40 @@ pub(crate) fn whitespace(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// What the scan of a value learned of it on the way, so that its reader need not look at
+/// its text again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// A string, and whether it holds escapes.
+    String {
+        /// The string holds at least one escape.
+        escaped: bool,
+    },
+    /// A number without fraction or exponent, of at most [`MAX_INTEGER_DIGITS`] digits
+    /// (so within `i64`), and its value.
+    Integer(i64),
+    /// Any other value: a longer number or one with a fraction or exponent, a literal, an
+    /// object or an array.
+    Other,
+}
+
+/// The most digits of a [`Token::Integer`]: any 18 digits fit in an `i64`.
+pub(crate) const MAX_INTEGER_DIGITS: usize = 18;
+
 /// The end of the value that starts at `at`, inside `depth` enclosing objects or arrays.
 pub(crate) fn value(bytes: &[u8], at: usize, depth: usize) -> Result<usize, Malformed> {
+    token(bytes, at, depth).map(|(end, _)| end)
+}
+
+/// The end of the value that starts at `at` (as [`value`]), and its [`Token`].
+pub(crate) fn token(bytes: &[u8], at: usize, depth: usize) -> Result<(usize, Token), Malformed> {
+    let other = |end| (end, Token::Other);
     match bytes.get(at) {
-        Some(b'"') => string(bytes, at).map(|(end, _)| end),
-        Some(b'{' | b'[') => composite(bytes, at, depth + 1),
-        Some(b't') => literal(bytes, at, "true"),
-        Some(b'f') => literal(bytes, at, "false"),
-        Some(b'n') => literal(bytes, at, "null"),
+        Some(b'"') => string(bytes, at).map(|(end, escaped)| (end, Token::String { escaped })),
+        Some(b'{' | b'[') => composite(bytes, at, depth + 1).map(other),
+        Some(b't') => literal(bytes, at, "true").map(other),
+        Some(b'f') => literal(bytes, at, "false").map(other),
+        Some(b'n') => literal(bytes, at, "null").map(other),
         _ => number(bytes, at),
     }
 }
@@ -312,5 +357,51 @@ mod tests {
             }
         }
         assert_eq!(plain_run_end(b"abc", 0), 0, "fewer than eight bytes are left to the caller");
+    }
+
+    /// A token tells what its text holds: strings whether they have escapes, integers of up
+    /// to 18 digits their value, everything else nothing.
+    #[test]
+    fn tokens_tell_what_their_text_holds() {
+        let cases = [
+            (r#""plain""#, Token::String { escaped: false }),
+            (r#""a\b""#, Token::String { escaped: true }),
+            (r#""\u00e9""#, Token::String { escaped: true }),
+            ("0", Token::Integer(0)),
+            ("-0", Token::Integer(0)),
+            ("953754947354353694", Token::Integer(953_754_947_354_353_694)),
+            ("-999999999999999999", Token::Integer(-999_999_999_999_999_999)),
+            ("1000000000000000000", Token::Other),
+            ("9223372036854775807", Token::Other),
+            ("5.0", Token::Other),
+            ("1e3", Token::Other),
+            ("true", Token::Other),
+            ("null", Token::Other),
+            ("[1]", Token::Other),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(token(text.as_bytes(), 0, 0), Ok((text.len(), expected)), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any integer of up to 18 digits is a token of its value; a longer one, or one
+        /// with a fraction or an exponent, is a valid number without a value.
+        #[test]
+        fn integers_are_read_as_rust_reads_them(
+            n in -999_999_999_999_999_999i64..=999_999_999_999_999_999,
+            longer in 1_000_000_000_000_000_000u64..,
+            suffix in proptest::sample::select(vec![".0", ".25", "e2", "E-1", "e+0"]),
+        ) {
+            let text = n.to_string();
+            proptest::prop_assert_eq!(
+                token(text.as_bytes(), 0, 0), Ok((text.len(), Token::Integer(n)))
+            );
+            for text in [longer.to_string(), format!("{n}{suffix}")] {
+                proptest::prop_assert_eq!(
+                    token(text.as_bytes(), 0, 0), Ok((text.len(), Token::Other))
+                );
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! the staged row to every builder at once and [`Columns::discard`] forgets it, so the
 //! builders always hold whole rows.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -15,10 +16,10 @@ use arrow::array::{
 use chrono::FixedOffset;
 
 use super::json_text::push_json_string;
-use super::number;
 use super::reason::{seen, Reject};
 use super::value::{self, Mismatch};
 use crate::catalog::schema::{DatasetSchema, FieldKind, UTC};
+use crate::json_scan::Token;
 
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
@@ -119,20 +120,20 @@ impl Builder {
         }
     }
 
-    /// Reads `raw` into the staged value; `false` when it is `null`.
-    fn read(&mut self, raw: &str) -> Result<bool, Mismatch> {
+    /// Reads `raw`, whose scan gave `token`, into the staged value; `false` when it is
+    /// `null`.
+    fn read(&mut self, raw: &str, token: Token) -> Result<bool, Mismatch> {
         match self {
-            Builder::Int32 { value, .. } => match number::plain_digits(raw.as_bytes()) {
-                Some(n) => stage(value, i32::try_from(n).map(Some).map_err(|_| Mismatch::Range)),
-                None => stage(value, value::read_i32(raw)),
-            },
-            Builder::Int64 { value, .. } | Builder::TimestampMs { value, .. } => {
-                // Mostly plain digits, read without classifying the value first.
-                match number::plain_digits(raw.as_bytes()) {
-                    Some(n) => stage(value, Ok(Some(n))),
-                    None => stage(value, value::read_i64(raw)),
+            Builder::Int32 { value, .. } => match token {
+                Token::Integer(n) => {
+                    stage(value, i32::try_from(n).map(Some).map_err(|_| Mismatch::Range))
                 }
-            }
+                _ => stage(value, value::read_i32(raw)),
+            },
+            Builder::Int64 { value, .. } | Builder::TimestampMs { value, .. } => match token {
+                Token::Integer(n) => stage(value, Ok(Some(n))),
+                _ => stage(value, value::read_i64(raw)),
+            },
             Builder::TimestampS { value, .. } => stage(value, value::read_seconds_as_ms(raw)),
             Builder::Date { value, .. } => stage(value, value::read_date(raw)),
             Builder::Datetime { value, offset_secs, .. } => {
@@ -142,7 +143,14 @@ impl Builder {
             Builder::Boolean { value, .. } => stage(value, value::read_bool(raw)),
             Builder::Utf8 { value, .. } => {
                 value.clear();
-                let text = value::read_text(raw)?;
+                let text = match token {
+                    // A string the scan found no escape in is its inside, as written.
+                    Token::String { escaped: false } => {
+                        let inside = raw.get(1..raw.len().saturating_sub(1));
+                        Some(Cow::Borrowed(inside.ok_or(Mismatch::Type)?))
+                    }
+                    _ => value::read_text(raw)?,
+                };
                 value.push_str(text.as_deref().unwrap_or_default());
                 Ok(text.is_some())
             }
@@ -300,13 +308,13 @@ impl Columns {
     }
 
     /// Stages the raw JSON value of declared field `index` (a position in the schema these
-    /// columns were built from).
-    pub(crate) fn stage(&mut self, index: usize, raw: &str) -> Result<(), Reject> {
+    /// columns were built from), whose scan gave `token`.
+    pub(crate) fn stage(&mut self, index: usize, raw: &str, token: Token) -> Result<(), Reject> {
         let column = &mut self.columns[index];
         if column.staged != Staged::Absent {
             return Err(Reject::Duplicate { field: column.name.clone() });
         }
-        let present = column.builder.read(raw).map_err(|mismatch| Reject::Value {
+        let present = column.builder.read(raw, token).map_err(|mismatch| Reject::Value {
             field: column.name.clone(),
             kind: column.kind,
             seen: seen(raw),

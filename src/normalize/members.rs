@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use super::value::unescape;
-use crate::json_scan::{self as scan, Malformed};
+use crate::json_scan::{self as scan, Malformed, Token};
 
 /// A member's key, as the walk found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +29,9 @@ pub(crate) trait Visit<'r> {
     /// A guess must not hold `"`, `\` or a control character, which JSON writes escaped.
     fn guess(&self) -> Option<&str>;
 
-    /// One member: its key and the raw text of its value (valid JSON, without the
-    /// whitespace around it).
-    fn member(&mut self, key: Key<'r>, raw: &'r str) -> Result<(), Self::Error>;
+    /// One member: its key, the raw text of its value (valid JSON, without the whitespace
+    /// around it) and what the walk learned of the value while checking it.
+    fn member(&mut self, key: Key<'r>, raw: &'r str, token: Token) -> Result<(), Self::Error>;
 }
 
 /// Walks the object whose `{` is at byte `at` of `text`, handing each member to `visitor`
@@ -80,9 +80,9 @@ fn members<'r, V: Visit<'r>>(
                 None => read_key(text, pos).map(|(end, key)| (end, Key::Read(key)))?,
             };
         let start = scan::after_colon(bytes, key_end)?;
-        let end = scan::value(bytes, start, 1)?;
+        let (end, token) = scan::token(bytes, start, 1)?;
         let raw = text.get(start..end).ok_or(Malformed { at: start, expected: "a value" })?;
-        visitor.member(key, raw).map_err(Walk::Visitor)?;
+        visitor.member(key, raw, token).map_err(Walk::Visitor)?;
         Ok(end)
     })
 }
@@ -128,7 +128,7 @@ pub(crate) mod tests {
             self.guesses.get(self.members.len()).and_then(|g| g.as_deref())
         }
 
-        fn member(&mut self, key: Key<'r>, raw: &'r str) -> Result<(), Malformed> {
+        fn member(&mut self, key: Key<'r>, raw: &'r str, _: Token) -> Result<(), Malformed> {
             let (guessed, key) = match key {
                 Key::Guessed => (true, self.guess().unwrap_or_default().to_string()),
                 Key::Read(key) => (false, key.into_owned()),

@@ -11,7 +11,7 @@ use super::columns::Columns;
 use super::members::{walk_object, Key, Visit};
 use super::reason::{seen, Reject};
 use crate::catalog::schema::DatasetSchema;
-use crate::json_scan::{self as scan, Malformed};
+use crate::json_scan::{self as scan, Malformed, Token};
 
 /// Finds the field of each key, first by guessing from the key order of earlier records
 /// (one comparison with the record's text when records share a layout), then through the
@@ -89,7 +89,8 @@ pub(crate) fn stage_record(
     let mut record = RecordWalk { schema, keys, columns, fixed, previous: schema.fields().len() };
     let end = walk_object(text, start, &mut record)?;
     for (index, raw) in fixed {
-        columns.stage(*index, raw.get())?;
+        let token = scan::token(raw.get().as_bytes(), 0, 0).map_or(Token::Other, |(_, t)| t);
+        columns.stage(*index, raw.get(), token)?;
     }
     columns.check()?;
     Ok(end)
@@ -112,7 +113,7 @@ impl<'r> Visit<'r> for RecordWalk<'_> {
         self.keys.guess(self.schema, self.previous).map(|(_, name)| name)
     }
 
-    fn member(&mut self, key: Key<'r>, raw: &'r str) -> Result<(), Reject> {
+    fn member(&mut self, key: Key<'r>, raw: &'r str, token: Token) -> Result<(), Reject> {
         let index = match key {
             Key::Guessed => self.keys.take_guess(&mut self.previous),
             Key::Read(key) => match self.keys.find(self.schema, &key, &mut self.previous) {
@@ -126,7 +127,7 @@ impl<'r> Visit<'r> for RecordWalk<'_> {
         if self.fixed.iter().any(|(i, _)| *i == index) {
             return Ok(());
         }
-        self.columns.stage(index, raw)
+        self.columns.stage(index, raw, token)
     }
 }
 
