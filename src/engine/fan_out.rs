@@ -49,7 +49,7 @@ use crate::sink::layout::{PartitionId, PartitionKey};
 use crate::sink::stage::{PartitionStage, SpoolFormat};
 use crate::sink::writer::read_existing;
 use crate::sink::SinkError;
-use crate::source::envelope::object_records;
+use crate::source::envelope::{body_text, object_records};
 use crate::source::paging::{wrap_body, PagingSummary};
 use crate::source::SourceError;
 
@@ -309,11 +309,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
     ) -> Result<Vec<Box<RawValue>>, SourceError> {
         let spec = &self.run.dataset.spec;
         let url = self.run.client.url(&self.run.first_entry().path);
-        let body = std::str::from_utf8(answer).map_err(|_| SourceError::Shape {
-            url: url.clone(),
-            path: "$".into(),
-            problem: "the body is not UTF-8".into(),
-        })?;
+        let body = body_text(answer, &url)?;
         let records = &spec.records;
         let label = records.label_field.as_deref();
         object_records(

@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::auth::Authenticator;
 use super::client::{complete_json, SourceClient};
-use super::envelope::{parse_page, Page, RecordsWalk};
+use super::envelope::{body_text, parse_page, Page, RecordsWalk};
 use super::error::SourceError;
 use crate::catalog::pipeline::{PagingSpec, PipelineSpec, TotalCounts};
 use crate::task::ScopedTask;
@@ -99,11 +99,7 @@ fn read_page<'b>(
     url: &str,
     walk: Option<&mut dyn RecordsWalk>,
 ) -> Result<Page<'b>, SourceError> {
-    let body = std::str::from_utf8(bytes).map_err(|_| SourceError::Shape {
-        url: url.to_string(),
-        path: "$".into(),
-        problem: "the body is not UTF-8".into(),
-    })?;
+    let body = body_text(bytes, url)?;
     let records = &spec.records;
     // The catalog allows labelled arrays only for fan-out datasets, which are not paged.
     let path = records.path.single().ok_or_else(|| SourceError::Shape {
