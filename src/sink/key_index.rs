@@ -17,39 +17,45 @@ use super::key::KeyColumns;
 use super::SinkError;
 
 /// A value per distinct primary key.
+///
+/// The values are kept in a vector, in the order their keys were first seen, and the map
+/// holds only each key's position in it: probing the map then touches a few bytes per key
+/// rather than the whole value, which matters once a month's keys outgrow the CPU's caches.
 #[derive(Debug)]
-pub(crate) enum KeyIndex<V> {
+pub(crate) struct KeyIndex<V> {
+    positions: Positions,
+    values: Vec<V>,
+}
+
+/// The position of each distinct key's value.
+#[derive(Debug)]
+enum Positions {
     /// A single Int64 key column.
-    Int64(AHashMap<i64, V>),
+    Int64(AHashMap<i64, usize>),
     /// Any other key, in arrow's row format.
-    Encoded(AHashMap<Box<[u8]>, V>),
+    Encoded(AHashMap<Box<[u8]>, usize>),
 }
 
 impl<V> KeyIndex<V> {
     /// An empty index for keys of `keys`, whose columns have the types of `schema`.
     pub(crate) fn new(keys: &KeyColumns, schema: &Schema) -> Self {
-        match keys.indices() {
+        let positions = match keys.indices() {
             [single] if schema.field(*single).data_type() == &DataType::Int64 => {
-                Self::Int64(AHashMap::default())
+                Positions::Int64(AHashMap::default())
             }
-            _ => Self::Encoded(AHashMap::default()),
-        }
+            _ => Positions::Encoded(AHashMap::default()),
+        };
+        Self { positions, values: Vec::new() }
     }
 
     /// Distinct keys indexed.
     pub(crate) fn len(&self) -> usize {
-        match self {
-            Self::Int64(map) => map.len(),
-            Self::Encoded(map) => map.len(),
-        }
+        self.values.len()
     }
 
-    /// The values, in no particular order.
-    pub(crate) fn values(&self) -> Box<dyn Iterator<Item = &V> + '_> {
-        match self {
-            Self::Int64(map) => Box::new(map.values()),
-            Self::Encoded(map) => Box::new(map.values()),
-        }
+    /// The values, in the order their keys were first seen.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.values.iter()
     }
 
     /// Visits the key of every row of `batch` in order: `visit(row, Some(value))` when the
@@ -62,25 +68,29 @@ impl<V> KeyIndex<V> {
         batch: &RecordBatch,
         visit: impl FnMut(usize, Option<&mut V>) -> V,
     ) -> Result<(), SinkError> {
-        match self {
-            Self::Int64(map) => {
+        let values = &mut self.values;
+        match &mut self.positions {
+            Positions::Int64(map) => {
                 let column = batch.column(keys.indices()[0]);
                 keys.check_nulls(std::slice::from_ref(column))?;
-                let values = column.as_primitive::<Int64Type>().values().iter();
-                visit_rows(map, values, |&key| key, visit);
+                let keys = column.as_primitive::<Int64Type>().values().iter();
+                visit_rows(map, values, keys, |&key| key, visit);
             }
-            Self::Encoded(map) => {
+            Positions::Encoded(map) => {
                 let rows = keys.encode(batch)?;
-                visit_rows(map, rows.iter().map(|row| row.data()), |row| row.into(), visit);
+                let keys = rows.iter().map(|row| row.data());
+                visit_rows(map, values, keys, |row| row.into(), visit);
             }
         }
         Ok(())
     }
 }
 
-/// Visits each key of `keys` in `map`; a key is made owned (`own`) only when it is new.
+/// Visits each key of `keys` in `map` (positions in `values`); a key is made owned (`own`)
+/// only when it is new.
 fn visit_rows<'k, K, Q, V>(
-    map: &mut AHashMap<K, V>,
+    map: &mut AHashMap<K, usize>,
+    values: &mut Vec<V>,
     keys: impl Iterator<Item = &'k Q>,
     own: impl Fn(&Q) -> K,
     mut visit: impl FnMut(usize, Option<&mut V>) -> V,
@@ -89,13 +99,14 @@ fn visit_rows<'k, K, Q, V>(
     Q: Hash + Eq + ?Sized + 'k,
 {
     for (row, key) in keys.enumerate() {
-        match map.get_mut(key) {
-            Some(value) => {
-                visit(row, Some(value));
+        match map.get(key) {
+            Some(&position) => {
+                visit(row, values.get_mut(position));
             }
             None => {
                 let value = visit(row, None);
-                map.insert(own(key), value);
+                map.insert(own(key), values.len());
+                values.push(value);
             }
         }
     }
@@ -122,7 +133,7 @@ mod tests {
         })?;
         let mut counts: Vec<u32> = index.values().copied().collect();
         counts.sort();
-        Ok((matches!(index, KeyIndex::Int64(_)), counts))
+        Ok((matches!(index.positions, Positions::Int64(_)), counts))
     }
 
     fn batch(column: Arc<dyn arrow::array::Array>) -> RecordBatch {
