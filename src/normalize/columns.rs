@@ -5,7 +5,6 @@
 //! the staged row to every builder at once and [`Columns::discard`] forgets it, so the
 //! builders always hold whole rows.
 
-use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -143,16 +142,20 @@ impl Builder {
             Builder::Boolean { value, .. } => stage(value, value::read_bool(raw)),
             Builder::Utf8 { value, .. } => {
                 value.clear();
-                let text = match token {
-                    // A string the scan found no escape in is its inside, as written.
-                    Token::String { escaped: false } => {
-                        let inside = raw.get(1..raw.len().saturating_sub(1));
-                        Some(Cow::Borrowed(inside.ok_or(Mismatch::Type)?))
+                let inside = || raw.get(1..raw.len().saturating_sub(1)).ok_or(Mismatch::Type);
+                match token {
+                    // A string is decoded straight into the staged value, its plain runs
+                    // copied as they are.
+                    Token::String { escaped: false } => value.push_str(inside()?),
+                    Token::String { escaped: true } => {
+                        value::unescape_into(inside()?, value).ok_or(Mismatch::Text)?
                     }
-                    _ => value::read_text(raw)?,
-                };
-                value.push_str(text.as_deref().unwrap_or_default());
-                Ok(text.is_some())
+                    _ => match value::read_text(raw)? {
+                        Some(text) => value.push_str(&text),
+                        None => return Ok(false),
+                    },
+                }
+                Ok(true)
             }
         }
     }

@@ -75,8 +75,13 @@ fn decode_string(raw: &str) -> Result<Cow<'_, str>, Mismatch> {
 /// full of them); `None` when an escape is not valid (a lone surrogate, a bad hex digit).
 pub(crate) fn unescape(inner: &str) -> Option<String> {
     let mut text = String::with_capacity(inner.len());
+    unescape_into(inner, &mut text).map(|()| text)
+}
+
+/// [`unescape`] appending to `text`; on `None`, `text` holds part of the decoded string.
+pub(crate) fn unescape_into(inner: &str, text: &mut String) -> Option<()> {
     let mut rest = inner;
-    while let Some(at) = rest.find('\\') {
+    while let Some(at) = rest.bytes().position(|b| b == b'\\') {
         text.push_str(&rest[..at]);
         let (decoded, length) = match rest.as_bytes().get(at + 1)? {
             b'"' => ('"', 2),
@@ -106,7 +111,7 @@ pub(crate) fn unescape(inner: &str) -> Option<String> {
         rest = &rest[at + length..];
     }
     text.push_str(rest);
-    Some(text)
+    Some(())
 }
 
 /// Four hex digits.
