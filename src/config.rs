@@ -371,7 +371,8 @@ pub struct PipelineSettings {
     pub source: String,
     /// Pages fetched at once after the first.
     pub page_concurrency: usize,
-    /// Month slices in progress at once (the next is fetched while one is written).
+    /// Month slices fetched at once; one more may be written meanwhile (a slice that has
+    /// all its pages makes way for the next one's fetch before it is written).
     pub slice_concurrency: usize,
     /// Attempts at a slice whose row count does not match the API's total.
     pub slice_attempts: usize,

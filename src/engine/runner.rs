@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration as ChronoDuration};
 use futures::stream::{self, StreamExt};
 use object_store::ObjectStore;
+use tokio::sync::Semaphore;
 use tracing::{error, info};
 
 use super::clock::Clock;
@@ -444,16 +445,20 @@ impl Engine {
             RunReport { dataset: run.dataset_name().to_string(), ..Default::default() };
         let mut failures: Vec<EngineError> = Vec::new();
         let total = slices.len();
-        // Up to `slice_concurrency` months at once, results in month order: the next month
-        // is fetched while the one before is written.
+        // Up to `slice_concurrency` months fetched at once, and one more being written
+        // meanwhile (a month that has all its pages makes way for the next one's fetch
+        // before it is written); results in month order.
+        let concurrency = run.settings.slice_concurrency.max(1);
+        let fetching = Semaphore::new(concurrency);
+        let fetching = &fetching;
         let jobs = stream::iter(slices)
             .map(|(slice, mode)| async move {
                 if progress.should_stop() {
                     return (slice, None);
                 }
-                (slice, Some(run_slice(run, slice, mode, progress).await))
+                (slice, Some(run_slice(run, slice, mode, progress, fetching).await))
             })
-            .buffered(run.settings.slice_concurrency.max(1));
+            .buffered(concurrency + 1);
         futures::pin_mut!(jobs);
         while let Some((slice, result)) = jobs.next().await {
             let Some(result) = result else {

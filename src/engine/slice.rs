@@ -27,6 +27,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStore;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::error::EngineError;
@@ -200,16 +201,19 @@ where
     unreachable!("slice_attempts is at least 1")
 }
 
-/// Runs one slice, retrying it when its rows do not add up to the API's total.
+/// Runs one slice, retrying it when its rows do not add up to the API's total. Each
+/// attempt fetches while it holds a permit of `fetching`, and lets it go before it writes.
 pub async fn run_slice(
     run: &PipelineRun<'_>,
     slice: Slice,
     mode: WriteMode,
     progress: &dyn Progress,
+    fetching: &Semaphore,
 ) -> Result<SliceOutcome, EngineError> {
     let started = Instant::now();
     let (mut outcome, earlier_pages) =
-        with_attempts(run, slice.key(), || attempt_slice(run, slice, mode, progress)).await?;
+        with_attempts(run, slice.key(), || attempt_slice(run, slice, mode, progress, fetching))
+            .await?;
     outcome.pages += earlier_pages;
     info!(
         dataset = %run.dataset_name(), partition = %slice.key(), rows = outcome.rows,
@@ -601,7 +605,10 @@ async fn attempt_slice(
     slice: Slice,
     mode: WriteMode,
     progress: &dyn Progress,
+    fetching: &Semaphore,
 ) -> Result<SliceOutcome, AttemptError> {
+    // The semaphore is never closed, so the permit is always granted.
+    let permit = fetching.acquire().await.ok();
     let dataset = run.dataset_name();
     let partition = slice.key();
     let id = PartitionId::new(dataset, run.tenant_id.clone(), partition);
@@ -685,6 +692,7 @@ async fn attempt_slice(
         rejects.extend(fetched.rejects);
         rejected_texts.extend(fetched.rejected_texts);
     }
+    drop(permit);
     let target = Target { id, mode, window, closed, synced_at };
     if let Some(fan_out) = fan_out {
         fan_out.commit(std::slice::from_ref(&target)).await?;
