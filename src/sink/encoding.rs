@@ -15,7 +15,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// plain encoding. Columns of few distinct values (codes, types, tenant) stay dictionary
 /// encoded, while ids, times and phone numbers, nearly all distinct, stop paying for a
 /// dictionary that saves nothing after the first few thousand rows.
-const DICTIONARY_LIMIT_BYTES: usize = 64 * 1024;
+const DICTIONARY_LIMIT_BYTES: usize = 32 * 1024;
 
 /// Row-group limits of the Parquet writer; the defaults keep memory flat however large the
 /// partition.
