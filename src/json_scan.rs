@@ -62,6 +62,7 @@ fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
 
 /// The end of the string whose opening quote is at `at` (just past its closing quote), and
 /// whether it holds escapes.
+#[inline(always)]
 pub(crate) fn string(bytes: &[u8], at: usize) -> Result<(usize, bool), Malformed> {
     if bytes.get(at) != Some(&b'"') {
         return malformed(at, "a string");
@@ -113,6 +114,7 @@ fn some_digits(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
 
 /// The end of the number that starts at `at` (`-`, an integer part without leading zeros,
 /// then an optional fraction and exponent), and its [`Token`].
+#[inline(always)]
 fn number(bytes: &[u8], at: usize) -> Result<(usize, Token), Malformed> {
     let negative = bytes.get(at) == Some(&b'-');
     let start = at + usize::from(negative);
@@ -191,6 +193,10 @@ pub(crate) fn value(bytes: &[u8], at: usize, depth: usize) -> Result<usize, Malf
 }
 
 /// The end of the value that starts at `at` (as [`value`]), and its [`Token`].
+///
+/// Always inlined, as are [`string`] and [`number`], so that the record walk (compiled in
+/// another codegen unit) reads each member's value without a call.
+#[inline(always)]
 pub(crate) fn token(bytes: &[u8], at: usize, depth: usize) -> Result<(usize, Token), Malformed> {
     let other = |end| (end, Token::Other);
     match bytes.get(at) {
