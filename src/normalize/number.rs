@@ -7,8 +7,9 @@ use super::value::Mismatch;
 /// (as strings may carry). A fraction or exponent is fine when the value is exactly an
 /// integer (`5.0`, `1.2e3`); otherwise it is a [`Mismatch::Fraction`].
 pub(crate) fn integer(text: &str) -> Result<i64, Mismatch> {
-    if let Some(n) = plain_digits(text.as_bytes()) {
-        return Ok(n);
+    // The common case, plain digits that cannot overflow, read at once.
+    if (1..=18).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(text.bytes().fold(0, |n, digit| n * 10 + i64::from(digit - b'0')));
     }
     let (negative, unsigned) = match text.as_bytes().split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -54,47 +55,6 @@ pub(crate) fn integer(text: &str) -> Result<i64, Mismatch> {
     } else {
         i64::try_from(magnitude).map_err(|_| Mismatch::Range)
     }
-}
-
-/// The value of `bytes` when it is one to eighteen ASCII digits (which cannot overflow an
-/// `i64`): the common case of ids, epoch times and counters, read eight digits at a time.
-pub(crate) fn plain_digits(bytes: &[u8]) -> Option<i64> {
-    if !(1..=18).contains(&bytes.len()) {
-        return None;
-    }
-    let mut n: u64 = 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        n = n * 100_000_000 + eight_digits(chunk.try_into().ok()?)?;
-    }
-    for &byte in chunks.remainder() {
-        let digit = byte.wrapping_sub(b'0');
-        if digit > 9 {
-            return None;
-        }
-        n = n * 10 + u64::from(digit);
-    }
-    i64::try_from(n).ok()
-}
-
-/// The value of eight ASCII digits, the first the most significant; `None` if any byte is
-/// not a digit. The digits are combined in pairs, then fours, then the eight, with three
-/// multiplications on the little-endian word.
-fn eight_digits(chunk: [u8; 8]) -> Option<u64> {
-    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    let word = u64::from_le_bytes(chunk);
-    // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 keeps it 3.
-    let high = word & HIGH_NIBBLES;
-    let high_after_six = (word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4;
-    if high | high_after_six != 0x3333_3333_3333_3333 {
-        return None;
-    }
-    let digits = word - 0x3030_3030_3030_3030;
-    let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8);
-    let lanes = 0x0000_00FF_0000_00FF;
-    let by_hundreds = (pairs & lanes).wrapping_mul(100 + (1_000_000 << 32));
-    let by_units = ((pairs >> 16) & lanes).wrapping_mul(1 + (10_000 << 32));
-    Some(by_hundreds.wrapping_add(by_units) >> 32)
 }
 
 /// The float written by `text` (JSON number syntax, or what Rust parses from a string).
@@ -205,21 +165,6 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// Every i64, written plainly, with `.0`, or as mantissa and exponent, reads back.
-        /// Runs of digits read as Rust reads them; any other byte anywhere refuses the
-        /// fast path, which then leaves the text to the general reading.
-        #[test]
-        fn plain_digits_are_read_as_rust_reads_them(
-            digits in "[0-9]{1,18}",
-            at in any::<prop::sample::Index>(),
-            other in any::<u8>().prop_filter("not a digit", |b| !b.is_ascii_digit()),
-        ) {
-            prop_assert_eq!(plain_digits(digits.as_bytes()), digits.parse::<i64>().ok());
-            let mut bytes = digits.clone().into_bytes();
-            let at = at.index(bytes.len());
-            bytes[at] = other;
-            prop_assert_eq!(plain_digits(&bytes), None);
-        }
-
         #[test]
         fn every_i64_round_trips(n in any::<i64>(), zeros in 0usize..4) {
             prop_assert_eq!(integer(&n.to_string()), Ok(n));
