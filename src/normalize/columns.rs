@@ -123,39 +123,22 @@ impl Builder {
     /// `null`.
     fn read(&mut self, raw: &str, token: Token) -> Result<bool, Mismatch> {
         match self {
-            Builder::Int32 { value, .. } => match token {
-                Token::Integer(n) => {
-                    stage(value, i32::try_from(n).map(Some).map_err(|_| Mismatch::Range))
-                }
-                _ => stage(value, value::read_i32(raw)),
-            },
-            Builder::Int64 { value, .. } | Builder::TimestampMs { value, .. } => match token {
-                Token::Integer(n) => stage(value, Ok(Some(n))),
-                _ => stage(value, value::read_i64(raw)),
-            },
-            Builder::TimestampS { value, .. } => stage(value, value::read_seconds_as_ms(raw)),
-            Builder::Date { value, .. } => stage(value, value::read_date(raw)),
-            Builder::Datetime { value, offset_secs, .. } => {
-                stage(value, value::read_datetime(raw, *offset_secs))
+            Builder::Int32 { value, .. } => stage(value, value::read_i32(raw, token)),
+            Builder::Int64 { value, .. } | Builder::TimestampMs { value, .. } => {
+                stage(value, value::read_i64(raw, token))
             }
-            Builder::Float64 { value, .. } => stage(value, value::read_f64(raw)),
-            Builder::Boolean { value, .. } => stage(value, value::read_bool(raw)),
+            Builder::TimestampS { value, .. } => {
+                stage(value, value::read_seconds_as_ms(raw, token))
+            }
+            Builder::Date { value, .. } => stage(value, value::read_date(raw, token)),
+            Builder::Datetime { value, offset_secs, .. } => {
+                stage(value, value::read_datetime(raw, *offset_secs, token))
+            }
+            Builder::Float64 { value, .. } => stage(value, value::read_f64(raw, token)),
+            Builder::Boolean { value, .. } => stage(value, value::read_bool(raw, token)),
             Builder::Utf8 { value, .. } => {
                 value.clear();
-                let inside = || raw.get(1..raw.len().saturating_sub(1)).ok_or(Mismatch::Type);
-                match token {
-                    // A string is decoded straight into the staged value, its plain runs
-                    // copied as they are.
-                    Token::String { escaped: false } => value.push_str(inside()?),
-                    Token::String { escaped: true } => {
-                        value::unescape_into(inside()?, value).ok_or(Mismatch::Text)?
-                    }
-                    _ => match value::read_text(raw)? {
-                        Some(text) => value.push_str(&text),
-                        None => return Ok(false),
-                    },
-                }
-                Ok(true)
+                value::read_text_into(raw, token, value)
             }
         }
     }
