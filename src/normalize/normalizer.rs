@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use super::columns::Columns;
 use super::reason::{instant, Reject, RejectReason};
-use super::record::{stage_record, KeyOrder};
+use super::record::{stage_record, FixedValue, KeyOrder};
 use crate::catalog::schema::DatasetSchema;
 use crate::json_scan::{self as scan, Malformed};
 
@@ -31,8 +31,8 @@ pub struct Normalizer {
     schema: Arc<DatasetSchema>,
     synced_at_ms: i64,
     zone: FixedOffset,
-    /// Columns filled from the request, over what each record sends: (column, raw value).
-    fixed: Arc<[(usize, Box<RawValue>)]>,
+    /// Columns filled from the request, over what each record sends.
+    fixed: Arc<[FixedValue]>,
     window: Option<EventWindow>,
     keys: KeyOrder,
     columns: Columns,
@@ -55,7 +55,7 @@ impl Normalizer {
         let fixed = values
             .into_iter()
             .map(|(column, raw)| match self.schema.index_of(&column) {
-                Some(index) => Ok((index, raw)),
+                Some(index) => Ok(FixedValue::new(index, raw)),
                 None => Err(format!(
                     "column '{column}' is not in the schema of {}",
                     self.schema.dataset()

@@ -68,8 +68,25 @@ impl KeyOrder {
     }
 }
 
+/// A column filled from the request over what each record sends: its raw JSON value,
+/// scanned once rather than for every record.
+#[derive(Debug)]
+pub(crate) struct FixedValue {
+    index: usize,
+    raw: Box<RawValue>,
+    token: Token,
+}
+
+impl FixedValue {
+    /// `raw` for the column at `index` of the schema.
+    pub(crate) fn new(index: usize, raw: Box<RawValue>) -> Self {
+        let token = scan::token(raw.get().as_bytes(), 0, 0).map_or(Token::Other, |(_, t)| t);
+        Self { index, raw, token }
+    }
+}
+
 /// Stages the record whose text starts at byte `at` of `text` (after any whitespace) in
-/// `columns`, with the `fixed` values (column index, raw JSON) over what the record sends
+/// `columns`, with the `fixed` values over what the record sends
 /// for those columns; returns the position just past the record, or says why it cannot be
 /// a row. On a reject, part of the record may be staged: the caller discards it.
 pub(crate) fn stage_record(
@@ -78,7 +95,7 @@ pub(crate) fn stage_record(
     schema: &DatasetSchema,
     keys: &mut KeyOrder,
     columns: &mut Columns,
-    fixed: &[(usize, Box<RawValue>)],
+    fixed: &[FixedValue],
 ) -> Result<usize, Reject> {
     let start = scan::whitespace(text.as_bytes(), at);
     if text.as_bytes().get(start) != Some(&b'{') {
@@ -88,9 +105,8 @@ pub(crate) fn stage_record(
     }
     let mut record = RecordWalk { schema, keys, columns, fixed, previous: schema.fields().len() };
     let end = walk_object(text, start, &mut record)?;
-    for (index, raw) in fixed {
-        let token = scan::token(raw.get().as_bytes(), 0, 0).map_or(Token::Other, |(_, t)| t);
-        columns.stage(*index, raw.get(), token)?;
+    for value in fixed {
+        columns.stage(value.index, value.raw.get(), value.token)?;
     }
     columns.check()?;
     Ok(end)
@@ -101,7 +117,7 @@ struct RecordWalk<'w> {
     schema: &'w DatasetSchema,
     keys: &'w mut KeyOrder,
     columns: &'w mut Columns,
-    fixed: &'w [(usize, Box<RawValue>)],
+    fixed: &'w [FixedValue],
     /// The field of the previous member (`n` at the start), from which the next is guessed.
     previous: usize,
 }
@@ -124,7 +140,7 @@ impl<'r> Visit<'r> for RecordWalk<'_> {
                 }
             },
         };
-        if self.fixed.iter().any(|(i, _)| *i == index) {
+        if self.fixed.iter().any(|value| value.index == index) {
             return Ok(());
         }
         self.columns.stage(index, raw, token)
