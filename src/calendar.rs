@@ -269,6 +269,46 @@ pub fn parse_zone(text: &str) -> Result<FixedOffset, CalendarError> {
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or_else(bad)
 }
 
+/// Splits each inclusive range `(begin_ms, end_ms)` again at the month edges of every zone
+/// of `zones`, so that no part crosses a month edge of any of them. The parts tile each
+/// range in order, with no gap and no overlap.
+///
+/// ```
+/// # use cecsync::calendar::{split_at_month_edges, parse_zone, Month};
+/// let (cst, utc) = (parse_zone("+08:00").unwrap(), parse_zone("UTC").unwrap());
+/// let march = Month::new(2025, 3).unwrap().slice(cst);
+/// let parts = split_at_month_edges(vec![(march.begin_ms, march.end_ms)], &[utc]);
+/// // 2025-03-01 00:00 UTC is 08:00 on the 1st at +08:00.
+/// assert_eq!(parts, [(march.begin_ms, 1740787199999), (1740787200000, march.end_ms)]);
+/// assert_eq!(split_at_month_edges(vec![(march.begin_ms, march.end_ms)], &[cst]).len(), 1);
+/// ```
+pub fn split_at_month_edges(ranges: Vec<(i64, i64)>, zones: &[FixedOffset]) -> Vec<(i64, i64)> {
+    if zones.is_empty() {
+        return ranges;
+    }
+    let mut parts = Vec::with_capacity(ranges.len() * 2);
+    for (begin, end) in ranges {
+        let mut edges: Vec<i64> = zones
+            .iter()
+            .filter_map(|&zone| {
+                let first = Month::containing_ms(begin, zone)?;
+                let last = Month::containing_ms(end, zone)?;
+                Some(first.through(last).skip(1).map(move |m| m.start(zone).timestamp_millis()))
+            })
+            .flatten()
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let mut from = begin;
+        for edge in edges {
+            parts.push((from, edge - 1));
+            from = edge;
+        }
+        parts.push((from, end));
+    }
+    parts
+}
+
 /// Formats an offset the way the configuration writes it, e.g. `+08:00`.
 pub fn format_zone(zone: FixedOffset) -> String {
     let secs = zone.local_minus_utc();
@@ -310,6 +350,34 @@ mod tests {
             assert_eq!(pair[0].end_ms + 1, pair[1].begin_ms);
             assert_eq!(pair[0].month.next(), pair[1].month);
         }
+    }
+
+    /// Parts tile each range, cross no month edge of any zone given, and are cut only at
+    /// such edges.
+    #[test]
+    fn parts_cross_no_month_edge_of_any_zone() {
+        let zones = [parse_zone("UTC").unwrap(), parse_zone("-05:30").unwrap()];
+        let year = Month::new(2025, 1).unwrap().slice(cst()).begin_ms;
+        let ranges = vec![(year, year + 400 * 86_400_000), (year - 5, year + 5)];
+        let parts = split_at_month_edges(ranges.clone(), &zones);
+        let month_in = |ms, zone| Month::containing_ms(ms, zone).unwrap();
+        for zone in zones {
+            let crossing = parts.iter().filter(|(b, e)| month_in(*b, zone) != month_in(*e, zone));
+            assert_eq!(crossing.count(), 0, "parts crossing a month edge of {zone}");
+        }
+        // From 2024-12-31 16:00 UTC, 400 days hold the starts of 2025-01 to 2026-02 in
+        // each zone; the short range around the +08:00 new year holds none.
+        assert_eq!(parts.len(), 2 * 14 + 1 + 1);
+        let (long, short) = parts.split_at(29);
+        assert_eq!((long[0].0, long[28].1), ranges[0]);
+        assert_eq!(short, [ranges[1]]);
+        for pair in long.windows(2) {
+            assert_eq!(pair[0].1 + 1, pair[1].0, "no gap, no overlap");
+            assert!(zones
+                .iter()
+                .any(|z| month_in(pair[1].0, *z).start(*z).timestamp_millis() == pair[1].0));
+        }
+        assert_eq!(split_at_month_edges(ranges.clone(), &[]), ranges);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::calendar::parse_zone;
 use crate::source::signature::{TimestampPrecision, DEFAULT_SIGNED_HEADERS, SIGNABLE_HEADERS};
 
 /// Everything the engine needs to know to extract one dataset.
@@ -443,6 +444,12 @@ pub enum SlicingSpec {
         /// `beginTime < endTime` and read `[begin, end)`, such as iSales `callresult`.
         #[serde(default)]
         end_exclusive: bool,
+        /// Zones besides the source's whose month edges no request may cross (`["UTC"]`):
+        /// for an interface that queries only the table of its begin time's month when the
+        /// zone of those tables is not documented. Each request range is split again at
+        /// these zones' month edges, and each part is paged and reconciled on its own.
+        #[serde(default, deserialize_with = "zones")]
+        month_table_zones: Vec<chrono::FixedOffset>,
     },
     /// No time range of its own: one request per row of a parent dataset (a detail per
     /// call), made while the parent's partition is staged and committed before it, into a
@@ -452,6 +459,12 @@ pub enum SlicingSpec {
     /// and writes it as the partition `snapshot_date=YYYY-MM-DD` of the day in the source
     /// zone, replacing that day's snapshot and keeping the older days'.
     Snapshot,
+}
+
+/// Reads a list of zone offsets written as the configuration writes them (`+08:00`, `UTC`).
+fn zones<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<chrono::FixedOffset>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts.iter().map(|t| parse_zone(t).map_err(serde::de::Error::custom)).collect()
 }
 
 /// How a fan-out dataset follows its parent: which parent rows are asked about, with what
@@ -863,6 +876,19 @@ impl PipelineSpec {
                 "slicing.end_exclusive",
                 "is for month slices; a cursor window always sends its last instant".into(),
             ));
+        }
+        if let SlicingSpec::CalendarMonth {
+            month_table_zones, time_format: TimeFormat::Date, ..
+        } = &spec.slicing
+        {
+            if !month_table_zones.is_empty() {
+                return Err(invalid(
+                    "slicing.month_table_zones",
+                    "needs an instant time_format: days are asked from the source zone's \
+                     midnight; remove month_table_zones"
+                        .into(),
+                ));
+            }
         }
         if let Some(open) = &spec.records.open_while {
             if spec.records.primary_key.contains(&open.field) {

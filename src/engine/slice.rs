@@ -2,7 +2,7 @@
 //! reconcile with the API's total, then commit: rejects, data object, checkpoint. A slice is
 //! a month (or part of one) of a `calendar_month` dataset, or the day's snapshot of a
 //! `snapshot` dataset. A pipeline with `max_window_days` asks for a month as consecutive
-//! windows; one with `for_each` or a chunked list field sends one request per entry and
+//! windows, split again at the month edges of its `month_table_zones`; one with `for_each` or a chunked list field sends one request per entry and
 //! chunk; each request is paged and reconciled with its own total, all staged into the
 //! slice's partition.
 //!
@@ -35,7 +35,7 @@ use super::fan_out::FanOut;
 use super::pipeline::PipelineRun;
 use super::progress::Progress;
 use super::request::{fixed_body, range_body, slice_requests, SliceRequest};
-use crate::calendar::MonthSlice;
+use crate::calendar::{split_at_month_edges, MonthSlice};
 use crate::catalog::pipeline::{
     OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TimeFormat, TotalCounts,
 };
@@ -632,6 +632,7 @@ async fn attempt_slice(
                 time_format,
                 max_window_days,
                 end_exclusive,
+                month_table_zones,
                 ..
             },
         ) => {
@@ -646,7 +647,8 @@ async fn attempt_slice(
                 let end = if *end_exclusive { end + 1 } else { end };
                 range_body(run, fields, *time_format, begin, end)
             };
-            let bases = slice.windows(*max_window_days).into_iter().map(body).collect();
+            let windows = split_at_month_edges(slice.windows(*max_window_days), month_table_zones);
+            let bases = windows.into_iter().map(body).collect();
             // Complete only if the month had ended before the fetch began.
             (bases, (slice.begin_ms, slice.end_ms), synced_at.timestamp_millis() > bounds.1)
         }
@@ -689,8 +691,12 @@ async fn attempt_slice(
             let pages = summary.pages;
             return Err(AttemptError::Mismatch { distinct, rejects, groups, total, pages });
         }
-        rejects.extend(fetched.rejects);
-        rejected_texts.extend(fetched.rejected_texts);
+        // A record two requests returned (windows sharing a boundary) is kept once.
+        for reject in fetched.rejects {
+            if rejected_texts.insert(reject.record.get().to_string()) {
+                rejects.push(reject);
+            }
+        }
     }
     drop(permit);
     let target = Target { id, mode, window, closed, synced_at };

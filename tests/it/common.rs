@@ -15,7 +15,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMillisecondType,
 };
-use cecsync::calendar::Month;
+use cecsync::calendar::{parse_zone, Month};
 use cecsync::catalog::schema::EXTRA_COLUMN;
 use cecsync::config::Settings;
 use cecsync::engine::Engine;
@@ -278,6 +278,24 @@ impl Harness {
         }
         out
     }
+
+    /// The pages of 1,000 a backfill of `months` asks for: each +08:00 month is asked in
+    /// two ranges, before and after its UTC month edge (08:00 on the 1st), each paged on
+    /// its own with at least one page.
+    pub fn rbt_pages(&self, months: impl IntoIterator<Item = Month>) -> u64 {
+        let (cst, utc) = (parse_zone("+08:00").unwrap(), parse_zone("UTC").unwrap());
+        let mut pages = 0;
+        for m in months {
+            let edge = m.start(utc).timestamp_millis();
+            let truth = self.truth([m]);
+            let before = truth.values().filter(|r| r["beginTime"].as_i64().unwrap() < edge);
+            let before = before.count() as u64;
+            let after = truth.len() as u64 - before;
+            assert!(m.start(cst).timestamp_millis() < edge);
+            pages += before.div_ceil(1000).max(1) + after.div_ceil(1000).max(1);
+        }
+        pages
+    }
 }
 
 pub fn month(s: &str) -> Month {
@@ -472,7 +490,7 @@ pub fn assert_dataset_equals(
 /// and each row in the partition of its beginTime's month in +08:00.
 pub fn assert_lake_equals(lake: &Path, truth: &BTreeMap<i64, Value>) {
     let rows = lake_rows(lake, "rbt_recognition");
-    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    let zone = parse_zone("+08:00").unwrap();
     let mut seen = BTreeMap::new();
     for (partition, row) in rows {
         let id = row["rbtRecognitionId"].as_i64().unwrap();
@@ -614,7 +632,7 @@ pub fn free_port() -> u16 {
 
 /// The current month in the simulator's zone (+08:00).
 pub fn current_month() -> Month {
-    let zone = cecsync::calendar::parse_zone("+08:00").unwrap();
+    let zone = parse_zone("+08:00").unwrap();
     Month::containing(chrono::Utc::now(), zone)
 }
 

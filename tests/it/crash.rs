@@ -18,9 +18,10 @@ use crate::common::{assert_lake_equals, month, Harness};
 /// The months of every crash test.
 const FROM: &str = "2025-01";
 const TO: &str = "2025-06";
-/// Records per month: five pages of the API's 1000.
+/// Records per month, asked in two ranges (before and after the month's UTC edge): the
+/// pages of 1000 of each range, six in all (checked by every test against the data).
 const RECORDS_PER_MONTH: u64 = 4500;
-const PAGES_PER_MONTH: u64 = 5;
+const PAGES_PER_MONTH: u64 = 6;
 const MONTHS: u64 = 6;
 /// Months a run fetches at once (`slice_concurrency`).
 const SLICES_IN_FLIGHT: u64 = 2;
@@ -32,6 +33,13 @@ const MONTHS_IN_PROGRESS: u64 = SLICES_IN_FLIGHT + 1;
 /// simulator may still count after the run before was killed.
 #[cfg(feature = "failpoints")]
 const PAGES_IN_FLIGHT: u64 = SLICES_IN_FLIGHT * 2;
+
+/// Checks that each crash month takes [`PAGES_PER_MONTH`] pages.
+fn assert_pages_per_month(h: &Harness) {
+    for m in month(FROM).through(month(TO)) {
+        assert_eq!(h.rbt_pages([m]), PAGES_PER_MONTH, "{m}");
+    }
+}
 
 fn opts() -> SimOptions {
     SimOptions {
@@ -140,8 +148,8 @@ mod deterministic {
     use cecsync::state::SliceState;
 
     use super::{
-        assert_lake_consistent, assert_recovered, backfill, checkpoints, opts, MONTHS,
-        MONTHS_IN_PROGRESS, PAGES_IN_FLIGHT, PAGES_PER_MONTH, SLICES_IN_FLIGHT,
+        assert_lake_consistent, assert_pages_per_month, assert_recovered, backfill, checkpoints,
+        opts, MONTHS, MONTHS_IN_PROGRESS, PAGES_IN_FLIGHT, PAGES_PER_MONTH, SLICES_IN_FLIGHT,
     };
     use crate::common::{on_every_store, Harness, StoreKind};
 
@@ -176,7 +184,7 @@ mod deterministic {
         kill(crash::AFTER_DATA, 1),       // month 1 data object in place, no checkpoint
         kill(crash::AFTER_CHECKPOINT, 1), // month 1 committed
         kill(crash::PAGE_STAGED, 2),      // month 2
-        kill(crash::PAGE_STAGED, 8),      // month 2 committed, month 3 mid-fetch
+        kill(crash::PAGE_STAGED, 9),      // month 2 committed, month 3 mid-fetch
         kill(crash::BEFORE_REJECTS, 1),   // month 3
         kill(crash::AFTER_REJECTS, 2),    // month 3 committed, month 4 without a data object
         kill(crash::BATCH_WRITTEN, 1),    // month 4
@@ -185,7 +193,7 @@ mod deterministic {
         kill(crash::PAGE_STAGED, 3),      // month 5 fetched again
         kill(crash::FETCHED, 1),          // month 5
         kill(crash::AFTER_CHECKPOINT, 1), // month 5 committed
-        kill(crash::PAGE_STAGED, 5),      // month 6, last page
+        kill(crash::PAGE_STAGED, 6),      // month 6, last page
         kill(crash::BEFORE_REJECTS, 1),   // month 6
         kill(crash::BATCH_WRITTEN, 1),    // month 6
         kill(crash::BEFORE_COMPLETE, 1),  // month 6
@@ -207,6 +215,7 @@ mod deterministic {
     /// passes.
     async fn aborted_at_every_commit_step_resumes_to_the_exact_truth(kind: StoreKind) {
         let Some(h) = Harness::start_on(kind, opts()).await else { return };
+        assert_pages_per_month(&h);
         let config = h.config_file(&format!(
             "[pipelines.rbt_recognition]\npage_concurrency = 2\nslice_concurrency = {SLICES_IN_FLIGHT}\n"
         ));
@@ -301,6 +310,7 @@ async fn killed_backfills_resume_to_the_exact_truth() {
     use std::time::{Duration, Instant};
 
     let h = Harness::start(opts()).await;
+    assert_pages_per_month(&h);
     let config = h.config_file(&format!(
             "[pipelines.rbt_recognition]\npage_concurrency = 2\nslice_concurrency = {SLICES_IN_FLIGHT}\n"
         ));
