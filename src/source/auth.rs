@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 use tracing::info;
 
-use super::client::{complete_json, BodyCheck, SourceClient};
+use super::client::{complete_json, BodyCheck, CheckedBody, SourceClient};
 use super::error::{excerpt, SourceError};
 use super::gateway::GatewayAuth;
 use super::outgoing::Outgoing;
@@ -43,6 +43,11 @@ pub const GETTOKEN_PATH: &str = "/oifde/rest/api/gettoken";
 
 /// Token lifetime assumed when `gettoken` does not say.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// The longest a `gettoken` token is used: the lifetime documented for the OIFDE token of
+/// the sibling interface (C6). A longer `expireTime` (or one in another unit) is read as
+/// this, so a token is renewed at least hourly.
+const MAX_GETTOKEN_TTL: Duration = Duration::from_secs(3600);
 
 /// Where tokens come from.
 #[derive(Debug)]
@@ -176,13 +181,8 @@ impl TokenCache {
                 return Err(self.refusal(client, url, 200, message));
             }
         };
-        let ttl = answer
-            .expire_time
-            .as_ref()
-            .and_then(seconds)
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_TTL);
+        let now = chrono::Utc::now().timestamp();
+        let ttl = gettoken_ttl(answer.expire_time.as_ref().and_then(seconds), now);
         info!(source = %client.name(), ttl_secs = ttl.as_secs(), "Obtained an OIFDE token.");
         Ok((Secret::new(token), ttl))
     }
@@ -217,6 +217,27 @@ impl TokenCache {
         let ttl = fabric_ttl(&answer, login.token_lifetime);
         info!(source = %client.name(), ttl_secs = ttl.as_secs(), "Obtained an API Fabric token.");
         Ok((Secret::new(token), ttl))
+    }
+}
+
+/// The lifetime of a `gettoken` token whose answer says `expire_time` at `now` (epoch
+/// seconds). `expireTime` is documented as seconds: a lifetime, or, when it is as large as
+/// an instant, the epoch second (or, larger still, the epoch millisecond) it ends at. It is
+/// capped at [`MAX_GETTOKEN_TTL`]; none, zero or an instant already past gives
+/// [`DEFAULT_TOKEN_TTL`].
+fn gettoken_ttl(expire_time: Option<u64>, now: i64) -> Duration {
+    /// 2001-09-09 in epoch seconds: no lifetime is this long, every instant in use larger.
+    const EPOCH_SECONDS: u64 = 1_000_000_000;
+    let now = u64::try_from(now).unwrap_or(0);
+    let secs = match expire_time {
+        Some(t) if t >= EPOCH_SECONDS * 1000 => (t / 1000).saturating_sub(now),
+        Some(t) if t >= EPOCH_SECONDS => t.saturating_sub(now),
+        Some(t) => t,
+        None => 0,
+    };
+    match secs {
+        0 => DEFAULT_TOKEN_TTL,
+        secs => Duration::from_secs(secs).min(MAX_GETTOKEN_TTL),
     }
 }
 
@@ -358,7 +379,7 @@ impl Authenticator {
 
     /// [`Self::send`] with each answer's body passed to `check`, and what the check read
     /// from the body returned (see [`SourceClient::send_checked`]).
-    pub async fn send_checked<T>(
+    pub async fn send_checked<T: CheckedBody>(
         &self,
         client: &SourceClient,
         method: RequestMethod,
@@ -452,8 +473,10 @@ impl TokenAuth {
     }
 
     /// Sends `fields` with the token added; on 401 with a login token, logs in again once
-    /// and retries. A fixed token that is refused, or a 403, fails at once.
-    async fn send<T>(
+    /// and retries. An answer carrying an API error code does the same: how an expired
+    /// OIFDE token is reported is not documented, and a real error comes back again. A
+    /// fixed token that is refused, or a 403, fails at once.
+    async fn send<T: CheckedBody>(
         &self,
         client: &SourceClient,
         method: RequestMethod,
@@ -465,17 +488,31 @@ impl TokenAuth {
         loop {
             let token = self.token(client).await?;
             let sent = self.send_once(client, method, path, &mut fields, &token, check).await;
-            match (sent, &*self.tokens) {
-                (Err(SourceError::Unauthorized { status: 401, .. }), TokenSource::Login(cache))
-                    if !refreshed =>
-                {
-                    info!(source = %client.name(), "Token refused (HTTP 401); logging in again.");
+            if let (TokenSource::Login(cache), false) = (&*self.tokens, refreshed) {
+                let doubted = match &sent {
+                    Err(SourceError::Unauthorized { status: 401, .. }) => {
+                        info!(source = %client.name(), "Token refused (HTTP 401); logging in again.");
+                        true
+                    }
+                    Ok((_, read)) => read
+                        .error_code()
+                        .inspect(|code| {
+                            info!(
+                                source = %client.name(), code = %code,
+                                "The API answered an error code; logging in again in case the \
+                                 token expired."
+                            );
+                        })
+                        .is_some(),
+                    Err(_) => false,
+                };
+                if doubted {
                     cache.invalidate(&token).await;
                     refreshed = true;
+                    continue;
                 }
-                (Err(e), _) => return Err(e.redacted(token.expose()).refused(&self.credential())),
-                (ok, _) => return ok,
             }
+            return sent.map_err(|e| e.redacted(token.expose()).refused(&self.credential()));
         }
     }
 }
@@ -944,6 +981,81 @@ mod tests {
             let answer: FabricAnswer = serde_json::from_value(answer.clone()).unwrap();
             assert_eq!(fabric_ttl(&answer, asked), Duration::from_secs(want));
         }
+    }
+
+    /// `expireTime` is read as a lifetime in seconds, or, as large as an instant, as the
+    /// epoch second or millisecond it ends at; capped at an hour, the default when missing,
+    /// zero or past.
+    #[test]
+    fn gettoken_lifetimes_read_every_unit() {
+        let now = 1_765_000_000;
+        let cases = [
+            (Some(600), 600),
+            (Some(7200), 3600),
+            (Some(now as u64 + 900), 900),
+            (Some((now as u64 + 900) * 1000), 900),
+            (Some(now as u64 - 5), 600),
+            (Some(3_600_000), 3600),
+            (Some(0), 600),
+            (None, 600),
+        ];
+        for (expire_time, want) in cases {
+            let ttl = gettoken_ttl(expire_time, now);
+            assert_eq!(ttl, Duration::from_secs(want), "{expire_time:?}");
+        }
+    }
+
+    /// An error code in a 200 answer renews a login token once and asks again; a second
+    /// error code is the answer (no second renewal, no loop). A fixed token is not renewed.
+    #[tokio::test]
+    async fn an_error_code_renews_a_login_token_once() {
+        struct Code(Option<String>);
+        impl CheckedBody for Code {
+            fn error_code(&self) -> Option<&str> {
+                self.0.as_deref()
+            }
+        }
+        let mut read = |body: &Bytes| -> Result<Code, String> {
+            let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            let code = v["errorCode"].as_str().filter(|c| *c != "0");
+            Ok(Code(code.map(str::to_string)))
+        };
+        for (refused, answered, logins_wanted) in
+            [(&["t1"][..], None, 2), (&["t1", "t2"][..], Some("401"), 2)]
+        {
+            for style in STYLES {
+                let refused: Vec<String> = refused.iter().map(|t| t.to_string()).collect();
+                let (script, logins) = token_server(style, 3600, |_| true);
+                let script: Script = Arc::new(move |r: &Received| {
+                    if r.path == QUERY && refused.contains(&style.carried(r)) {
+                        Answer::status(200, EXPIRED)
+                    } else {
+                        script(r)
+                    }
+                });
+                let server = ScriptedServer::start(script).await;
+                let client = client(&server.base_url, Duration::from_secs(5), 3);
+                let auth = login_auth(style, &server.base_url);
+                let (_, code) = auth
+                    .send_checked(&client, RequestMethod::Post, QUERY, Map::new(), &mut read)
+                    .await
+                    .unwrap();
+                assert_eq!(code.0.as_deref(), answered, "{style:?}");
+                assert_eq!(logins.load(Ordering::SeqCst), logins_wanted, "{style:?}");
+                assert_eq!(query_tokens(style, &server), ["t1", "t2"], "{style:?}");
+            }
+        }
+        let server = ScriptedServer::start(queue(vec![Answer::status(200, EXPIRED)])).await;
+        let client = client(&server.base_url, Duration::from_secs(5), 3);
+        let mut src = source(&server.base_url, Duration::from_secs(5), 3);
+        src.auth = SourceAuth::StaticToken(Secret::new("fixed"));
+        let auth = Authenticator::new(&Style::Gettoken.spec(), &src).unwrap();
+        let (_, code) = auth
+            .send_checked(&client, RequestMethod::Post, QUERY, Map::new(), &mut read)
+            .await
+            .unwrap();
+        assert_eq!(code.0.as_deref(), Some("401"), "a fixed token is not renewed");
+        assert_eq!(server.received().len(), 1);
     }
 
     /// The fabric style needs an app key and secret: a fixed token or no credentials is

@@ -90,6 +90,18 @@ const INCOMPLETE_BODY: &str = "body is not complete JSON";
 /// again. Whatever else the check finds wrong with a complete body belongs in its `T`.
 pub type BodyCheck<'c, T> = &'c mut (dyn FnMut(&Bytes) -> Result<T, String> + Send);
 
+/// What a [`BodyCheck`] read from a complete body, as the token login sees it.
+pub trait CheckedBody {
+    /// The API error code the body carried, if the check found one: a login token is then
+    /// renewed once and the request sent again (an expired token may be reported so).
+    fn error_code(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// [`complete_json`] reads nothing.
+impl CheckedBody for () {}
+
 /// The check of every answer unless the caller gives its own: the body is one JSON value.
 pub fn complete_json(body: &Bytes) -> Result<(), String> {
     serde_json::from_slice::<serde::de::IgnoredAny>(body).map(drop).map_err(|e| e.to_string())
