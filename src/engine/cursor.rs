@@ -136,7 +136,7 @@ async fn attempt_window(
     let mut outcomes = Vec::with_capacity(stages.len());
     for (id, stage, oldest_open_ms) in stages {
         let rejects = if id.key == window_month.into() {
-            fetched.rejects.iter().collect()
+            fetched.rejects.records().iter().collect()
         } else {
             Vec::new()
         };
@@ -144,7 +144,7 @@ async fn attempt_window(
             target: target(id),
             stage,
             rejects,
-            rejected_texts: &fetched.rejected_texts,
+            rejected_texts: fetched.rejects.texts(),
             summary: fetched.summary,
             oldest_open_ms,
         };

@@ -41,7 +41,7 @@ use super::request::fixed_body;
 use super::slice::{commit_partition, event_normalizer, new_stage, Commit, Target, WriteMode};
 use crate::calendar::Month;
 use crate::catalog::pipeline::FanOutSpec;
-use crate::normalize::rejects::RejectedRecord;
+use crate::normalize::rejects::{RejectedRecord, RejectedSet};
 use crate::normalize::Normalizer;
 use crate::sink::crash;
 use crate::sink::key::KeyColumns;
@@ -243,8 +243,7 @@ struct ChildStage<'r, 'a> {
     id: PartitionId,
     stage: PartitionStage,
     normalizer: Normalizer,
-    rejects: Vec<RejectedRecord>,
-    rejected_texts: HashSet<String>,
+    rejects: RejectedSet,
     records: u64,
 }
 
@@ -281,15 +280,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         .map_err(sink_err)?;
         stage.mark_fetch_start();
         let normalizer = event_normalizer(run, parent.synced_at, key.bounds(run.zone));
-        Ok(Self {
-            run,
-            id,
-            stage,
-            normalizer,
-            rejects: Vec::new(),
-            rejected_texts: HashSet::new(),
-            records: 0,
-        })
+        Ok(Self { run, id, stage, normalizer, rejects: RejectedSet::default(), records: 0 })
     }
 
     fn sink_err(&self, source: SinkError) -> EngineError {
@@ -328,9 +319,7 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         for record in records {
             self.records += 1;
             if let Err(reason) = self.normalizer.push(record) {
-                if self.rejected_texts.insert(record.get().to_string()) {
-                    self.rejects.push(RejectedRecord::new(reason, record, number));
-                }
+                self.rejects.insert(RejectedRecord::new(reason, record, number));
             }
             if self.normalizer.len() >= BATCH_ROWS {
                 let batch = self.normalizer.finish();
@@ -355,8 +344,8 @@ impl<'r, 'a> ChildStage<'r, 'a> {
         let commit = Commit {
             target: Target { id: self.id, ..parent.clone() },
             stage: self.stage,
-            rejects: self.rejects.iter().collect(),
-            rejected_texts: &self.rejected_texts,
+            rejects: self.rejects.records().iter().collect(),
+            rejected_texts: self.rejects.texts(),
             summary,
             oldest_open_ms: None,
         };

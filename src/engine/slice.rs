@@ -2,9 +2,9 @@
 //! reconcile with the API's total, then commit: rejects, data object, checkpoint. A slice is
 //! a month (or part of one) of a `calendar_month` dataset, or the day's snapshot of a
 //! `snapshot` dataset. A pipeline with `max_window_days` asks for a month as consecutive
-//! windows, split again at the month edges of its `month_table_zones`; one with `for_each` or a chunked list field sends one request per entry and
-//! chunk; each request is paged and reconciled with its own total, all staged into the
-//! slice's partition.
+//! windows, split again at the month edges of its `month_table_zones`; one with `for_each`
+//! or a chunked list field sends one request per entry and chunk; each request is paged
+//! and reconciled with its own total, all staged into the slice's partition.
 //!
 //! ```text
 //!  pages ──> normalizer ──> stage (local spool + key index) ──> reconcile rows == total
@@ -39,7 +39,7 @@ use crate::calendar::{split_at_month_edges, MonthSlice};
 use crate::catalog::pipeline::{
     OpenWhile, PagingSpec, PipelineSpec, RecordsSpec, SlicingSpec, TimeFormat, TotalCounts,
 };
-use crate::normalize::rejects::RejectedRecord;
+use crate::normalize::rejects::{RejectedRecord, RejectedSet};
 use crate::normalize::Normalizer;
 use crate::sink::crash;
 use crate::sink::layout::{PartitionId, PartitionKey};
@@ -257,9 +257,7 @@ pub(super) struct Fetched {
     /// What paging saw.
     pub(super) summary: PagingSummary,
     /// Rejected records, each once (a record seen on two pages is one record).
-    pub(super) rejects: Vec<RejectedRecord>,
-    /// The texts of the rejected records.
-    pub(super) rejected_texts: HashSet<String>,
+    pub(super) rejects: RejectedSet,
     /// The distinct groups of nested records.
     pub(super) groups: HashSet<String>,
 }
@@ -403,8 +401,7 @@ pub(super) async fn fetch_normalized(
     mut on_batch: impl FnMut(RecordBatch) -> Result<(), SinkError>,
 ) -> Result<Fetched, EngineError> {
     let dataset = run.dataset_name();
-    let mut rejects: Vec<RejectedRecord> = Vec::new();
-    let mut rejected_texts: HashSet<String> = HashSet::new();
+    let mut rejects = RejectedSet::default();
     let mut groups: HashSet<String> = HashSet::new();
     let request = PagedRequest {
         client: run.client,
@@ -422,11 +419,7 @@ pub(super) async fn fetch_normalized(
     let decode = NormalizePages(template);
     let summary = fetch_pages::<PageError, _, _>(request, decode, |page| {
         groups.extend(page.groups);
-        for reject in page.rejects {
-            if rejected_texts.insert(reject.record.get().to_string()) {
-                rejects.push(reject);
-            }
-        }
+        rejects.extend(page.rejects);
         if page.batch.num_rows() > 0 {
             on_batch(page.batch).map_err(PageError::Sink)?;
         }
@@ -445,7 +438,7 @@ pub(super) async fn fetch_normalized(
             EngineError::Sink { dataset: dataset.to_string(), partition, source }
         }
     })?;
-    Ok(Fetched { summary, rejects, rejected_texts, groups })
+    Ok(Fetched { summary, rejects, groups })
 }
 
 /// A staged partition ready to commit, with what its checkpoint records.
@@ -666,8 +659,7 @@ async fn attempt_slice(
     }
     let mut fan_out = FanOut::of(run)?;
     let mut oldest_open_ms = None;
-    let mut rejects: Vec<RejectedRecord> = Vec::new();
-    let mut rejected_texts: HashSet<String> = HashSet::new();
+    let mut rejects = RejectedSet::default();
     let mut summary = PagingSummary::default();
     // Each request (window, for_each entry, chunk) is paged on its own and its distinct
     // rows must add up to its own total, whether or not an earlier request of the slice
@@ -692,11 +684,7 @@ async fn attempt_slice(
             return Err(AttemptError::Mismatch { distinct, rejects, groups, total, pages });
         }
         // A record two requests returned (windows sharing a boundary) is kept once.
-        for reject in fetched.rejects {
-            if rejected_texts.insert(reject.record.get().to_string()) {
-                rejects.push(reject);
-            }
-        }
+        rejects.extend(fetched.rejects);
     }
     drop(permit);
     let target = Target { id, mode, window, closed, synced_at };
@@ -706,8 +694,8 @@ async fn attempt_slice(
     let commit = Commit {
         target,
         stage,
-        rejects: rejects.iter().collect(),
-        rejected_texts: &rejected_texts,
+        rejects: rejects.records().iter().collect(),
+        rejected_texts: rejects.texts(),
         summary,
         oldest_open_ms,
     };
@@ -801,8 +789,7 @@ mod tests {
     fn fetched(total: u64, groups: usize) -> Fetched {
         Fetched {
             summary: PagingSummary { pages: 2, records: 0, total, total_changed: false },
-            rejects: Vec::new(),
-            rejected_texts: HashSet::new(),
+            rejects: RejectedSet::default(),
             groups: (0..groups).map(|g| g.to_string()).collect(),
         }
     }

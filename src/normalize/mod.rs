@@ -32,4 +32,4 @@ mod proptests;
 
 pub use normalizer::Normalizer;
 pub use reason::RejectReason;
-pub use rejects::RejectedRecord;
+pub use rejects::{RejectedRecord, RejectedSet};

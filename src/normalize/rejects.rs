@@ -1,5 +1,7 @@
 //! Records kept out of the lake, as the JSON lines written to `_rejects/`.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::value::RawValue;
 
@@ -16,6 +18,58 @@ pub struct RejectedRecord {
     pub record: Box<RawValue>,
     /// The API page it came from.
     pub page: u64,
+}
+
+/// Rejected records, each kept once: a record met again (on another page, or in another
+/// request of the same slice) is the same record.
+#[derive(Debug, Default)]
+pub struct RejectedSet {
+    records: Vec<RejectedRecord>,
+    texts: HashSet<String>,
+}
+
+impl RejectedSet {
+    /// Keeps `reject` unless a record of the same text is kept already.
+    pub fn insert(&mut self, reject: RejectedRecord) {
+        if self.texts.insert(reject.record.get().to_string()) {
+            self.records.push(reject);
+        }
+    }
+
+    /// The records kept, in the order first met.
+    pub fn records(&self) -> &[RejectedRecord] {
+        &self.records
+    }
+
+    /// The texts of the records kept.
+    pub fn texts(&self) -> &HashSet<String> {
+        &self.texts
+    }
+
+    /// How many records are kept.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is kept.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl Extend<RejectedRecord> for RejectedSet {
+    fn extend<I: IntoIterator<Item = RejectedRecord>>(&mut self, rejects: I) {
+        rejects.into_iter().for_each(|reject| self.insert(reject));
+    }
+}
+
+impl IntoIterator for RejectedSet {
+    type Item = RejectedRecord;
+    type IntoIter = std::vec::IntoIter<RejectedRecord>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter()
+    }
 }
 
 impl RejectedRecord {
@@ -55,6 +109,24 @@ mod tests {
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 3, 4, 5, 6).unwrap()
+    }
+
+    /// A record met again is kept once, as first met; another text is another record.
+    #[test]
+    fn a_set_keeps_each_record_once() {
+        let reject = |text: &str, page| {
+            let record = RawValue::from_string(text.into()).unwrap();
+            RejectedRecord::new(RejectReason("bad".into()), &record, page)
+        };
+        let mut set = RejectedSet::default();
+        set.extend([reject(r#"{"id":1}"#, 1), reject(r#"{"id":2}"#, 1)]);
+        set.insert(reject(r#"{"id":1}"#, 2));
+        set.insert(reject(r#"{"id": 1}"#, 3));
+        let kept: Vec<_> = set.records().iter().map(|r| (r.record.get(), r.page)).collect();
+        assert_eq!(kept, [(r#"{"id":1}"#, 1), (r#"{"id":2}"#, 1), (r#"{"id": 1}"#, 3)]);
+        assert_eq!((set.len(), set.texts().len()), (3, 3));
+        assert!(set.texts().contains(r#"{"id":2}"#));
+        assert_eq!(set.into_iter().map(|r| r.page).collect::<Vec<_>>(), [1, 1, 3]);
     }
 
     /// The line is JSON with the four keys, the record kept byte for byte.
