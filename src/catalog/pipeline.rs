@@ -461,10 +461,16 @@ pub enum SlicingSpec {
     Snapshot,
 }
 
-/// Reads a list of zone offsets written as the configuration writes them (`+08:00`, `UTC`).
+/// Reads `slicing.month_table_zones`, offsets written as the configuration writes them
+/// (`+08:00`, `UTC`); the error names the key (a tagged table's parse error points only at
+/// the table).
 fn zones<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<chrono::FixedOffset>, D::Error> {
     let texts = Vec::<String>::deserialize(d)?;
-    texts.iter().map(|t| parse_zone(t).map_err(serde::de::Error::custom)).collect()
+    let zone = |text: &String| {
+        parse_zone(text)
+            .map_err(|e| serde::de::Error::custom(format!("slicing.month_table_zones: {e}")))
+    };
+    texts.iter().map(zone).collect()
 }
 
 /// How a fan-out dataset follows its parent: which parent rows are asked about, with what
@@ -877,18 +883,16 @@ impl PipelineSpec {
                 "is for month slices; a cursor window always sends its last instant".into(),
             ));
         }
-        if let SlicingSpec::CalendarMonth {
+        if matches!(&spec.slicing, SlicingSpec::CalendarMonth {
             month_table_zones, time_format: TimeFormat::Date, ..
-        } = &spec.slicing
+        } if !month_table_zones.is_empty())
         {
-            if !month_table_zones.is_empty() {
-                return Err(invalid(
-                    "slicing.month_table_zones",
-                    "needs an instant time_format: days are asked from the source zone's \
-                     midnight; remove month_table_zones"
-                        .into(),
-                ));
-            }
+            return Err(invalid(
+                "slicing.month_table_zones",
+                "needs an instant time_format: days are asked from the source zone's \
+                 midnight; remove month_table_zones"
+                    .into(),
+            ));
         }
         if let Some(open) = &spec.records.open_while {
             if spec.records.primary_key.contains(&open.field) {
@@ -1389,5 +1393,37 @@ mod tests {
             let err = PipelineSpec::parse("d.toml", &bad).unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    /// Month-table zones parse as the configuration writes zones; a zone that is not one,
+    /// or the key with day ranges, is refused naming the key.
+    #[test]
+    fn month_table_zones_are_zones_of_instant_ranges() {
+        let with = |zones: &str| {
+            MINIMAL.replace(
+                "time_format = \"epoch_ms\"",
+                &format!("time_format = \"epoch_ms\"\nmonth_table_zones = {zones}"),
+            )
+        };
+        let p = PipelineSpec::parse("d.toml", &with(r#"["UTC", "-05:30"]"#)).unwrap();
+        let SlicingSpec::CalendarMonth { month_table_zones, .. } = p.slicing else {
+            panic!("a calendar_month pipeline")
+        };
+        let offsets: Vec<i32> = month_table_zones.iter().map(|z| z.local_minus_utc()).collect();
+        assert_eq!(offsets, [0, -(5 * 3600 + 1800)]);
+        let none = PipelineSpec::parse("d.toml", MINIMAL).unwrap();
+        assert!(matches!(none.slicing, SlicingSpec::CalendarMonth { month_table_zones, .. }
+            if month_table_zones.is_empty()));
+
+        let bad_zone = PipelineSpec::parse("d.toml", &with(r#"["Beijing"]"#)).unwrap_err();
+        let bad_zone = bad_zone.to_string();
+        assert!(
+            bad_zone.contains("month_table_zones") && bad_zone.contains("+08:00"),
+            "{bad_zone}"
+        );
+        let days =
+            with(r#"["UTC"]"#).replace("time_format = \"epoch_ms\"", "time_format = \"date\"");
+        let days = PipelineSpec::parse("d.toml", &days).unwrap_err().to_string();
+        assert!(days.contains("slicing.month_table_zones") && days.contains("instant"), "{days}");
     }
 }
