@@ -86,9 +86,8 @@ impl FixedValue {
 }
 
 /// Stages the record whose text starts at byte `at` of `text` (after any whitespace) in
-/// `columns`, with the `fixed` values over what the record sends
-/// for those columns; returns the position just past the record, or says why it cannot be
-/// a row. On a reject, part of the record may be staged: the caller discards it.
+/// `columns`, with the `fixed` values over what the record sends for those columns;
+/// returns the position just past the record, or says why it cannot be a row. On a reject, part of the record may be staged: the caller discards it.
 pub(crate) fn stage_record(
     text: &str,
     at: usize,

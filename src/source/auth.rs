@@ -489,24 +489,8 @@ impl TokenAuth {
             let token = self.token(client).await?;
             let sent = self.send_once(client, method, path, &mut fields, &token, check).await;
             if let (TokenSource::Login(cache), false) = (&*self.tokens, refreshed) {
-                let doubted = match &sent {
-                    Err(SourceError::Unauthorized { status: 401, .. }) => {
-                        info!(source = %client.name(), "Token refused (HTTP 401); logging in again.");
-                        true
-                    }
-                    Ok((_, read)) => read
-                        .error_code()
-                        .inspect(|code| {
-                            info!(
-                                source = %client.name(), code = %code,
-                                "The API answered an error code; logging in again in case the \
-                                 token expired."
-                            );
-                        })
-                        .is_some(),
-                    Err(_) => false,
-                };
-                if doubted {
+                if let Some(why) = token_doubt(&sent) {
+                    info!(source = %client.name(), "Token refused ({why}); logging in again.");
                     cache.invalidate(&token).await;
                     refreshed = true;
                     continue;
@@ -514,6 +498,16 @@ impl TokenAuth {
             }
             return sent.map_err(|e| e.redacted(token.expose()).refused(&self.credential()));
         }
+    }
+}
+
+/// Why an answer says the login token sent may be stale, if it does: HTTP 401, or an API
+/// error code (how an expired OIFDE token is reported is not documented).
+fn token_doubt<T: CheckedBody>(sent: &Result<(Bytes, T), SourceError>) -> Option<String> {
+    match sent {
+        Err(SourceError::Unauthorized { status: 401, .. }) => Some("HTTP 401".into()),
+        Ok((_, read)) => read.error_code().map(|code| format!("API error code {code}")),
+        Err(_) => None,
     }
 }
 

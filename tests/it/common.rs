@@ -283,7 +283,7 @@ impl Harness {
     /// two ranges, before and after its UTC month edge (08:00 on the 1st), each paged on
     /// its own with at least one page.
     pub fn rbt_pages(&self, months: impl IntoIterator<Item = Month>) -> u64 {
-        let (cst, utc) = (parse_zone("+08:00").unwrap(), parse_zone("UTC").unwrap());
+        let utc = parse_zone("UTC").unwrap();
         let mut pages = 0;
         for m in months {
             let edge = m.start(utc).timestamp_millis();
@@ -291,7 +291,6 @@ impl Harness {
             let before = truth.values().filter(|r| r["beginTime"].as_i64().unwrap() < edge);
             let before = before.count() as u64;
             let after = truth.len() as u64 - before;
-            assert!(m.start(cst).timestamp_millis() < edge);
             pages += before.div_ceil(1000).max(1) + after.div_ceil(1000).max(1);
         }
         pages
